@@ -1,0 +1,20 @@
+//! Tessera's pure logic: no I/O, no async, no clock, no randomness of its own. Time and
+//! randomness are parameters, so everything here is testable to exhaustion.
+//!
+//! - [`names`]: validated names and ids (buckets, keys, versions, uploads, nodes, zones, blobs).
+//! - [`layout`]: erasure layouts RS(k, m) and which failures they survive.
+//! - [`placement`]: zone-aware rendezvous placement of shards, and the write rule.
+//! - [`stripe`]: stripe geometry and the Reed-Solomon codec wrapper.
+//! - [`shard_format`]: the versioned on-disk format of shard files.
+//! - [`checksum`]: S3 additional checksums, COMPOSITE and FULL_OBJECT multipart checksums.
+//! - [`etag`]: ETags and the If-Match / If-None-Match comparisons.
+//! - [`multipart`]: multipart limits and the checks of CompleteMultipartUpload.
+
+pub mod checksum;
+pub mod etag;
+pub mod layout;
+pub mod multipart;
+pub mod names;
+pub mod placement;
+pub mod shard_format;
+pub mod stripe;

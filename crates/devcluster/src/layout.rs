@@ -1,0 +1,228 @@
+//! The persisted shape of a dev cluster: which node has which id, zone, port and folder, and the
+//! root credentials. Written once at first start (`DIR/layout.json`, mode 0600 because it holds
+//! the credentials) and reused on restart, so a restarted cluster finds every object again.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The zones of a dev cluster.
+pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+
+/// What a process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// `tessera meta`
+    Meta,
+    /// `tessera data`
+    Data,
+    /// `tessera gateway`
+    Gateway,
+}
+
+impl NodeRole {
+    /// The subcommand that runs this role.
+    pub fn subcommand(self) -> &'static str {
+        match self {
+            Self::Meta => "meta",
+            Self::Data => "data",
+            Self::Gateway => "gateway",
+        }
+    }
+}
+
+/// One process of the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// Its role.
+    pub role: NodeRole,
+    /// Node id (unique per role).
+    pub node_id: u64,
+    /// Its zone; the gateway has none.
+    pub zone: Option<String>,
+    /// Its listen port on 127.0.0.1.
+    pub port: u16,
+    /// Its data folder.
+    pub data_dir: PathBuf,
+}
+
+impl NodeSpec {
+    /// A short unique name, used for log files.
+    pub fn name(&self) -> String {
+        match &self.zone {
+            Some(z) => format!("{}-{}-{}", self.role.subcommand(), z, self.node_id),
+            None => format!("{}-{}", self.role.subcommand(), self.node_id),
+        }
+    }
+
+    /// host:port of its listener.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Every process of the cluster and its credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterLayout {
+    /// Format of this file.
+    pub format: u32,
+    /// All processes.
+    pub nodes: Vec<NodeSpec>,
+    /// Root access key.
+    pub access_key: String,
+    /// Root secret key.
+    pub secret_key: String,
+    /// Region the gateway serves.
+    pub region: String,
+}
+
+/// A layout that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// File I/O failed.
+    #[error("layout file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a layout.
+    #[error("layout file {path} is invalid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// No free port could be found.
+    #[error("no free port: {0}")]
+    Port(std::io::Error),
+}
+
+/// Binds 127.0.0.1:0 to learn a free port.
+pub fn free_port() -> Result<u16, LayoutError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(LayoutError::Port)?;
+    l.local_addr().map(|a| a.port()).map_err(LayoutError::Port)
+}
+
+impl ClusterLayout {
+    /// A fresh layout: 3 meta nodes, `data_per_zone` data nodes per zone, one gateway on
+    /// `gateway_port` (0 = any free port), new random credentials.
+    pub fn new(root: &Path, gateway_port: u16, data_per_zone: u32) -> Result<Self, LayoutError> {
+        let mut nodes = Vec::new();
+        for (i, zone) in ZONES.iter().enumerate() {
+            let id = i as u64 + 1;
+            nodes.push(NodeSpec {
+                role: NodeRole::Meta,
+                node_id: id,
+                zone: Some(zone.to_string()),
+                port: free_port()?,
+                data_dir: root.join(format!("meta-{id}")),
+            });
+        }
+        let mut data_id = 1;
+        for zone in ZONES {
+            for _ in 0..data_per_zone {
+                nodes.push(NodeSpec {
+                    role: NodeRole::Data,
+                    node_id: data_id,
+                    zone: Some(zone.to_string()),
+                    port: free_port()?,
+                    data_dir: root.join(format!("data-{data_id}")),
+                });
+                data_id += 1;
+            }
+        }
+        nodes.push(NodeSpec {
+            role: NodeRole::Gateway,
+            node_id: 1,
+            zone: None,
+            port: if gateway_port == 0 { free_port()? } else { gateway_port },
+            data_dir: root.join("gateway-1"),
+        });
+        Ok(Self {
+            format: 1,
+            nodes,
+            access_key: format!("TESS{}", hex::encode_upper(rand::random::<[u8; 8]>())),
+            secret_key: hex::encode(rand::random::<[u8; 20]>()),
+            region: "us-east-1".to_string(),
+        })
+    }
+
+    /// Reads a layout written before.
+    pub fn load(path: &Path) -> Result<Self, LayoutError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LayoutError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| LayoutError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Writes the layout readable by its owner only.
+    pub fn save(&self, path: &Path) -> Result<(), LayoutError> {
+        let io = |source| LayoutError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = serde_json::to_string_pretty(self).map_err(|source| LayoutError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        write_private(path, text.as_bytes()).map_err(io)
+    }
+
+    /// host:port of every meta node.
+    pub fn meta_endpoints(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == NodeRole::Meta)
+            .map(NodeSpec::addr)
+            .collect()
+    }
+
+    /// The gateway's spec.
+    pub fn gateway(&self) -> Option<&NodeSpec> {
+        self.nodes.iter().find(|n| n.role == NodeRole::Gateway)
+    }
+}
+
+/// Writes a file with mode 0600 (it may hold credentials), atomically.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_has_every_role_and_round_trips() {
+        let dir = std::env::temp_dir().join(format!("tessera-layout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let layout = ClusterLayout::new(&dir, 0, 2).expect("layout");
+        assert_eq!(layout.nodes.iter().filter(|n| n.role == NodeRole::Meta).count(), 3);
+        assert_eq!(layout.nodes.iter().filter(|n| n.role == NodeRole::Data).count(), 6);
+        assert!(layout.gateway().is_some());
+        let path = dir.join("layout.json");
+        layout.save(&path).expect("save");
+        let back = ClusterLayout::load(&path).expect("load");
+        assert_eq!(back.nodes, layout.nodes);
+        assert_eq!(back.secret_key, layout.secret_key);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

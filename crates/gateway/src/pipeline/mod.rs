@@ -1,0 +1,216 @@
+//! The blob pipeline: request bodies in, erasure-coded shards out to data nodes, and back.
+//!
+//! Invariant: a write returns a blob only when its committed shards satisfy the write rule
+//! (they survive the loss of any one zone); a failed write commits nothing unless it lost its
+//! quorum at the very end, and then logs the orphans. A read emits only bytes of chunks whose
+//! blake3 hash it verified, or bytes rebuilt from k such chunks. Neither direction holds more
+//! than a few stripes of a blob in memory, whatever its size.
+
+mod error;
+mod read;
+mod write;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tessera_client::DataClient;
+use tessera_core::checksum::ChecksumAlgorithm;
+use tessera_core::layout::Layout;
+use tessera_core::names::ZoneName;
+use tessera_core::stripe::DEFAULT_CHUNK_SIZE;
+use tessera_proto::meta::v1 as pb;
+
+use crate::nodes::{DataNodeView, NodeDirectory};
+
+pub use error::PipelineError;
+
+/// The error a request body stream yields (whatever the HTTP layer had).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The bytes of a blob range as they are read, verified and rebuilt. `Sync` because the HTTP
+/// layer's streaming body demands it.
+pub type BlobReadStream =
+    Pin<Box<dyn Stream<Item = Result<Bytes, PipelineError>> + Send + Sync + 'static>>;
+
+/// The largest blob a single write accepts: S3's limit for one PUT or one part.
+pub const MAX_BLOB_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Bodies up to this size are stored inline in metadata by default.
+pub const DEFAULT_INLINE_THRESHOLD: u64 = 16 * 1024;
+
+/// How long a body may send nothing before the write gives up, by default.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most nodes per zone a default layout is built for: `zone_plus_one(z)` has 3z shards and
+/// Reed-Solomon over GF(2^8) allows 255.
+const MAX_LAYOUT_NODES_PER_ZONE: u32 = 85;
+
+/// How the pipeline cuts and places blobs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobStoreConfig {
+    /// Bytes per chunk of new blobs.
+    pub chunk_size: u32,
+    /// Bodies of at most this many bytes are stored inline in metadata, not on data nodes.
+    pub inline_threshold: u64,
+    /// The layout of new blobs; `None` picks `Layout::zone_plus_one` for the smallest zone.
+    pub layout: Option<Layout>,
+    /// How long a body may send nothing before the write fails.
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for BlobStoreConfig {
+    fn default() -> Self {
+        Self {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            layout: None,
+            body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// What one write must check and compute besides storing the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The declared (decoded) length; a body of another length fails and stores nothing.
+    pub expected_len: Option<u64>,
+    /// The longest body accepted; a longer one fails with `EntityTooLarge`.
+    pub max_len: u64,
+    /// Checksums to compute over the body, returned in this order.
+    pub checksums: Vec<ChecksumAlgorithm>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            expected_len: None,
+            max_len: MAX_BLOB_SIZE,
+            checksums: Vec::new(),
+        }
+    }
+}
+
+/// A blob that was stored, with the digests of its body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WrittenBlob {
+    /// Where the bytes are: inline, or which shards on which nodes.
+    pub blob: pb::Blob,
+    /// Body length in bytes.
+    pub size: u64,
+    /// MD5 of the body (the ETag of a single PUT or part).
+    pub md5: [u8; 16],
+    /// The requested checksums, in the order asked for.
+    pub checksums: Vec<(ChecksumAlgorithm, Vec<u8>)>,
+}
+
+/// Writes bodies as blobs and reads blob ranges back; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    data: DataClient,
+    nodes: NodeDirectory,
+    config: BlobStoreConfig,
+}
+
+impl BlobStore {
+    /// A store writing through `data` to the nodes of `nodes`.
+    pub fn new(data: DataClient, nodes: NodeDirectory, config: BlobStoreConfig) -> Self {
+        Self {
+            data,
+            nodes,
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BlobStoreConfig {
+        &self.config
+    }
+
+    /// The node directory the store places shards with.
+    pub fn nodes(&self) -> &NodeDirectory {
+        &self.nodes
+    }
+
+    /// Streams a body into a blob: never holds more than a few stripes in memory. Fails,
+    /// storing nothing, if the body breaks off, idles, or differs from `expected_len`.
+    pub async fn write<S>(&self, body: S, opts: WriteOptions) -> Result<WrittenBlob, PipelineError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Send + Unpin,
+    {
+        write::write_blob(self, body, opts).await
+    }
+
+    /// Streams the bytes `[range.start, range.end)` of `blob` (the range lies within
+    /// `0..blob.size`), verifying every chunk and rebuilding from parity when shards are
+    /// missing or damaged. The stream does no work until first polled.
+    pub fn read(&self, blob: &pb::Blob, range: Range<u64>) -> BlobReadStream {
+        read::read_blob(self, blob, range)
+    }
+
+    /// The layout a write would use now, from the configuration or the membership.
+    pub fn current_layout(&self) -> Option<Layout> {
+        choose_layout(self.config.layout, &self.nodes.snapshot())
+    }
+}
+
+/// The configured layout, else `Layout::zone_plus_one` for the smallest zone among all known
+/// nodes (up or down, so that a zone outage does not change the layout of new blobs). `None`
+/// when no node is known.
+fn choose_layout(configured: Option<Layout>, nodes: &[DataNodeView]) -> Option<Layout> {
+    if configured.is_some() {
+        return configured;
+    }
+    let mut per_zone: BTreeMap<&ZoneName, u32> = BTreeMap::new();
+    for node in nodes {
+        *per_zone.entry(&node.zone).or_insert(0) += 1;
+    }
+    let smallest = per_zone.into_values().min()?;
+    Layout::zone_plus_one(smallest.min(MAX_LAYOUT_NODES_PER_ZONE)).ok()
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use tessera_core::names::NodeId;
+
+    fn nodes(zones: &[(&str, u32)]) -> Vec<DataNodeView> {
+        let mut id = 0;
+        let mut out = Vec::new();
+        for (zone, count) in zones {
+            for _ in 0..*count {
+                id += 1;
+                out.push(DataNodeView {
+                    id: NodeId(id),
+                    zone: ZoneName((*zone).to_owned()),
+                    addr: format!("n{id}:1"),
+                    available: id % 2 == 0,
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_default_layout_follows_the_smallest_zone_of_all_known_nodes() {
+        let layout = choose_layout(None, &nodes(&[("a", 2), ("b", 2), ("c", 2)]));
+        assert_eq!(layout, Layout::new(3, 3).ok());
+        let layout = choose_layout(None, &nodes(&[("a", 3), ("b", 5), ("c", 3)]));
+        assert_eq!(layout, Layout::new(5, 4).ok());
+        assert_eq!(choose_layout(None, &[]), None);
+    }
+
+    #[test]
+    fn a_configured_layout_wins_and_huge_zones_are_capped() {
+        let fixed = Layout::new(4, 2).ok();
+        assert_eq!(choose_layout(fixed, &nodes(&[("a", 2)])), fixed);
+        let huge = choose_layout(None, &nodes(&[("a", 100), ("b", 100), ("c", 100)]));
+        assert!(huge.is_some_and(|l| l.total_shards() <= 255));
+    }
+}
+
+#[cfg(test)]
+mod pipeline_test;

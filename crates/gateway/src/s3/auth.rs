@@ -1,0 +1,52 @@
+//! Authentication and the access hook. Every request passes the hook (it is always installed),
+//! and a request without valid SigV4 credentials is denied: nothing is public by default.
+
+use s3s::S3Result;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::s3_error;
+use tessera_runtime::Secret;
+
+/// Resolves access keys to secret keys. Today the root user is the only identity; users and
+/// keys kept in meta come with the IAM work.
+pub struct KeyStore {
+    root_access_key: String,
+    root_secret_key: Secret<String>,
+}
+
+impl KeyStore {
+    /// A key store holding the root credentials.
+    pub fn new(root_access_key: String, root_secret_key: Secret<String>) -> Self {
+        Self {
+            root_access_key,
+            root_secret_key,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyStore {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if access_key == self.root_access_key {
+            return Ok(SecretKey::from(self.root_secret_key.expose().as_str()));
+        }
+        Err(s3_error!(
+            InvalidAccessKeyId,
+            "The AWS Access Key Id you provided does not exist in our records."
+        ))
+    }
+}
+
+/// Deny by default: anonymous requests are refused; an authenticated root may do anything.
+/// Policies and public-access rules plug in here.
+pub struct AccessHook;
+
+#[async_trait::async_trait]
+impl S3Access for AccessHook {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(AccessDenied, "Access Denied")),
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Bucket operations: create (name rules enforced), head, delete (only when empty), list,
+//! location and versioning.
+
+use super::Ops;
+use super::convert::{owner, timestamp_from_ms};
+use crate::error::GatewayError;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response};
+use tessera_core::names::BucketName;
+use tessera_proto::meta::v1 as pb;
+use tessera_proto::meta::v1::command::Cmd;
+
+type Res<T> = Result<S3Response<T>, GatewayError>;
+
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The current time in ms since the epoch; the gateway stamps it into commands because the
+/// state machine must not read clocks.
+pub fn wall_clock_ms() -> i64 {
+    now_ms()
+}
+
+/// CreateBucket.
+pub async fn create_bucket(ops: &Ops, req: S3Request<CreateBucketInput>) -> Res<CreateBucketOutput> {
+    let input = req.input;
+    let name = BucketName::parse(&input.bucket)?;
+    if let Some(constraint) = input
+        .create_bucket_configuration
+        .as_ref()
+        .and_then(|c| c.location_constraint.as_ref())
+    {
+        let given = constraint.as_str();
+        let matches = given == ops.region || (given.is_empty() && ops.region == "us-east-1");
+        if !matches {
+            return Err(GatewayError::IllegalLocationConstraint {
+                given: given.to_string(),
+            });
+        }
+    }
+    let bucket = pb::Bucket {
+        name: name.as_str().to_string(),
+        created_ms: now_ms(),
+        versioning: pb::VersioningState::VersioningUnversioned as i32,
+        owner: ops.owner_id.clone(),
+        region: ops.region.clone(),
+    };
+    ops.execute(Cmd::CreateBucket(pb::CreateBucket {
+        bucket: Some(bucket),
+    }))
+    .await?;
+    tracing::info!(bucket = %name, "bucket created");
+    Ok(S3Response::new(CreateBucketOutput {
+        location: Some(format!("/{name}")),
+    }))
+}
+
+/// HeadBucket.
+pub async fn head_bucket(ops: &Ops, req: S3Request<HeadBucketInput>) -> Res<HeadBucketOutput> {
+    let bucket = ops.bucket(&req.input.bucket).await?;
+    Ok(S3Response::new(HeadBucketOutput {
+        bucket_region: Some(bucket.region),
+        ..Default::default()
+    }))
+}
+
+/// DeleteBucket.
+pub async fn delete_bucket(ops: &Ops, req: S3Request<DeleteBucketInput>) -> Res<DeleteBucketOutput> {
+    ops.execute(Cmd::DeleteBucket(pb::DeleteBucket {
+        name: req.input.bucket.clone(),
+    }))
+    .await?;
+    tracing::info!(bucket = %req.input.bucket, "bucket deleted");
+    Ok(S3Response::new(DeleteBucketOutput::default()))
+}
+
+/// ListBuckets, with the optional prefix and max-buckets paging.
+pub async fn list_buckets(ops: &Ops, req: S3Request<ListBucketsInput>) -> Res<ListBucketsOutput> {
+    let input = req.input;
+    let max = match input.max_buckets {
+        Some(n) if !(1..=10_000).contains(&n) => {
+            return Err(GatewayError::invalid_argument(
+                "max-buckets must be between 1 and 10000",
+            ));
+        }
+        Some(n) => usize::try_from(n).unwrap_or(10_000),
+        None => 10_000,
+    };
+    let mut all = ops.meta.list_buckets().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let after = input.continuation_token.clone().unwrap_or_default();
+    let mut selected: Vec<pb::Bucket> = all
+        .into_iter()
+        .filter(|b| b.name.starts_with(&prefix) && b.name.as_str() > after.as_str())
+        .collect();
+    let truncated = selected.len() > max;
+    selected.truncate(max);
+    let next = if truncated {
+        selected.last().map(|b| b.name.clone())
+    } else {
+        None
+    };
+    let buckets = selected
+        .into_iter()
+        .map(|b| Bucket {
+            bucket_region: Some(b.region),
+            creation_date: Some(timestamp_from_ms(b.created_ms)),
+            name: Some(b.name),
+        })
+        .collect();
+    Ok(S3Response::new(ListBucketsOutput {
+        buckets: Some(buckets),
+        continuation_token: next,
+        owner: Some(owner(&ops.owner_id, &ops.owner_name)),
+        prefix: input.prefix,
+    }))
+}
+
+/// GetBucketLocation: empty for us-east-1, as S3 answers.
+pub async fn get_bucket_location(
+    ops: &Ops,
+    req: S3Request<GetBucketLocationInput>,
+) -> Res<GetBucketLocationOutput> {
+    let bucket = ops.bucket(&req.input.bucket).await?;
+    let constraint = if bucket.region == "us-east-1" {
+        None
+    } else {
+        Some(BucketLocationConstraint::from(bucket.region))
+    };
+    Ok(S3Response::new(GetBucketLocationOutput {
+        location_constraint: constraint,
+    }))
+}
+
+/// PutBucketVersioning: Enabled or Suspended.
+pub async fn put_bucket_versioning(
+    ops: &Ops,
+    req: S3Request<PutBucketVersioningInput>,
+) -> Res<PutBucketVersioningOutput> {
+    let input = req.input;
+    let state = match input
+        .versioning_configuration
+        .status
+        .as_ref()
+        .map(|s| s.as_str())
+    {
+        Some("Enabled") => pb::VersioningState::VersioningEnabled,
+        Some("Suspended") => pb::VersioningState::VersioningSuspended,
+        _ => {
+            return Err(GatewayError::MalformedXml {
+                message: "Status must be Enabled or Suspended".into(),
+            });
+        }
+    };
+    ops.execute(Cmd::SetBucketVersioning(pb::SetBucketVersioning {
+        bucket: input.bucket,
+        state: state as i32,
+    }))
+    .await?;
+    Ok(S3Response::new(PutBucketVersioningOutput::default()))
+}
+
+/// GetBucketVersioning: no Status element until versioning was ever enabled.
+pub async fn get_bucket_versioning(
+    ops: &Ops,
+    req: S3Request<GetBucketVersioningInput>,
+) -> Res<GetBucketVersioningOutput> {
+    let bucket = ops.bucket(&req.input.bucket).await?;
+    let status = match pb::VersioningState::try_from(bucket.versioning) {
+        Ok(pb::VersioningState::VersioningEnabled) => Some("Enabled"),
+        Ok(pb::VersioningState::VersioningSuspended) => Some("Suspended"),
+        _ => None,
+    };
+    Ok(S3Response::new(GetBucketVersioningOutput {
+        mfa_delete: None,
+        status: status.map(|s| BucketVersioningStatus::from(s.to_string())),
+    }))
+}

@@ -1,0 +1,238 @@
+//! The meta role's typed config. A valid config names every voter of the group exactly once
+//! (this node included, added from `listen`/`advertise` when the list leaves it out), so that
+//! every node initialises the group with the same membership.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::types::MetaNode;
+
+/// Configuration of one meta node.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetaConfig {
+    /// This node's Raft id; unique in the group.
+    pub node_id: u64,
+    /// The zone (failure domain) this node runs in.
+    pub zone: String,
+    /// Address the gRPC server (Raft and MetaService) binds.
+    pub listen: SocketAddr,
+    /// Address peers and clients use to reach this node, when it differs from `listen`
+    /// (e.g. `listen` is 0.0.0.0).
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Root data directory; the store lives in `data_dir/meta`.
+    pub data_dir: PathBuf,
+    /// Every voter of the group, normally this node included.
+    pub peers: Vec<MetaPeer>,
+}
+
+/// One voter of the meta group.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetaPeer {
+    /// Its Raft id.
+    pub node_id: u64,
+    /// Its address ("host:port").
+    pub addr: String,
+    /// Its zone.
+    pub zone: String,
+}
+
+/// A rule the meta config breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetaConfigError {
+    /// The zone is empty.
+    #[error("zone must not be empty")]
+    EmptyZone,
+    /// A peer lacks an address or a zone.
+    #[error("peer {node_id} needs an address and a zone")]
+    IncompletePeer {
+        /// The peer.
+        node_id: u64,
+    },
+    /// Two peers share an id.
+    #[error("node id {node_id} appears twice in peers")]
+    DuplicatePeer {
+        /// The repeated id.
+        node_id: u64,
+    },
+    /// This node's own peer entry names another zone than `zone`.
+    #[error("peer entry of this node says zone {peer_zone}, config says {zone}")]
+    ZoneMismatch {
+        /// The `zone` field.
+        zone: String,
+        /// The zone in the peer list.
+        peer_zone: String,
+    },
+}
+
+impl MetaConfigError {
+    /// Config errors need an operator; retrying never helps.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+
+    /// A stable code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MetaConfigError::EmptyZone => "config_empty_zone",
+            MetaConfigError::IncompletePeer { .. } => "config_incomplete_peer",
+            MetaConfigError::DuplicatePeer { .. } => "config_duplicate_peer",
+            MetaConfigError::ZoneMismatch { .. } => "config_zone_mismatch",
+        }
+    }
+}
+
+impl MetaConfig {
+    /// Checks the rules above.
+    pub fn validate(&self) -> Result<(), MetaConfigError> {
+        if self.zone.is_empty() {
+            return Err(MetaConfigError::EmptyZone);
+        }
+        let mut seen = BTreeSet::new();
+        for peer in &self.peers {
+            if peer.addr.is_empty() || peer.zone.is_empty() {
+                return Err(MetaConfigError::IncompletePeer {
+                    node_id: peer.node_id,
+                });
+            }
+            if !seen.insert(peer.node_id) {
+                return Err(MetaConfigError::DuplicatePeer {
+                    node_id: peer.node_id,
+                });
+            }
+            if peer.node_id == self.node_id && peer.zone != self.zone {
+                return Err(MetaConfigError::ZoneMismatch {
+                    zone: self.zone.clone(),
+                    peer_zone: peer.zone.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The address others reach this node at.
+    pub fn advertised_addr(&self) -> String {
+        if let Some(addr) = &self.advertise {
+            return addr.clone();
+        }
+        if let Some(me) = self.peers.iter().find(|p| p.node_id == self.node_id) {
+            return me.addr.clone();
+        }
+        self.listen.to_string()
+    }
+
+    /// The initial voters: every peer, plus this node if the list leaves it out.
+    pub fn initial_members(&self) -> std::collections::BTreeMap<u64, MetaNode> {
+        let mut members: std::collections::BTreeMap<u64, MetaNode> = self
+            .peers
+            .iter()
+            .map(|p| {
+                (
+                    p.node_id,
+                    MetaNode {
+                        addr: p.addr.clone(),
+                        zone: p.zone.clone(),
+                    },
+                )
+            })
+            .collect();
+        members.entry(self.node_id).or_insert_with(|| MetaNode {
+            addr: self.advertised_addr(),
+            zone: self.zone.clone(),
+        });
+        members
+    }
+
+    /// Where the store and snapshot live.
+    pub fn meta_dir(&self) -> PathBuf {
+        self.data_dir.join("meta")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> MetaConfig {
+        MetaConfig {
+            node_id: 1,
+            zone: "a".into(),
+            listen: "127.0.0.1:7001".parse().expect("addr"),
+            advertise: None,
+            data_dir: PathBuf::from("/tmp/x"),
+            peers: vec![
+                MetaPeer {
+                    node_id: 1,
+                    addr: "10.0.0.1:7001".into(),
+                    zone: "a".into(),
+                },
+                MetaPeer {
+                    node_id: 2,
+                    addr: "10.0.0.2:7001".into(),
+                    zone: "b".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_valid_config_passes_and_names_its_members() {
+        let c = config();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.advertised_addr(), "10.0.0.1:7001");
+        let members = c.initial_members();
+        assert_eq!(members.len(), 2);
+        assert_eq!(members[&2].zone, "b");
+    }
+
+    #[test]
+    fn this_node_is_added_when_the_peer_list_leaves_it_out() {
+        let mut c = config();
+        c.peers.remove(0);
+        c.advertise = Some("meta-1:7001".into());
+        let members = c.initial_members();
+        assert_eq!(members[&1].addr, "meta-1:7001");
+        assert_eq!(members[&1].zone, "a");
+    }
+
+    #[test]
+    fn broken_rules_are_reported() {
+        let mut c = config();
+        c.peers[1].node_id = 1;
+        assert_eq!(
+            c.validate(),
+            Err(MetaConfigError::DuplicatePeer { node_id: 1 })
+        );
+        let mut c = config();
+        c.peers[0].zone = "z".into();
+        assert!(matches!(
+            c.validate(),
+            Err(MetaConfigError::ZoneMismatch { .. })
+        ));
+        let mut c = config();
+        c.peers[1].addr.clear();
+        assert_eq!(
+            c.validate(),
+            Err(MetaConfigError::IncompletePeer { node_id: 2 })
+        );
+        let mut c = config();
+        c.zone.clear();
+        assert_eq!(c.validate(), Err(MetaConfigError::EmptyZone));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let good = "node_id = 1\nzone = \"a\"\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/d\"\n\
+                    [[peers]]\nnode_id = 1\naddr = \"h:1\"\nzone = \"a\"\n";
+        let parsed: MetaConfig = toml::from_str(good).expect("valid config");
+        assert_eq!(parsed.peers.len(), 1);
+        assert_eq!(parsed.advertise, None);
+        let bad = format!("{good}extra = 1\n");
+        assert!(toml::from_str::<MetaConfig>(&bad).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Errors of the meta node, one enum per domain: `StoreError` for the RocksDB store and its
+//! snapshot file, `MetaNodeError` for starting and running a node. Each knows whether retrying
+//! can help and has a stable code for logs and metrics.
+
+use crate::config::MetaConfigError;
+use crate::convert::ConvertError;
+
+/// A failure of the meta store (RocksDB log, state machine, snapshot file).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB refused an operation.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A column family the store needs is missing from the database.
+    #[error("column family {0} is missing")]
+    MissingColumnFamily(&'static str),
+    /// A stored record is not valid protobuf of its type.
+    #[error("stored {what} does not decode: {source}")]
+    Decode {
+        /// Which record.
+        what: &'static str,
+        /// Why.
+        source: prost::DecodeError,
+    },
+    /// A stored record decodes but does not convert to its Raft type.
+    #[error("stored {what} is invalid: {source}")]
+    Convert {
+        /// Which record.
+        what: &'static str,
+        /// Why.
+        source: ConvertError,
+    },
+    /// A stored key does not have the layout its column family requires.
+    #[error("malformed key in column family {cf}")]
+    MalformedKey {
+        /// The column family.
+        cf: &'static str,
+    },
+    /// The store was written with a layout this build does not know.
+    #[error("store format version {found} is not supported (this build reads {supported})")]
+    UnknownFormat {
+        /// The version on disk.
+        found: u32,
+        /// The version this build writes.
+        supported: u32,
+    },
+    /// The snapshot file could not be read or written.
+    #[error("snapshot file {path}: {source}")]
+    SnapshotFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A blocking store task panicked or was cancelled.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same operation can succeed. Store errors mean a broken disk or a
+    /// broken file, so none is.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+
+    /// A stable code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Rocks(_) => "store_rocksdb",
+            StoreError::MissingColumnFamily(_) => "store_missing_cf",
+            StoreError::Decode { .. } => "store_decode",
+            StoreError::Convert { .. } => "store_convert",
+            StoreError::MalformedKey { .. } => "store_malformed_key",
+            StoreError::UnknownFormat { .. } => "store_unknown_format",
+            StoreError::SnapshotFile { .. } => "store_snapshot_file",
+            StoreError::Task(_) => "store_task",
+        }
+    }
+}
+
+/// Why a meta node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaNodeError {
+    /// The configuration breaks a rule.
+    #[error(transparent)]
+    Config(#[from] MetaConfigError),
+    /// The store could not be opened or used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The data directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// openraft refused its configuration or stopped with a fatal error.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The gRPC server failed.
+    #[error("grpc server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+impl MetaNodeError {
+    /// Whether starting again unchanged can succeed (a port still held, a transient server
+    /// failure); configuration and store errors need an operator.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, MetaNodeError::Bind { .. } | MetaNodeError::Serve(_))
+    }
+
+    /// A stable code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MetaNodeError::Config(_) => "meta_config",
+            MetaNodeError::Store(e) => e.code(),
+            MetaNodeError::DataDir { .. } => "meta_data_dir",
+            MetaNodeError::Bind { .. } => "meta_bind",
+            MetaNodeError::Raft(_) => "meta_raft",
+            MetaNodeError::Serve(_) => "meta_serve",
+        }
+    }
+}

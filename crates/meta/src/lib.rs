@@ -1,0 +1,31 @@
+//! Tessera's meta node: buckets, object versions, multipart uploads and cluster membership in a
+//! Raft-replicated state machine (openraft over gRPC, RocksDB on disk). Every change is one
+//! Raft entry applied deterministically; every read is linearizable through the leader. Only
+//! this crate links openraft and RocksDB; everyone else reaches it through
+//! `tessera_client::MetaClient`.
+//!
+//! Modules: `types` (Raft type config), `convert` (openraft ⇄ protobuf), `store` (RocksDB log,
+//! state machine, snapshots), `keys` (state-machine key layout), `apply` (command rules),
+//! `query` (reads and S3 listings), `network` / `raft_service` (Raft over gRPC),
+//! `meta_service` (MetaService with leader forwarding), `node` (start and stop).
+
+mod apply;
+mod channels;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod keys;
+mod meta_service;
+mod network;
+pub mod node;
+pub mod query;
+mod raft_service;
+mod records;
+pub mod store;
+pub mod types;
+
+pub use config::{MetaConfig, MetaConfigError, MetaPeer};
+pub use error::{MetaNodeError, StoreError};
+pub use node::{run, serve, serve_with_raft_config};
+pub use store::MetaStore;
+pub use types::{MetaNode, MetaRaft, TypeConfig};

@@ -1,0 +1,379 @@
+//! The server side of `meta.v1.MetaService`. Writes go through Raft on the leader; reads first
+//! make themselves linearizable there (read index), so whatever node answers, a read sees every
+//! write acknowledged before it began. A follower forwards the whole RPC to the leader it knows
+//! of, once: a forwarded request that lands on a non-leader fails `Unavailable` rather than
+//! bouncing, and the client retries. Data-node heartbeats stay in this node's memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use tessera_proto::meta::v1 as pb;
+use tessera_proto::meta::v1::meta_service_client::MetaServiceClient;
+use tessera_proto::meta::v1::meta_service_server::MetaService;
+use tessera_proto::raft::v1::NodeStatusRequest;
+use tessera_proto::raft::v1::raft_service_client::RaftServiceClient;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::channels::{ChannelPool, MAX_MESSAGE_BYTES};
+use crate::error::StoreError;
+use crate::query;
+use crate::raft_service::role_name;
+use crate::store::{MetaStore, blocking};
+use crate::types::{MetaNode, MetaRaft};
+
+/// Metadata key marking a request a follower already forwarded.
+const FORWARDED: &str = "x-tessera-forwarded";
+/// How long a write may wait for commit before the client is told to retry.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long confirming leadership for a read may take.
+const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a forwarded call may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a peer has to answer a status probe.
+const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// A data node is healthy when its last heartbeat is at most this old.
+pub const HEALTHY_WITHIN: Duration = Duration::from_secs(3);
+
+/// MetaService over one node's Raft and store.
+pub struct MetaGrpc {
+    node_id: u64,
+    raft: MetaRaft,
+    store: MetaStore,
+    pool: ChannelPool,
+    heartbeats: Arc<Mutex<HashMap<u64, Instant>>>,
+}
+
+enum Route {
+    Local,
+    Leader {
+        client: MetaServiceClient<Channel>,
+        addr: String,
+    },
+}
+
+fn is_forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED)
+}
+
+fn forwarded<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}
+
+fn store_status(e: StoreError) -> Status {
+    tracing::error!(error = %e, code = e.code(), "meta store read failed");
+    Status::internal(format!("meta store: {e}"))
+}
+
+/// Awaits a forwarded call within the forwarding deadline; a leader that cannot be reached is
+/// reported as such, so the client moves on to another node.
+async fn forward_call<T>(
+    addr: &str,
+    call: impl std::future::Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
+    match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+        Ok(Err(status)) if status.code() == tonic::Code::Unavailable => Err(Status::unavailable(
+            format!("leader at {addr} unavailable: {}", status.message()),
+        )),
+        Ok(result) => result,
+        Err(_) => Err(Status::unavailable(format!(
+            "leader at {addr} did not answer in time"
+        ))),
+    }
+}
+
+/// Serves one query RPC: locally after a read barrier, or forwarded to the leader.
+macro_rules! query_rpc {
+    ($self:ident, $request:ident, $method:ident, |$store:ident, $req:ident| $answer:expr) => {{
+        let was_forwarded = is_forwarded(&$request);
+        let $req = $request.into_inner();
+        match $self.read_route(was_forwarded).await? {
+            Route::Local => {
+                let $store = $self.store.clone();
+                let resp = blocking(move || $answer).await.map_err(store_status)?;
+                Ok(Response::new(resp))
+            }
+            Route::Leader { mut client, addr } => {
+                forward_call(&addr, client.$method(forwarded($req))).await
+            }
+        }
+    }};
+}
+
+impl MetaGrpc {
+    /// Serves `raft` and `store` as node `node_id`.
+    pub fn new(node_id: u64, raft: MetaRaft, store: MetaStore, pool: ChannelPool) -> Self {
+        MetaGrpc {
+            node_id,
+            raft,
+            store,
+            pool,
+            heartbeats: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn leader_client(&self, addr: &str) -> Result<MetaServiceClient<Channel>, Status> {
+        let channel = self
+            .pool
+            .get(addr)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(MetaServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// Where a request this node cannot serve should go.
+    fn route_to_leader(
+        &self,
+        to: ForwardToLeader<u64, MetaNode>,
+        was_forwarded: bool,
+    ) -> Result<Route, Status> {
+        if was_forwarded {
+            return Err(Status::unavailable(format!(
+                "node {} is not the leader (leader: {:?})",
+                self.node_id, to.leader_id
+            )));
+        }
+        let node = match (to.leader_node, to.leader_id) {
+            (Some(node), _) => node,
+            (None, Some(id)) => {
+                let metrics = self.raft.metrics().borrow().clone();
+                let found = metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .cloned();
+                found.ok_or_else(|| Status::unavailable(format!("leader {id} has no address")))?
+            }
+            (None, None) => return Err(Status::unavailable("no leader elected yet")),
+        };
+        Ok(Route::Leader {
+            client: self.leader_client(&node.addr)?,
+            addr: node.addr,
+        })
+    }
+
+    /// Makes a read linearizable here, or says which leader must serve it.
+    async fn read_route(&self, was_forwarded: bool) -> Result<Route, Status> {
+        let barrier = tokio::time::timeout(READ_BARRIER_TIMEOUT, self.raft.ensure_linearizable());
+        match barrier.await {
+            Err(_) => Err(Status::unavailable("could not confirm leadership in time")),
+            Ok(Ok(_)) => Ok(Route::Local),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to)))) => {
+                self.route_to_leader(to, was_forwarded)
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                Err(Status::unavailable(format!("no quorum: {e}")))
+            }
+            Ok(Err(RaftError::Fatal(e))) => Err(Status::unavailable(format!("raft stopped: {e}"))),
+        }
+    }
+
+    fn record_heartbeat(&self, node_id: u64) {
+        let mut beats = self
+            .heartbeats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        beats.insert(node_id, Instant::now());
+    }
+
+    fn heartbeat_age(&self, node_id: u64) -> Option<Duration> {
+        let beats = self
+            .heartbeats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        beats.get(&node_id).map(|at| at.elapsed())
+    }
+
+    async fn probe_peer(&self, node_id: u64, node: MetaNode) -> pb::MetaNodeStatus {
+        let mut status = pb::MetaNodeStatus {
+            node_id,
+            zone: node.zone.clone(),
+            addr: node.addr.clone(),
+            role: "unreachable".to_owned(),
+            last_applied: 0,
+        };
+        let Ok(channel) = self.pool.get(&node.addr) else {
+            return status;
+        };
+        let mut client = RaftServiceClient::new(channel);
+        let probe = tokio::time::timeout(
+            STATUS_PROBE_TIMEOUT,
+            client.node_status(NodeStatusRequest {}),
+        );
+        if let Ok(Ok(resp)) = probe.await {
+            let resp = resp.into_inner();
+            status.role = resp.role;
+            status.last_applied = resp.last_applied;
+        }
+        status
+    }
+}
+
+#[tonic::async_trait]
+impl MetaService for MetaGrpc {
+    async fn execute(
+        &self,
+        request: Request<pb::Command>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
+        let was_forwarded = is_forwarded(&request);
+        let cmd = request.into_inner();
+        let write = tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd.clone()));
+        match write.await {
+            Err(_) => Err(Status::unavailable("write was not committed in time")),
+            Ok(Ok(resp)) => Ok(Response::new(resp.data)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
+                match self.route_to_leader(to, was_forwarded)? {
+                    Route::Leader { mut client, addr } => {
+                        forward_call(&addr, client.execute(forwarded(cmd))).await
+                    }
+                    Route::Local => Err(Status::internal("write routed back to this node")),
+                }
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(
+                Status::internal(format!("unexpected membership error: {e}")),
+            ),
+            Ok(Err(RaftError::Fatal(e))) => Err(Status::unavailable(format!("raft stopped: {e}"))),
+        }
+    }
+
+    async fn get_bucket(
+        &self,
+        request: Request<pb::GetBucketRequest>,
+    ) -> Result<Response<pb::GetBucketResponse>, Status> {
+        query_rpc!(self, request, get_bucket, |store, req| query::get_bucket(
+            &store, &req
+        ))
+    }
+
+    async fn list_buckets(
+        &self,
+        request: Request<pb::ListBucketsRequest>,
+    ) -> Result<Response<pb::ListBucketsResponse>, Status> {
+        query_rpc!(self, request, list_buckets, |store, _req| {
+            query::list_buckets(&store)
+        })
+    }
+
+    async fn get_object(
+        &self,
+        request: Request<pb::GetObjectRequest>,
+    ) -> Result<Response<pb::GetObjectResponse>, Status> {
+        query_rpc!(self, request, get_object, |store, req| query::get_object(
+            &store, &req
+        ))
+    }
+
+    async fn list_objects(
+        &self,
+        request: Request<pb::ListObjectsRequest>,
+    ) -> Result<Response<pb::ListObjectsResponse>, Status> {
+        query_rpc!(self, request, list_objects, |store, req| {
+            query::list_objects(&store, &req)
+        })
+    }
+
+    async fn get_upload(
+        &self,
+        request: Request<pb::GetUploadRequest>,
+    ) -> Result<Response<pb::GetUploadResponse>, Status> {
+        query_rpc!(self, request, get_upload, |store, req| query::get_upload(
+            &store, &req
+        ))
+    }
+
+    async fn list_parts(
+        &self,
+        request: Request<pb::ListPartsRequest>,
+    ) -> Result<Response<pb::ListPartsResponse>, Status> {
+        query_rpc!(self, request, list_parts, |store, req| query::list_parts(
+            &store, &req
+        ))
+    }
+
+    async fn list_uploads(
+        &self,
+        request: Request<pb::ListUploadsRequest>,
+    ) -> Result<Response<pb::ListUploadsResponse>, Status> {
+        query_rpc!(self, request, list_uploads, |store, req| {
+            query::list_uploads(&store, &req)
+        })
+    }
+
+    /// Answered locally, without a read barrier, so it works without a quorum: the meta view
+    /// comes from this node's Raft metrics and probes of its peers, data nodes from its own
+    /// state machine and heartbeat memory.
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let members: Vec<(u64, MetaNode)> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.clone()))
+            .collect();
+        let probes = members.into_iter().map(|(id, node)| {
+            let own = id == self.node_id;
+            let state = metrics.state;
+            let applied = metrics.last_applied.map(|l| l.index).unwrap_or(0);
+            async move {
+                if own {
+                    pb::MetaNodeStatus {
+                        node_id: id,
+                        zone: node.zone,
+                        addr: node.addr,
+                        role: role_name(state).to_owned(),
+                        last_applied: applied,
+                    }
+                } else {
+                    self.probe_peer(id, node).await
+                }
+            }
+        });
+        let meta_nodes = join_all(probes).await;
+        let store = self.store.clone();
+        let registered = blocking(move || query::data_nodes(&store))
+            .await
+            .map_err(store_status)?;
+        let data_nodes = registered
+            .into_iter()
+            .map(|node| {
+                let age = self.heartbeat_age(node.node_id);
+                pb::DataNodeStatus {
+                    last_heartbeat_ms_ago: age
+                        .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
+                    healthy: age.is_some_and(|a| a <= HEALTHY_WITHIN),
+                    node: Some(node),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ClusterStatusResponse {
+            answered_by: self.node_id,
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            meta_nodes,
+            data_nodes,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let beat = request.into_inner();
+        let node = beat
+            .node
+            .ok_or_else(|| Status::invalid_argument("heartbeat needs the node"))?;
+        self.record_heartbeat(node.node_id);
+        Ok(Response::new(pb::HeartbeatResponse {}))
+    }
+}

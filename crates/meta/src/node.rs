@@ -1,0 +1,205 @@
+//! Starting and stopping a meta node: open the store, start Raft, serve RaftService and
+//! MetaService on one gRPC server, initialise the group on first start, and on shutdown stop
+//! the server and then Raft, so that when `run` returns nothing holds the store any more.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::{Config, SnapshotPolicy};
+use tessera_proto::meta::v1::meta_service_server::MetaServiceServer;
+use tessera_proto::raft::v1::raft_service_server::RaftServiceServer;
+use tessera_runtime::Shutdown;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tracing::{Instrument, info, warn};
+
+use crate::channels::{ChannelPool, MAX_MESSAGE_BYTES};
+use crate::config::MetaConfig;
+use crate::error::MetaNodeError;
+use crate::meta_service::MetaGrpc;
+use crate::network::NetworkFactory;
+use crate::raft_service::RaftGrpc;
+use crate::store::MetaStore;
+use crate::types::MetaRaft;
+
+/// Leader heartbeat period.
+const HEARTBEAT_MS: u64 = 250;
+/// Election timeouts: a follower that hears nothing for 1-2 s starts an election, so losing the
+/// leader's zone costs a few seconds of writes at most.
+const ELECTION_TIMEOUT_MIN_MS: u64 = 1000;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
+/// A snapshot is taken every this many applied entries.
+const SNAPSHOT_EVERY: u64 = 10_000;
+/// Entries kept after a snapshot, so a briefly lagging follower catches up from the log.
+const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+/// Snapshot chunk size on the wire.
+const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// Time one snapshot chunk (the last one includes installing it) may take.
+const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
+
+/// How long shutdown waits for Raft's tasks to release the store.
+const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Raft configuration every meta node runs with.
+pub fn raft_config() -> Result<Config, MetaNodeError> {
+    let config = Config {
+        cluster_name: "tessera-meta".to_owned(),
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT_MS,
+        ..Config::default()
+    };
+    config
+        .validate()
+        .map_err(|e| MetaNodeError::Raft(e.to_string()))
+}
+
+/// Runs a meta node on `config.listen` until `shutdown` trips.
+pub async fn run(config: MetaConfig, shutdown: Shutdown) -> Result<(), MetaNodeError> {
+    config.validate()?;
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| MetaNodeError::Bind {
+                addr: config.listen.to_string(),
+                source,
+            })?;
+    serve(config, listener, shutdown).await
+}
+
+/// Runs a meta node on an already bound listener (tests bind `:0` first) until `shutdown`
+/// trips; `config.listen` is not used.
+pub async fn serve(
+    config: MetaConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), MetaNodeError> {
+    serve_with_raft_config(config, listener, shutdown, raft_config()?).await
+}
+
+/// [`serve`] with another Raft configuration, for tests that need snapshots or elections to
+/// happen sooner than in production.
+pub async fn serve_with_raft_config(
+    config: MetaConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+    raft_config: Config,
+) -> Result<(), MetaNodeError> {
+    let span = tracing::info_span!("meta_node", node_id = config.node_id);
+    serve_node(config, listener, shutdown, raft_config)
+        .instrument(span)
+        .await
+}
+
+async fn serve_node(
+    config: MetaConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+    raft_config: Config,
+) -> Result<(), MetaNodeError> {
+    config.validate()?;
+    let dir = config.meta_dir();
+    std::fs::create_dir_all(&dir).map_err(|source| MetaNodeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let store = MetaStore::open(&dir)?;
+    let pool = ChannelPool::new();
+    let raft = MetaRaft::new(
+        config.node_id,
+        Arc::new(raft_config),
+        NetworkFactory::new(pool.clone()),
+        store.log_store(),
+        store.state_machine(),
+    )
+    .await
+    .map_err(|e| MetaNodeError::Raft(e.to_string()))?;
+
+    let raft_service = RaftServiceServer::new(RaftGrpc::new(raft.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let meta_service = MetaServiceServer::new(MetaGrpc::new(
+        config.node_id,
+        raft.clone(),
+        store.clone(),
+        pool,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let local = listener.local_addr().ok();
+    info!(
+        node_id = config.node_id,
+        zone = %config.zone,
+        listen = ?local,
+        "meta node serving"
+    );
+    let stop = shutdown.clone();
+    let server = Server::builder()
+        .add_service(raft_service)
+        .add_service(meta_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            stop.wait().await
+        });
+
+    let init = tokio::spawn(initialize(raft.clone(), config.clone()).in_current_span());
+    let served = server.await;
+    init.abort();
+    let _ = init.await;
+    if let Err(e) = raft.shutdown().await {
+        warn!(error = %e, "raft did not stop cleanly");
+    }
+    drop(raft);
+    wait_until_closed(&store).await;
+    info!(node_id = config.node_id, "meta node stopped");
+    served.map_err(MetaNodeError::from)
+}
+
+/// Waits (briefly) until the Raft tasks that still held the store have let go of it, so a node
+/// restarted in the same process can open the database again.
+async fn wait_until_closed(store: &MetaStore) {
+    let deadline = tokio::time::Instant::now() + STORE_RELEASE_TIMEOUT;
+    while store.handles() > 1 {
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                handles = store.handles(),
+                "store still in use after shutdown"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Initialises the group with every configured voter if this node has no Raft state yet.
+/// Every node does this on its first start; openraft accepts the identical membership from
+/// each, and a node that already learnt the group from a peer skips it.
+async fn initialize(raft: MetaRaft, config: MetaConfig) {
+    // Give peers a moment to come up, so the first election does not start alone.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    match raft.is_initialized().await {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => {
+            warn!(error = %e, "cannot read raft state");
+            return;
+        }
+    }
+    let members = config.initial_members();
+    let voters = members.len();
+    match raft.initialize(members).await {
+        Ok(()) => info!(node_id = config.node_id, voters, "meta group initialised"),
+        Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+            info!(node_id = config.node_id, reason = %e, "meta group already initialised");
+        }
+        Err(RaftError::APIError(InitializeError::NotInMembers(e))) => {
+            warn!(node_id = config.node_id, error = %e, "this node is not a configured voter");
+        }
+        Err(RaftError::Fatal(e)) => warn!(error = %e, "raft stopped during initialisation"),
+    }
+}

@@ -1,0 +1,535 @@
+//! Reads and S3 listings over a state machine filled through real commands.
+
+use super::*;
+use openraft::entry::EntryPayload;
+use openraft::{CommittedLeaderId, LogId};
+use tempfile::TempDir;
+use tessera_core::names::VersionId;
+use tessera_proto::meta::v1::{
+    Command, CreateBucket, CreateUpload, DeleteObject, PutPart, PutVersion, SetBucketVersioning,
+    VersioningState, command,
+};
+
+use crate::types::LogEntry;
+
+struct Fixture {
+    _dir: TempDir,
+    store: MetaStore,
+    next_index: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = MetaStore::open(dir.path()).expect("open");
+        let mut f = Fixture {
+            _dir: dir,
+            store,
+            next_index: 1,
+        };
+        f.apply(vec![command::Cmd::CreateBucket(CreateBucket {
+            bucket: Some(Bucket {
+                name: "bkt".into(),
+                owner: "o".into(),
+                ..Bucket::default()
+            }),
+        })]);
+        f
+    }
+
+    /// Applies commands as consecutive entries (one apply call, like a Raft batch).
+    fn apply(&mut self, cmds: Vec<command::Cmd>) -> Vec<u64> {
+        let mut indexes = Vec::new();
+        let entries = cmds
+            .into_iter()
+            .map(|cmd| {
+                let index = self.next_index;
+                self.next_index += 1;
+                indexes.push(index);
+                LogEntry {
+                    log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                    payload: EntryPayload::Normal(Command { cmd: Some(cmd) }),
+                }
+            })
+            .collect();
+        let results = self.store.apply_entries(entries).expect("apply");
+        for r in results {
+            if let Some(tessera_proto::meta::v1::command_result::Result::Error(e)) = r.result {
+                panic!("setup command rejected: {e:?}");
+            }
+        }
+        indexes
+    }
+
+    fn put_keys(&mut self, keys: &[&str]) -> Vec<u64> {
+        self.apply(keys.iter().map(|k| put(k)).collect())
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: &str,
+        max: u32,
+    ) -> ListObjectsResponse {
+        list_objects(
+            &self.store,
+            &ListObjectsRequest {
+                bucket: "bkt".into(),
+                prefix: prefix.into(),
+                delimiter: delimiter.map(str::to_owned),
+                start_after: start_after.into(),
+                max_keys: max,
+            },
+        )
+        .expect("list")
+    }
+}
+
+fn put(key: &str) -> command::Cmd {
+    command::Cmd::PutVersion(PutVersion {
+        version: Some(ObjectVersion {
+            bucket: "bkt".into(),
+            key: key.into(),
+            etag: "\"e\"".into(),
+            ..ObjectVersion::default()
+        }),
+        precondition: None,
+    })
+}
+
+fn delete(key: &str, version_id: Option<&str>) -> command::Cmd {
+    command::Cmd::DeleteObject(DeleteObject {
+        bucket: "bkt".into(),
+        key: key.into(),
+        version_id: version_id.map(str::to_owned),
+        now_ms: 1,
+    })
+}
+
+fn enable_versioning() -> command::Cmd {
+    command::Cmd::SetBucketVersioning(SetBucketVersioning {
+        bucket: "bkt".into(),
+        state: VersioningState::VersioningEnabled as i32,
+    })
+}
+
+fn names(resp: &ListObjectsResponse) -> Vec<&str> {
+    resp.objects.iter().map(|o| o.key.as_str()).collect()
+}
+
+const TREE: &[&str] = &[
+    "a.txt",
+    "photos/2023/x.jpg",
+    "photos/2024/a.jpg",
+    "photos/2024/b.jpg",
+    "photos/readme",
+    "videos/v.mp4",
+    "z",
+];
+
+#[test]
+fn common_prefix_rolls_up_to_the_first_delimiter_after_the_prefix() {
+    assert_eq!(common_prefix("a/b/c", "", "/"), Some("a/"));
+    assert_eq!(common_prefix("a/b/c", "a/", "/"), Some("a/b/"));
+    assert_eq!(common_prefix("a/b/c", "a/b/", "/"), None);
+    assert_eq!(common_prefix("a/b/c", "x", "/"), None);
+    assert_eq!(common_prefix("a--b--c", "a", "--"), Some("a--"));
+}
+
+#[test]
+fn prefixes_and_delimiters_group_keys_like_s3() {
+    let mut f = Fixture::new();
+    f.put_keys(TREE);
+
+    let all = f.list("", None, "", 0);
+    assert_eq!(names(&all), TREE);
+    assert!(!all.is_truncated);
+    assert_eq!(all.next_marker, "z");
+
+    let root = f.list("", Some("/"), "", 0);
+    assert_eq!(names(&root), ["a.txt", "z"]);
+    assert_eq!(root.common_prefixes, ["photos/", "videos/"]);
+
+    let photos = f.list("photos/", Some("/"), "", 0);
+    assert_eq!(names(&photos), ["photos/readme"]);
+    assert_eq!(photos.common_prefixes, ["photos/2023/", "photos/2024/"]);
+
+    let year = f.list("photos/2024/", Some("/"), "", 0);
+    assert_eq!(names(&year), ["photos/2024/a.jpg", "photos/2024/b.jpg"]);
+    assert!(year.common_prefixes.is_empty());
+
+    let partial = f.list("photos/20", None, "", 0);
+    assert_eq!(partial.objects.len(), 3);
+
+    // An empty delimiter means no grouping.
+    assert_eq!(f.list("", Some(""), "", 0).objects.len(), TREE.len());
+    // Nothing matches a prefix past every key.
+    assert!(f.list("zz", Some("/"), "", 0).objects.is_empty());
+}
+
+#[test]
+fn pages_count_common_prefixes_as_one_entry_and_resume_after_the_marker() {
+    let mut f = Fixture::new();
+    f.put_keys(TREE);
+    let mut seen = Vec::new();
+    let mut marker = String::new();
+    loop {
+        let page = f.list("", Some("/"), &marker, 1);
+        assert_eq!(page.objects.len() + page.common_prefixes.len(), 1);
+        seen.extend(page.objects.iter().map(|o| o.key.clone()));
+        seen.extend(page.common_prefixes.iter().cloned());
+        marker = page.next_marker.clone();
+        if !page.is_truncated {
+            break;
+        }
+    }
+    assert_eq!(seen, ["a.txt", "photos/", "videos/", "z"]);
+
+    // A start_after inside an already listed common prefix continues after that prefix.
+    let resumed = f.list("", Some("/"), "photos/2023/x.jpg", 0);
+    assert!(names(&resumed).iter().all(|k| !k.starts_with("photos/")));
+    assert_eq!(resumed.common_prefixes, ["videos/"]);
+
+    // Without a delimiter, start_after is exclusive and may name a missing key.
+    assert_eq!(
+        names(&f.list("", None, "photos/2024/a.jpg", 2)),
+        ["photos/2024/b.jpg", "photos/readme"]
+    );
+    assert_eq!(
+        names(&f.list("", None, "photos/2024/a", 1)),
+        ["photos/2024/a.jpg"]
+    );
+    // A start_after before the prefix starts at the prefix.
+    assert_eq!(names(&f.list("videos/", None, "a", 0)), ["videos/v.mp4"]);
+    // A start_after past everything gives an empty, untruncated page.
+    let end = f.list("", None, "zz", 0);
+    assert!(end.objects.is_empty() && !end.is_truncated);
+}
+
+#[test]
+fn delete_markers_hide_keys_and_older_versions_never_show() {
+    let mut f = Fixture::new();
+    f.apply(vec![enable_versioning()]);
+    f.put_keys(&["k1", "k2", "k2", "k3", "dir/gone", "dir2/gone", "dir2/live"]);
+    f.apply(vec![
+        delete("k1", None),
+        delete("dir/gone", None),
+        delete("dir2/gone", None),
+    ]);
+    let all = f.list("", None, "", 0);
+    assert_eq!(names(&all), ["dir2/live", "k2", "k3"]);
+    let k2 = &all.objects[1];
+    assert_eq!(
+        k2.seq, 5,
+        "the newest version of k2 (entries 4 and 5 wrote it)"
+    );
+
+    // "dir/" holds only a deleted key, so it is no common prefix; "dir2/" has a live key.
+    let grouped = f.list("", Some("/"), "", 0);
+    assert_eq!(grouped.common_prefixes, ["dir2/"]);
+    assert_eq!(names(&grouped), ["k2", "k3"]);
+
+    // Pages resume after the marker and skip hidden keys on the way.
+    let page = f.list("", None, "", 2);
+    assert_eq!(names(&page), ["dir2/live", "k2"]);
+    assert!(page.is_truncated);
+    let last = f.list("", None, &page.next_marker, 2);
+    assert_eq!(names(&last), ["k3"]);
+    assert!(!last.is_truncated);
+}
+
+#[test]
+fn a_page_ending_before_only_hidden_keys_is_not_truncated() {
+    let mut f = Fixture::new();
+    f.apply(vec![enable_versioning()]);
+    f.put_keys(&["a", "bkt", "c"]);
+    f.apply(vec![delete("bkt", None), delete("c", None)]);
+    let page = f.list("", None, "", 1);
+    assert_eq!(names(&page), ["a"]);
+    assert!(!page.is_truncated);
+}
+
+#[test]
+fn thousands_of_keys_page_in_thousands() {
+    let mut f = Fixture::new();
+    let keys: Vec<String> = (0..2500).map(|i| format!("key-{i:05}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    f.put_keys(&refs);
+
+    let mut listed = Vec::new();
+    let mut marker = String::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = f.list("", None, &marker, 1000);
+        pages.push((page.objects.len(), page.is_truncated));
+        listed.extend(page.objects.iter().map(|o| o.key.clone()));
+        marker = page.next_marker.clone();
+        if !page.is_truncated {
+            break;
+        }
+    }
+    assert_eq!(pages, [(1000, true), (1000, true), (500, false)]);
+    assert_eq!(listed, keys);
+    // 0 means 1000, and more than 1000 is capped.
+    assert_eq!(f.list("", None, "", 0).objects.len(), 1000);
+    assert_eq!(f.list("", None, "", 5000).objects.len(), 1000);
+}
+
+#[test]
+fn missing_buckets_and_uploads_are_flagged() {
+    let f = Fixture::new();
+    let objects = list_objects(
+        &f.store,
+        &ListObjectsRequest {
+            bucket: "nope".into(),
+            ..ListObjectsRequest::default()
+        },
+    )
+    .expect("list");
+    assert!(objects.no_such_bucket);
+    let got = get_object(
+        &f.store,
+        &GetObjectRequest {
+            bucket: "nope".into(),
+            key: "k".into(),
+            version_id: None,
+        },
+    )
+    .expect("get");
+    assert!(got.no_such_bucket);
+    let uploads = list_uploads(
+        &f.store,
+        &ListUploadsRequest {
+            bucket: "nope".into(),
+            ..ListUploadsRequest::default()
+        },
+    )
+    .expect("uploads");
+    assert!(uploads.no_such_bucket);
+    let parts = list_parts(
+        &f.store,
+        &ListPartsRequest {
+            upload_id: "nope".into(),
+            ..ListPartsRequest::default()
+        },
+    )
+    .expect("parts");
+    assert!(parts.no_such_upload);
+    assert!(
+        get_upload(
+            &f.store,
+            &GetUploadRequest {
+                upload_id: "nope".into()
+            }
+        )
+        .expect("upload")
+        .upload
+        .is_none()
+    );
+}
+
+#[test]
+fn get_object_finds_the_current_or_a_named_version() {
+    let mut f = Fixture::new();
+    f.put_keys(&["k"]); // null version from before versioning
+    f.apply(vec![enable_versioning()]);
+    let v2 = f.put_keys(&["k"])[0];
+    let marker = f.apply(vec![delete("k", None)])[0];
+    let get = |version_id: Option<String>| {
+        get_object(
+            &f.store,
+            &GetObjectRequest {
+                bucket: "bkt".into(),
+                key: "k".into(),
+                version_id,
+            },
+        )
+        .expect("get")
+        .version
+    };
+    let current = get(None).expect("current");
+    assert!(current.delete_marker);
+    assert_eq!(current.seq, marker);
+    let named = get(Some(VersionId::from_seq(v2).as_str().to_owned())).expect("v2");
+    assert_eq!(named.seq, v2);
+    let null = get(Some("null".into())).expect("null");
+    assert_eq!(null.version_id, "null");
+    assert!(get(Some(VersionId::from_seq(999).as_str().to_owned())).is_none());
+    assert!(get(Some("garbage".into())).is_none());
+    // The null version's seq must not be reachable under a sequence-made id.
+    assert!(get(Some(VersionId::from_seq(null.seq).as_str().to_owned())).is_none());
+}
+
+#[test]
+fn buckets_are_listed_by_name() {
+    let mut f = Fixture::new();
+    f.apply(
+        ["zeta", "alpha"]
+            .iter()
+            .map(|n| {
+                command::Cmd::CreateBucket(CreateBucket {
+                    bucket: Some(Bucket {
+                        name: (*n).into(),
+                        ..Bucket::default()
+                    }),
+                })
+            })
+            .collect(),
+    );
+    let names: Vec<String> = list_buckets(&f.store)
+        .expect("list")
+        .buckets
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["alpha", "bkt", "zeta"]);
+    assert!(
+        get_bucket(
+            &f.store,
+            &GetBucketRequest {
+                name: "alpha".into()
+            }
+        )
+        .expect("get")
+        .bucket
+        .is_some()
+    );
+}
+
+fn create_upload(key: &str, id: &str) -> command::Cmd {
+    command::Cmd::CreateUpload(CreateUpload {
+        upload: Some(MultipartUpload {
+            bucket: "bkt".into(),
+            key: key.into(),
+            upload_id: id.into(),
+            ..MultipartUpload::default()
+        }),
+    })
+}
+
+fn uploads(
+    f: &Fixture,
+    delimiter: Option<&str>,
+    key_marker: &str,
+    id_marker: &str,
+    max: u32,
+) -> ListUploadsResponse {
+    list_uploads(
+        &f.store,
+        &ListUploadsRequest {
+            bucket: "bkt".into(),
+            prefix: String::new(),
+            delimiter: delimiter.map(str::to_owned),
+            key_marker: key_marker.into(),
+            upload_id_marker: id_marker.into(),
+            max_uploads: max,
+        },
+    )
+    .expect("list uploads")
+}
+
+fn pairs(resp: &ListUploadsResponse) -> Vec<(String, String)> {
+    resp.uploads
+        .iter()
+        .map(|u| (u.key.clone(), u.upload_id.clone()))
+        .collect()
+}
+
+#[test]
+fn uploads_page_by_key_and_upload_id_markers() {
+    let mut f = Fixture::new();
+    f.apply(vec![
+        create_upload("a", "u2"),
+        create_upload("a", "u1"),
+        create_upload("bkt", "u3"),
+        create_upload("dir/x", "u4"),
+        create_upload("dir/y", "u5"),
+    ]);
+    let p = |k: &str, u: &str| (k.to_owned(), u.to_owned());
+    let all = uploads(&f, None, "", "", 0);
+    assert_eq!(
+        pairs(&all),
+        [
+            p("a", "u1"),
+            p("a", "u2"),
+            p("bkt", "u3"),
+            p("dir/x", "u4"),
+            p("dir/y", "u5")
+        ]
+    );
+    let first = uploads(&f, None, "", "", 2);
+    assert_eq!(pairs(&first), [p("a", "u1"), p("a", "u2")]);
+    assert!(first.is_truncated);
+    assert_eq!(
+        (
+            first.next_key_marker.as_str(),
+            first.next_upload_id_marker.as_str()
+        ),
+        ("a", "u2")
+    );
+    // key marker + upload id marker: the rest of that key, then later keys.
+    let rest = uploads(&f, None, "a", "u1", 2);
+    assert_eq!(pairs(&rest), [p("a", "u2"), p("bkt", "u3")]);
+    // key marker alone: strictly later keys.
+    let later = uploads(&f, None, "a", "", 0);
+    assert_eq!(pairs(&later)[0], p("bkt", "u3"));
+    // Delimiter grouping.
+    let grouped = uploads(&f, Some("/"), "", "", 0);
+    assert_eq!(grouped.common_prefixes, ["dir/"]);
+    assert_eq!(grouped.uploads.len(), 3);
+    let after_dir = uploads(&f, Some("/"), "dir/", "", 0);
+    assert!(after_dir.uploads.is_empty() && after_dir.common_prefixes.is_empty());
+    let get = get_upload(
+        &f.store,
+        &GetUploadRequest {
+            upload_id: "u4".into(),
+        },
+    )
+    .expect("get");
+    assert_eq!(get.upload.expect("u4").key, "dir/x");
+}
+
+#[test]
+fn parts_page_after_the_part_number_marker() {
+    let mut f = Fixture::new();
+    f.apply(vec![create_upload("k", "u")]);
+    f.apply(
+        [1u32, 2, 3, 10, 11]
+            .iter()
+            .map(|n| {
+                command::Cmd::PutPart(PutPart {
+                    part: Some(UploadedPart {
+                        upload_id: "u".into(),
+                        part_number: *n,
+                        size: 1,
+                        etag: format!("\"p{n}\""),
+                        ..UploadedPart::default()
+                    }),
+                })
+            })
+            .collect(),
+    );
+    let page = |marker: u32, max: u32| {
+        list_parts(
+            &f.store,
+            &ListPartsRequest {
+                upload_id: "u".into(),
+                part_number_marker: marker,
+                max_parts: max,
+            },
+        )
+        .expect("parts")
+    };
+    let numbers = |r: &ListPartsResponse| r.parts.iter().map(|p| p.part_number).collect::<Vec<_>>();
+    let first = page(0, 2);
+    assert_eq!(numbers(&first), [1, 2]);
+    assert!(first.is_truncated);
+    assert_eq!(first.next_part_number_marker, 2);
+    let second = page(2, 2);
+    assert_eq!(numbers(&second), [3, 10]);
+    let last = page(10, 0);
+    assert_eq!(numbers(&last), [11]);
+    assert!(!last.is_truncated);
+    assert!(page(u32::MAX, 0).parts.is_empty());
+}

@@ -1,0 +1,98 @@
+//! The server side of `raft.v1.RaftService`: decodes each RPC, hands it to the local Raft node
+//! and encodes the answer. A node that is shutting down answers `Unavailable`, which peers treat
+//! as unreachable.
+
+use openraft::ServerState;
+use openraft::error::{InstallSnapshotError, RaftError};
+use tessera_proto::raft::v1 as pb;
+use tessera_proto::raft::v1::raft_service_server::RaftService;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::types::MetaRaft;
+
+/// RaftService over one node's Raft.
+pub struct RaftGrpc {
+    raft: MetaRaft,
+}
+
+impl RaftGrpc {
+    /// Serves `raft`.
+    pub fn new(raft: MetaRaft) -> Self {
+        RaftGrpc { raft }
+    }
+}
+
+fn malformed(e: convert::ConvertError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn stopped<E: std::fmt::Display>(e: E) -> Status {
+    Status::unavailable(format!("raft is not running: {e}"))
+}
+
+/// The role name used in status answers.
+pub fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "unreachable",
+    }
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpc {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let req = convert::append_request_from_pb(request.into_inner()).map_err(malformed)?;
+        let resp = self.raft.append_entries(req).await.map_err(stopped)?;
+        Ok(Response::new(convert::append_response_to_pb(&resp)))
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = convert::vote_request_from_pb(request.into_inner()).map_err(malformed)?;
+        let resp = self.raft.vote(req).await.map_err(stopped)?;
+        Ok(Response::new(convert::vote_response_to_pb(&resp)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<pb::InstallSnapshotRequest>,
+    ) -> Result<Response<pb::InstallSnapshotResponse>, Status> {
+        let req =
+            convert::install_snapshot_request_from_pb(request.into_inner()).map_err(malformed)?;
+        match self.raft.install_snapshot(req).await {
+            Ok(resp) => Ok(Response::new(convert::install_snapshot_response_to_pb(
+                &resp,
+            ))),
+            Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
+                Ok(Response::new(pb::InstallSnapshotResponse {
+                    vote: None,
+                    mismatch: Some(convert::snapshot_mismatch_to_pb(&m)),
+                }))
+            }
+            Err(RaftError::Fatal(e)) => Err(stopped(e)),
+        }
+    }
+
+    async fn node_status(
+        &self,
+        _request: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        let m = self.raft.metrics().borrow().clone();
+        Ok(Response::new(pb::NodeStatusResponse {
+            node_id: m.id,
+            role: role_name(m.state).to_owned(),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+        }))
+    }
+}

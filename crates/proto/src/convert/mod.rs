@@ -1,0 +1,3 @@
+//! Conversions between wire types and `tessera-core` types, one module per domain.
+
+pub mod data;

@@ -1,0 +1,226 @@
+//! `tessera bench`: a load generator for any S3 endpoint. The standard suite measures PUT and
+//! GET throughput of 1 MiB and 64 MiB objects at concurrency 8 and 4 KiB PUT/GET ops/s at
+//! concurrency 32, each with p50 and p99 latency. Credentials come from the usual AWS_*
+//! variables (dev.env sets them).
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use clap::Args;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Flags of `tessera bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// S3 endpoint.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: String,
+    /// Access key.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key: String,
+    /// Secret key (from the environment only).
+    #[arg(skip)]
+    _secret: (),
+    /// Region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Bucket to use (created if missing).
+    #[arg(long, default_value = "tessera-bench")]
+    bucket: String,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Scenarios to run (comma-separated), or "standard" for the whole suite:
+    /// put-1m, get-1m, put-64m, get-64m, put-4k, get-4k.
+    #[arg(long, default_value = "standard", value_delimiter = ',')]
+    scenarios: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    put: bool,
+    size: usize,
+    concurrency: usize,
+}
+
+const SUITE: [Scenario; 6] = [
+    Scenario { name: "put-1m", put: true, size: 1 << 20, concurrency: 8 },
+    Scenario { name: "get-1m", put: false, size: 1 << 20, concurrency: 8 },
+    Scenario { name: "put-64m", put: true, size: 64 << 20, concurrency: 8 },
+    Scenario { name: "get-64m", put: false, size: 64 << 20, concurrency: 8 },
+    Scenario { name: "put-4k", put: true, size: 4 << 10, concurrency: 32 },
+    Scenario { name: "get-4k", put: false, size: 4 << 10, concurrency: 32 },
+];
+
+/// Builds an S3 client for an endpoint with static credentials (path-style addressing).
+pub fn s3_client(endpoint: &str, access: &str, secret: &str, region: &str) -> aws_sdk_s3::Client {
+    let creds = aws_credential_types::Credentials::new(access, secret, None, None, "tessera");
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new(region.to_string()))
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+struct Outcome {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+async fn run_scenario(client: &aws_sdk_s3::Client, bucket: &str, s: Scenario, seconds: u64) -> Outcome {
+    let payload = Bytes::from((0..s.size).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());
+    let prefix = format!("{}-{}", s.name.trim_start_matches("get-").trim_start_matches("put-"), s.size);
+    // GETs read objects written beforehand, one per worker slot.
+    if !s.put {
+        for i in 0..s.concurrency {
+            let _ = client
+                .put_object()
+                .bucket(bucket)
+                .key(format!("{prefix}/seed-{i}"))
+                .body(ByteStream::from(payload.clone()))
+                .send()
+                .await;
+        }
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..s.concurrency {
+        let client = client.clone();
+        let bucket = bucket.to_string();
+        let payload = payload.clone();
+        let counter = counter.clone();
+        let errors = errors.clone();
+        let prefix = prefix.clone();
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t0 = Instant::now();
+                let ok = if s.put {
+                    client
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(format!("{prefix}/obj-{n}"))
+                        .body(ByteStream::from(payload.clone()))
+                        .send()
+                        .await
+                        .is_ok()
+                } else {
+                    match client
+                        .get_object()
+                        .bucket(&bucket)
+                        .key(format!("{prefix}/seed-{w}"))
+                        .send()
+                        .await
+                    {
+                        Ok(out) => out
+                            .body
+                            .collect()
+                            .await
+                            .map(|b| b.into_bytes().len() == payload.len())
+                            .unwrap_or(false),
+                        Err(_) => false,
+                    }
+                };
+                if ok {
+                    lat.push(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for w in workers {
+        if let Ok(l) = w.await {
+            latencies_us.extend(l);
+        }
+    }
+    Outcome {
+        latencies_us,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+/// Runs the selected scenarios and prints one line each.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is required")?;
+    let selected: Vec<Scenario> = if args.scenarios.iter().any(|s| s == "standard") {
+        SUITE.to_vec()
+    } else {
+        let mut v = Vec::new();
+        for name in &args.scenarios {
+            match SUITE.iter().find(|s| s.name == name) {
+                Some(s) => v.push(*s),
+                None => bail!("unknown scenario {name}"),
+            }
+        }
+        v
+    };
+    let client = s3_client(&args.endpoint, &args.access_key, &secret, &args.region);
+    if client.head_bucket().bucket(&args.bucket).send().await.is_err() {
+        client
+            .create_bucket()
+            .bucket(&args.bucket)
+            .send()
+            .await
+            .context("cannot create the bench bucket")?;
+    }
+    println!(
+        "{:<9} {:>5} {:>9} {:>7} {:>10} {:>9} {:>9} {:>6}",
+        "scenario", "conc", "size", "ops", "MiB/s", "ops/s", "p50 ms", "p99 ms"
+    );
+    for s in selected {
+        let mut o = run_scenario(&client, &args.bucket, s, args.seconds).await;
+        o.latencies_us.sort_unstable();
+        let ops = o.latencies_us.len() as f64;
+        let secs = o.elapsed.as_secs_f64().max(1e-9);
+        let mib = ops * s.size as f64 / (1024.0 * 1024.0) / secs;
+        println!(
+            "{:<9} {:>5} {:>9} {:>7} {:>10.1} {:>9.1} {:>9.2} {:>6.1}{}",
+            s.name,
+            s.concurrency,
+            s.size,
+            o.latencies_us.len(),
+            mib,
+            ops / secs,
+            percentile(&o.latencies_us, 0.50),
+            percentile(&o.latencies_us, 0.99),
+            if o.errors > 0 { format!("  ({} errors)", o.errors) } else { String::new() }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}

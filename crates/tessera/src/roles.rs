@@ -1,0 +1,216 @@
+//! The long-running roles: flags (or a TOML config file, which flags and `TESSERA_*`
+//! variables override) become each role's typed config, then the role runs until SIGTERM or
+//! Ctrl-C.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tessera_runtime::{Secret, Shutdown};
+use tracing::Instrument;
+
+/// Flags of `tessera meta`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// TOML config file (flags override it).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's Raft id.
+    #[arg(long, env = "TESSERA_NODE_ID")]
+    id: Option<u64>,
+    /// This node's zone.
+    #[arg(long, env = "TESSERA_ZONE")]
+    zone: Option<String>,
+    /// gRPC listen address.
+    #[arg(long, env = "TESSERA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address other nodes use to reach this one (default: --listen).
+    #[arg(long, env = "TESSERA_ADVERTISE")]
+    advertise: Option<String>,
+    /// Folder for the Raft log and state machine.
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Every voter, this one included: ID=HOST:PORT@ZONE (repeat the flag).
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+}
+
+/// Flags of `tessera data`.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// TOML config file (flags override it).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long, env = "TESSERA_NODE_ID")]
+    id: Option<u64>,
+    /// This node's zone (failure domain).
+    #[arg(long, env = "TESSERA_ZONE")]
+    zone: Option<String>,
+    /// gRPC listen address.
+    #[arg(long, env = "TESSERA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address the gateway uses to reach this node (default: --listen).
+    #[arg(long, env = "TESSERA_ADVERTISE")]
+    advertise: Option<String>,
+    /// Folder for shard files.
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Meta nodes, comma-separated HOST:PORT.
+    #[arg(long, env = "TESSERA_META", value_delimiter = ',')]
+    meta: Vec<String>,
+}
+
+/// Flags of `tessera gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// TOML config file (flags override it).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// S3 listen address.
+    #[arg(long, env = "TESSERA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Meta nodes, comma-separated HOST:PORT.
+    #[arg(long, env = "TESSERA_META", value_delimiter = ',')]
+    meta: Vec<String>,
+    /// Region served.
+    #[arg(long, env = "TESSERA_REGION")]
+    region: Option<String>,
+    /// Root access key (prefer the environment variable).
+    #[arg(long, env = "TESSERA_ROOT_ACCESS_KEY", hide_env_values = true)]
+    root_access_key: Option<String>,
+    /// Root secret key; only from the environment or the config file, never a flag.
+    #[arg(skip)]
+    _secret: (),
+}
+
+fn parse_peer(s: &str) -> Result<tessera_meta::MetaPeer> {
+    let (id, rest) = s.split_once('=').context("peer must be ID=HOST:PORT@ZONE")?;
+    let (addr, zone) = rest.split_once('@').context("peer must be ID=HOST:PORT@ZONE")?;
+    Ok(tessera_meta::MetaPeer {
+        node_id: id.parse().context("peer id must be a number")?,
+        addr: addr.to_string(),
+        zone: zone.to_string(),
+    })
+}
+
+fn shutdown_on_signals() -> Shutdown {
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    shutdown
+}
+
+/// Runs a meta node.
+pub async fn run_meta(args: MetaArgs) -> Result<()> {
+    let mut config: tessera_meta::MetaConfig = match &args.config {
+        Some(path) => tessera_runtime::config::load_required(path)?,
+        None => tessera_meta::MetaConfig {
+            node_id: args.id.context("--id is required")?,
+            zone: args.zone.clone().context("--zone is required")?,
+            listen: args.listen.context("--listen is required")?,
+            advertise: None,
+            data_dir: args.data_dir.clone().context("--data-dir is required")?,
+            peers: Vec::new(),
+        },
+    };
+    if let Some(id) = args.id {
+        config.node_id = id;
+    }
+    if let Some(zone) = args.zone {
+        config.zone = zone;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.advertise.is_some() {
+        config.advertise = args.advertise;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if !args.peers.is_empty() {
+        config.peers = args.peers.iter().map(|p| parse_peer(p)).collect::<Result<_>>()?;
+    }
+    config.validate()?;
+    let span = tracing::info_span!("node", role = "meta", node_id = config.node_id, zone = %config.zone);
+    tessera_meta::run(config, shutdown_on_signals())
+        .instrument(span)
+        .await?;
+    Ok(())
+}
+
+/// Runs a data node.
+pub async fn run_data(args: DataArgs) -> Result<()> {
+    let mut config: tessera_data::DataConfig = match &args.config {
+        Some(path) => tessera_runtime::config::load_required(path)?,
+        None => tessera_data::DataConfig {
+            node_id: args.id.context("--id is required")?,
+            zone: args.zone.clone().context("--zone is required")?,
+            listen: args.listen.context("--listen is required")?,
+            data_dir: args.data_dir.clone().context("--data-dir is required")?,
+            meta_endpoints: Vec::new(),
+            advertise: None,
+        },
+    };
+    if let Some(id) = args.id {
+        config.node_id = id;
+    }
+    if let Some(zone) = args.zone {
+        config.zone = zone;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.advertise.is_some() {
+        config.advertise = args.advertise;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if !args.meta.is_empty() {
+        config.meta_endpoints = args.meta;
+    }
+    config.validate()?;
+    let span = tracing::info_span!("node", role = "data", node_id = config.node_id, zone = %config.zone);
+    tessera_data::run(config, shutdown_on_signals())
+        .instrument(span)
+        .await?;
+    Ok(())
+}
+
+/// Runs the gateway.
+pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
+    let secret = std::env::var("TESSERA_ROOT_SECRET_KEY").ok().map(Secret::new);
+    let mut config: tessera_gateway::GatewayConfig = match &args.config {
+        Some(path) => tessera_runtime::config::load_required(path)?,
+        None => tessera_gateway::GatewayConfig::new(
+            args.listen.context("--listen is required")?,
+            args.meta.clone(),
+            args.root_access_key.clone().context("TESSERA_ROOT_ACCESS_KEY is required")?,
+            secret.clone().context("TESSERA_ROOT_SECRET_KEY is required")?,
+        ),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if !args.meta.is_empty() {
+        config.meta_endpoints = args.meta;
+    }
+    if let Some(region) = args.region {
+        config.region = region;
+    }
+    if let Some(key) = args.root_access_key {
+        config.root_access_key = key;
+    }
+    if let Some(secret) = secret {
+        config.root_secret_key = secret;
+    }
+    if config.meta_endpoints.is_empty() {
+        bail!("--meta is required");
+    }
+    let span = tracing::info_span!("node", role = "gateway", node_id = 1_u64);
+    tessera_gateway::run(config, shutdown_on_signals())
+        .instrument(span)
+        .await?;
+    Ok(())
+}

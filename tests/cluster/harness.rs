@@ -1,0 +1,182 @@
+//! The one cluster harness: every test starts its own real three-zone cluster (separate
+//! `tessera` processes on 127.0.0.1 ports chosen by binding :0) in its own temp folder, waits for
+//! readiness with a deadline, acts through named faults, and on drop kills every child by PID,
+//! prints the processes' log tails if the test failed, and removes the folder.
+
+#![allow(dead_code)]
+
+use aws_sdk_s3::Client;
+use std::path::PathBuf;
+use std::time::Duration;
+use tessera_devcluster::{DevCluster, DevClusterSpec, NodeRole};
+
+/// A running test cluster and an S3 client for it.
+pub struct TestCluster {
+    pub cluster: DevCluster,
+    pub s3: Client,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// Logs a phase of a test: what must hold next.
+pub fn phase(what: &str) {
+    eprintln!("[phase] {what}");
+}
+
+/// An S3 client with static credentials and path-style addressing.
+pub fn s3_client(endpoint: &str, access: &str, secret: &str, region: &str) -> Client {
+    let creds = aws_credential_types::Credentials::new(access, secret, None, None, "test");
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new(region.to_string()))
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .timeout_config(
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .build();
+    Client::from_conf(conf)
+}
+
+impl TestCluster {
+    /// Starts a cluster with `data_per_zone` data nodes per zone.
+    pub async fn start(data_per_zone: u32) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tessera-test-")
+            .tempdir()
+            .expect("temp dir");
+        let spec = DevClusterSpec {
+            root: dir.path().to_path_buf(),
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_tessera")),
+            gateway_port: 0,
+            data_per_zone,
+            ready_timeout: Duration::from_secs(60),
+            extra_env: vec![("RUST_LOG".into(), "info,openraft=warn".into())],
+        };
+        let cluster = match DevCluster::start(spec).await {
+            Ok(c) => c,
+            Err(e) => {
+                let logs = std::fs::read_dir(dir.path().join("logs"))
+                    .map(|rd| {
+                        rd.filter_map(Result::ok)
+                            .map(|f| {
+                                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                                format!("--- {:?}\n{}", f.file_name(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default();
+                panic!("cluster did not start: {e}\n{logs}");
+            }
+        };
+        let (ak, sk) = cluster.credentials();
+        let s3 = s3_client(&cluster.endpoint(), ak, sk, cluster.region());
+        Self {
+            cluster,
+            s3,
+            dir: Some(dir),
+        }
+    }
+
+    /// Kills every process of a zone with SIGKILL.
+    pub async fn kill_zone(&mut self, zone: &str) {
+        phase(&format!("killing zone {zone}"));
+        self.cluster.kill_zone(zone).await.expect("kill zone");
+    }
+
+    /// Starts a zone's processes again.
+    pub async fn restart_zone(&mut self, zone: &str) {
+        phase(&format!("restarting zone {zone}"));
+        self.cluster.restart_zone(zone).await.expect("restart zone");
+    }
+
+    /// Kills one data node.
+    pub async fn kill_data_node(&mut self, id: u64) {
+        self.cluster.kill_node(NodeRole::Data, id).await.expect("kill node");
+    }
+
+    /// Waits until the whole cluster is ready again.
+    pub async fn wait_ready(&mut self) {
+        self.cluster
+            .wait_ready(Duration::from_secs(60))
+            .await
+            .expect("cluster ready");
+    }
+
+    /// The cluster's folder.
+    pub fn root(&self) -> PathBuf {
+        self.cluster.root().to_path_buf()
+    }
+
+    /// Stops every process gracefully, keeping the folder (for restart tests).
+    pub async fn stop_keep(mut self) -> tempfile::TempDir {
+        self.cluster.stop().await;
+        self.dir.take().expect("dir")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("===== cluster logs =====\n{}", self.cluster.log_tails(40));
+        }
+        // DevCluster's children are killed (by PID) when it drops; the folder goes with `dir`.
+    }
+}
+
+/// Restarts a stopped cluster from its folder.
+pub async fn restart_from(dir: tempfile::TempDir) -> TestCluster {
+    let spec = DevClusterSpec {
+        root: dir.path().to_path_buf(),
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_tessera")),
+        gateway_port: 0,
+        data_per_zone: 2,
+        ready_timeout: Duration::from_secs(60),
+        extra_env: vec![("RUST_LOG".into(), "info,openraft=warn".into())],
+    };
+    let cluster = DevCluster::start(spec).await.expect("restart cluster");
+    let (ak, sk) = cluster.credentials();
+    let s3 = s3_client(&cluster.endpoint(), ak, sk, cluster.region());
+    TestCluster {
+        cluster,
+        s3,
+        dir: Some(dir),
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The S3 error code of a failed SDK call.
+pub fn error_code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    match err {
+        aws_sdk_s3::error::SdkError::ServiceError(e) => e.err().code().unwrap_or("").to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The HTTP status of a failed SDK call.
+pub fn error_status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
+    match err {
+        aws_sdk_s3::error::SdkError::ServiceError(e) => e.raw().status().as_u16(),
+        _ => 0,
+    }
+}
