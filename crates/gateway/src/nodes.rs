@@ -109,7 +109,10 @@ impl NodeDirectory {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, View> {
         // Every write leaves the view whole, so a panic elsewhere cannot corrupt it.
-        self.inner.view.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, View> {
@@ -227,7 +230,10 @@ impl NodeDirectory {
     pub fn report_failure(&self, id: NodeId) {
         let first = self.write().failures.insert(id, Instant::now()).is_none();
         if first {
-            info!(node_id = id.0, "data node marked unavailable after a failed call");
+            info!(
+                node_id = id.0,
+                "data node marked unavailable after a failed call"
+            );
         }
     }
 
@@ -307,9 +313,10 @@ mod tests {
     #[test]
     fn a_failure_is_forgotten_after_the_failure_memory() {
         let dir = NodeDirectory::fixed(vec![node(1, "a", true)]);
-        dir.write()
-            .failures
-            .insert(NodeId(1), Instant::now() - FAILURE_MEMORY - Duration::from_millis(1));
+        dir.write().failures.insert(
+            NodeId(1),
+            Instant::now() - FAILURE_MEMORY - Duration::from_millis(1),
+        );
         assert!(dir.snapshot()[0].available);
     }
 

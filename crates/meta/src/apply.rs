@@ -460,8 +460,8 @@ fn deleted(version_id: String, delete_marker: bool) -> command_result::Result {
     })
 }
 
-/// If-None-Match: * fails when a live current version exists; If-Match fails unless a live
-/// current version exists with a matching ETag.
+/// If-None-Match: * fails when a live current version exists; If-Match fails with NoSuchKey
+/// when there is none and with PreconditionFailed when its ETag differs.
 fn check_precondition(
     current: Option<&ObjectVersion>,
     precondition: Option<&WritePrecondition>,
@@ -476,13 +476,20 @@ fn check_precondition(
             "If-None-Match: the object exists",
         ));
     }
-    if let Some(expected) = &p.if_match
-        && !live.is_some_and(|v| etag_matches(expected, &v.etag))
-    {
-        return Err(rule(
-            MetaErrorCode::MetaErrorPreconditionFailed,
-            "If-Match: the current version does not match",
-        ));
+    if let Some(expected) = &p.if_match {
+        // S3: If-Match on a key with no live current version is 404 NoSuchKey, not 412.
+        let Some(live) = live else {
+            return Err(rule(
+                MetaErrorCode::MetaErrorNoSuchKey,
+                "If-Match: the object does not exist",
+            ));
+        };
+        if !etag_matches(expected, &live.etag) {
+            return Err(rule(
+                MetaErrorCode::MetaErrorPreconditionFailed,
+                "If-Match: the current version does not match",
+            ));
+        }
     }
     Ok(())
 }

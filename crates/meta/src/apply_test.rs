@@ -366,10 +366,10 @@ fn preconditions_are_checked_against_the_current_version() {
         if_none_match_any: false,
         if_match: Some(etag.to_owned()),
     };
-    // Absent key: If-None-Match passes, If-Match fails.
+    // Absent key: If-None-Match passes, If-Match fails with NoSuchKey (as S3 answers 404).
     h.rejected(
         put_if("bkt", "k", matching("\"e1\"")),
-        MetaErrorCode::MetaErrorPreconditionFailed,
+        MetaErrorCode::MetaErrorNoSuchKey,
     );
     h.ok(put_if("bkt", "k", none_match.clone()));
     // Present: If-None-Match fails; If-Match passes only with the current ETag.
@@ -387,7 +387,7 @@ fn preconditions_are_checked_against_the_current_version() {
     h.ok(delete("bkt", "k", None));
     h.rejected(
         put_if("bkt", "k", matching("\"new\"")),
-        MetaErrorCode::MetaErrorPreconditionFailed,
+        MetaErrorCode::MetaErrorNoSuchKey,
     );
     h.ok(put_if("bkt", "k", none_match));
 }

@@ -146,7 +146,8 @@ impl BlobStore {
 
     /// Streams the bytes `[range.start, range.end)` of `blob` (the range lies within
     /// `0..blob.size`), verifying every chunk and rebuilding from parity when shards are
-    /// missing or damaged. The stream does no work until first polled.
+    /// missing or damaged. The stream does no work until first polled, and must be polled
+    /// inside a Tokio runtime (it then reads ahead on a task of its own, stopped on drop).
     pub fn read(&self, blob: &pb::Blob, range: Range<u64>) -> BlobReadStream {
         read::read_blob(self, blob, range)
     }

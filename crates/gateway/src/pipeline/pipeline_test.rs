@@ -1,6 +1,7 @@
 //! The pipeline against six real in-process data nodes, two in each of three zones.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,10 +25,55 @@ const THRESHOLD: u64 = 16 * 1024;
 const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 
 struct TestNode {
+    /// As the directory lists it: the address of its proxy.
     view: DataNodeView,
     dir: PathBuf,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<()>,
+    proxy: Proxy,
+}
+
+/// A TCP relay in front of a data node, so a test can sever the node's connections at any
+/// moment (mid-stream), as a crash or a network partition would.
+struct Proxy {
+    accept: tokio::task::JoinHandle<()>,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> (Proxy, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr").to_string();
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let tracked = Arc::clone(&connections);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tracked.lock().expect("lock").push(relay.abort_handle());
+            }
+        });
+        (
+            Proxy {
+                accept,
+                connections,
+            },
+            addr,
+        )
+    }
+
+    /// Stops accepting and drops every open connection.
+    fn cut(&self) {
+        self.accept.abort();
+        for relay in self.connections.lock().expect("lock").drain(..) {
+            relay.abort();
+        }
+    }
 }
 
 /// Six data nodes on ports from binding :0, each with its own directory under one temp dir.
@@ -40,7 +86,23 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        let root = tempfile::tempdir().expect("temp dir");
+        // Logs go to the test's captured output, shown only when it fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "tessera_gateway=debug,warn".into()),
+            )
+            .try_init();
+        // tmpfs when there is one: six stores of 256 directories each are slow to remove
+        // from some disks, and these tests do not need durable files.
+        let shm = Path::new("/dev/shm");
+        let root = if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .expect("temp dir");
         let mut nodes = Vec::new();
         for i in 0..6u64 {
             let zone = ZONES[(i / 2) as usize];
@@ -59,6 +121,7 @@ impl Cluster {
                 meta_endpoints: vec!["127.0.0.1:9".to_owned()],
                 advertise: None,
             };
+            let (proxy, proxy_addr) = Proxy::start(addr).await;
             let shutdown = Shutdown::new();
             let stop = shutdown.clone();
             let task = tokio::spawn(async move {
@@ -70,12 +133,13 @@ impl Cluster {
                 view: DataNodeView {
                     id: NodeId(i + 1),
                     zone: ZoneName(zone.to_owned()),
-                    addr: addr.to_string(),
+                    addr: proxy_addr,
                     available: true,
                 },
                 dir,
                 shutdown,
                 task,
+                proxy,
             });
         }
         let data = DataClient::new();
@@ -107,9 +171,15 @@ impl Cluster {
         BlobStore::new(self.data.clone(), self.directory.clone(), config)
     }
 
+    /// Severs every connection to node `id` (1-based) at once, mid-stream or not.
+    fn cut(&self, id: u64) {
+        self.nodes[(id - 1) as usize].proxy.cut();
+    }
+
     /// Stops node `id` (1-based) and waits until it no longer answers.
     async fn kill(&mut self, id: u64) {
         let node = &mut self.nodes[(id - 1) as usize];
+        node.proxy.cut();
         node.shutdown.trigger();
         if tokio::time::timeout(Duration::from_secs(5), &mut node.task)
             .await
@@ -168,7 +238,10 @@ impl Cluster {
 
     /// Committed shard files on all nodes.
     fn committed_files(&self) -> usize {
-        self.nodes.iter().map(|n| count_files(&n.dir.join("shards"))).sum()
+        self.nodes
+            .iter()
+            .map(|n| count_files(&n.dir.join("shards")))
+            .sum()
     }
 }
 
@@ -247,6 +320,10 @@ async fn bodies_of_every_size_round_trip() {
         10 * 1024 * 1024 + 7,
     ];
     for size in sizes {
+        tracing::info!(
+            size,
+            "a body of this size reads back byte for byte with its digests"
+        );
         let data = random_bytes(size);
         let written = store
             .write(body(&data, 7_000), opts(size))
@@ -258,8 +335,14 @@ async fn bodies_of_every_size_round_trip() {
         assert_eq!(
             written.checksums,
             vec![
-                (ChecksumAlgorithm::Crc32c, checksum_of(ChecksumAlgorithm::Crc32c, &data)),
-                (ChecksumAlgorithm::Sha256, checksum_of(ChecksumAlgorithm::Sha256, &data)),
+                (
+                    ChecksumAlgorithm::Crc32c,
+                    checksum_of(ChecksumAlgorithm::Crc32c, &data)
+                ),
+                (
+                    ChecksumAlgorithm::Sha256,
+                    checksum_of(ChecksumAlgorithm::Sha256, &data)
+                ),
             ]
         );
         if size as u64 <= THRESHOLD {
@@ -321,13 +404,21 @@ async fn every_range_edge_reads_exact_bytes() {
     }
 
     let small = random_bytes(100);
-    let inline = store.write(body(&small, 33), opts(100)).await.expect("write");
+    let inline = store
+        .write(body(&small, 33), opts(100))
+        .await
+        .expect("write");
     for range in [0..1, 99..100, 10..60, 0..100] {
-        let back = read_all(&store, &inline.blob, range.clone()).await.expect("read");
+        let back = read_all(&store, &inline.blob, range.clone())
+            .await
+            .expect("read");
         assert_eq!(back, small[range.start as usize..range.end as usize]);
     }
     let beyond = read_all(&store, &inline.blob, 50..101).await;
-    assert!(matches!(beyond, Err(PipelineError::Internal { .. })), "{beyond:?}");
+    assert!(
+        matches!(beyond, Err(PipelineError::Internal { .. })),
+        "{beyond:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,13 +433,22 @@ async fn reads_rebuild_around_up_to_m_deleted_shards() {
     let size = data.len() as u64;
     // Data shards first: they are the ones a read prefers, so losing them forces rebuilds.
     for (lost, shard) in [0u32, 2, 4].into_iter().enumerate() {
+        tracing::info!(
+            lost = lost + 1,
+            "with up to m shard files deleted, reads are exact"
+        );
         cluster.delete_shard(&written.blob, shard);
-        let back = read_all(&store, &written.blob, 0..size).await.expect("read");
+        let back = read_all(&store, &written.blob, 0..size)
+            .await
+            .expect("read");
         assert!(back == data, "whole blob after {} lost shards", lost + 1);
         let mid = STRIPE + 10..3 * STRIPE + 20;
-        let back = read_all(&store, &written.blob, mid.clone()).await.expect("read");
+        let back = read_all(&store, &written.blob, mid.clone())
+            .await
+            .expect("read");
         assert!(back == data[mid.start as usize..mid.end as usize]);
     }
+    tracing::info!("with m + 1 shard files deleted, the read is unavailable");
     cluster.delete_shard(&written.blob, 1);
     let err = read_all(&store, &written.blob, 0..size).await;
     assert!(
@@ -375,15 +475,24 @@ async fn reads_rebuild_around_up_to_m_corrupt_shards() {
     let size = data.len() as u64;
     // Each shard rots in a different stripe, so sources fail in the middle of a read.
     for (lost, (shard, chunk)) in [(1u32, 2u64), (0, 0), (3, 4)].into_iter().enumerate() {
+        tracing::info!(
+            lost = lost + 1,
+            "with up to m shards rotten, reads are exact"
+        );
         cluster.corrupt_shard(&written.blob, shard, chunk);
-        let back = read_all(&store, &written.blob, 0..size).await.expect("read");
+        let back = read_all(&store, &written.blob, 0..size)
+            .await
+            .expect("read");
         assert!(back == data, "whole blob after {} corrupt shards", lost + 1);
     }
     // A range that avoids every rotten chunk never notices.
     let clean = STRIPE + 1..2 * STRIPE - 1;
-    let back = read_all(&store, &written.blob, clean.clone()).await.expect("read");
+    let back = read_all(&store, &written.blob, clean.clone())
+        .await
+        .expect("read");
     assert!(back == data[clean.start as usize..clean.end as usize]);
 
+    tracing::info!("with m + 1 shards rotten, the read is unavailable");
     cluster.corrupt_shard(&written.blob, 5, 4);
     let err = read_all(&store, &written.blob, 0..size).await;
     assert!(
@@ -395,6 +504,7 @@ async fn reads_rebuild_around_up_to_m_corrupt_shards() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_with_one_zone_down_is_degraded_and_reads_back() {
     let mut cluster = Cluster::start().await;
+    tracing::info!("zone-c is down: the write goes 3 + 3 to zones a and b, marked degraded");
     cluster.kill(5).await;
     cluster.kill(6).await;
     cluster.set_down(&[5, 6]);
@@ -468,6 +578,7 @@ async fn failed_bodies_commit_nothing() {
     });
     let data = random_bytes(3 * STRIPE as usize);
 
+    tracing::info!("bodies that break, idle or miss their length fail and commit nothing");
     let short = store.write(body(&data, 9_000), opts(data.len() + 1)).await;
     assert!(
         matches!(short, Err(PipelineError::LengthMismatch { expected, got })
@@ -475,7 +586,10 @@ async fn failed_bodies_commit_nothing() {
         "{short:?}"
     );
     let long = store.write(body(&data, 9_000), opts(data.len() - 1)).await;
-    assert!(matches!(long, Err(PipelineError::LengthMismatch { .. })), "{long:?}");
+    assert!(
+        matches!(long, Err(PipelineError::LengthMismatch { .. })),
+        "{long:?}"
+    );
 
     let broken = body(&data[..2 * STRIPE as usize], 9_000).chain(futures::stream::iter([Err::<
         Bytes,
@@ -484,25 +598,37 @@ async fn failed_bodies_commit_nothing() {
         "connection reset".into(),
     )]));
     let err = store.write(broken, opts(data.len())).await;
-    assert!(matches!(err, Err(PipelineError::BodyRead { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(PipelineError::BodyRead { .. })),
+        "{err:?}"
+    );
 
     let stalled = body(&data[..STRIPE as usize * 2], 9_000).chain(futures::stream::pending());
     let err = store.write(stalled, opts(data.len())).await;
-    assert!(matches!(err, Err(PipelineError::BodyIdle { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(PipelineError::BodyIdle { .. })),
+        "{err:?}"
+    );
 
     let limited = WriteOptions {
         max_len: STRIPE,
         ..opts(data.len())
     };
     let err = store.write(body(&data, 9_000), limited).await;
-    assert!(matches!(err, Err(PipelineError::EntityTooLarge { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(PipelineError::EntityTooLarge { .. })),
+        "{err:?}"
+    );
     let unlimited_len = WriteOptions {
         expected_len: None,
         max_len: STRIPE,
         ..opts(0)
     };
     let err = store.write(body(&data, 9_000), unlimited_len).await;
-    assert!(matches!(err, Err(PipelineError::EntityTooLarge { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(PipelineError::EntityTooLarge { .. })),
+        "{err:?}"
+    );
 
     // Give the nodes a moment to see the streams end; nothing may have been committed.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -511,4 +637,140 @@ async fn failed_bodies_commit_nothing() {
     let ok = store.write(body(&data, 9_000), opts(data.len())).await;
     assert!(ok.is_ok(), "{ok:?}");
     assert_eq!(cluster.committed_files(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_mid_upload_is_dropped_and_the_write_completes() {
+    let cluster = Cluster::start().await;
+    let store = cluster.store();
+    let data = random_bytes(40 * STRIPE as usize + 11);
+    let half = data.len() / 2;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(4);
+    let writer = {
+        let store = store.clone();
+        let opts = opts(data.len());
+        tokio::spawn(async move {
+            store
+                .write(tokio_stream::wrappers::ReceiverStream::new(rx), opts)
+                .await
+        })
+    };
+    for piece in data[..half].chunks(10_000) {
+        tx.send(Ok(Bytes::copy_from_slice(piece)))
+            .await
+            .expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tracing::info!("node 3 is cut off mid-upload: the write goes on with five shards");
+    cluster.cut(3);
+    for piece in data[half..].chunks(10_000) {
+        tx.send(Ok(Bytes::copy_from_slice(piece)))
+            .await
+            .expect("send");
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .expect("task")
+        .expect("write survives one lost node");
+    let erasure = erasure_of(&written.blob);
+    assert_eq!(erasure.shards.len(), 5);
+    assert!(erasure.degraded);
+    assert!(erasure.shards.iter().all(|s| s.node_id != 3));
+    let back = read_all(&store, &written.blob, 0..data.len() as u64)
+        .await
+        .expect("read");
+    assert!(back == data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_mid_read_is_replaced_by_a_spare() {
+    let cluster = Cluster::start().await;
+    // Shards larger than what the transport buffers ahead of the reader (a 4 MiB HTTP/2
+    // stream window), so the cut is sure to land in the middle of the shard stream.
+    let chunk = 64 * 1024;
+    let store = cluster.store_with(BlobStoreConfig {
+        chunk_size: chunk,
+        inline_threshold: THRESHOLD,
+        ..BlobStoreConfig::default()
+    });
+    let stripe = 3 * chunk as usize;
+    let data = random_bytes(96 * stripe + 3);
+    let written = store
+        .write(body(&data, 256 * 1024), opts(data.len()))
+        .await
+        .expect("write");
+    let shard0 = erasure_of(&written.blob)
+        .shards
+        .iter()
+        .find(|s| s.shard_index == 0)
+        .map(|s| s.node_id)
+        .expect("shard 0");
+
+    let mut stream = store.read(&written.blob, 0..data.len() as u64);
+    let mut back = Vec::new();
+    while back.len() < 2 * stripe {
+        let piece = stream.next().await.expect("more bytes").expect("read");
+        back.extend_from_slice(&piece);
+    }
+    tracing::info!("shard 0's node is cut off mid-read: a parity shard takes over");
+    cluster.cut(shard0);
+    while let Some(piece) = stream.next().await {
+        back.extend_from_slice(&piece.expect("read continues from a spare"));
+    }
+    assert!(back == data);
+    let cut = cluster
+        .directory
+        .snapshot()
+        .into_iter()
+        .find(|n| n.id == NodeId(shard0))
+        .expect("member");
+    assert!(!cut.available, "the failure was reported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_a_zone_mid_upload_loses_the_quorum_and_commits_nothing() {
+    let cluster = Cluster::start().await;
+    let store = cluster.store();
+    let data = random_bytes(40 * STRIPE as usize);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(4);
+    let writer = {
+        let store = store.clone();
+        let opts = opts(data.len());
+        tokio::spawn(async move {
+            store
+                .write(tokio_stream::wrappers::ReceiverStream::new(rx), opts)
+                .await
+        })
+    };
+    let half = data.len() / 2;
+    for piece in data[..half].chunks(10_000) {
+        tx.send(Ok(Bytes::copy_from_slice(piece)))
+            .await
+            .expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tracing::info!("zone-a is cut off: four shards in two zones cannot survive a zone loss");
+    cluster.cut(1);
+    cluster.cut(2);
+    for piece in data[half..].chunks(10_000) {
+        // The write may give up before the body ends; then the channel closes.
+        if tx.send(Ok(Bytes::copy_from_slice(piece))).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let result = writer.await.expect("task");
+    assert!(
+        matches!(
+            result,
+            Err(PipelineError::WriteQuorumLost {
+                committed: 0,
+                needed: 3
+            })
+        ),
+        "{result:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(cluster.committed_files(), 0);
 }

@@ -221,7 +221,8 @@ impl ErasureRead {
         erasure: &pb::ErasureBlob,
         range: Range<u64>,
     ) -> Result<Self, PipelineError> {
-        let id = data_id(&erasure.data_id).map_err(|e| PipelineError::internal("blob record", e))?;
+        let id =
+            data_id(&erasure.data_id).map_err(|e| PipelineError::internal("blob record", e))?;
         let layout = Layout::new(erasure.data_shards, erasure.parity_shards)
             .map_err(|e| PipelineError::internal("blob record", e))?;
         let geometry = StripeGeometry::try_new(layout, erasure.chunk_size)
@@ -303,14 +304,15 @@ impl ErasureRead {
                     available: u32::try_from(present + waiting).unwrap_or(u32::MAX),
                 });
             }
-            let fetches = state
-                .active
-                .iter_mut()
-                .filter(|s| s.next == stripe)
-                .map(|source| async move {
-                    let chunk = source.next_chunk(stripe, chunk_size).await;
-                    (source.index, source.node, chunk)
-                });
+            let fetches =
+                state
+                    .active
+                    .iter_mut()
+                    .filter(|s| s.next == stripe)
+                    .map(|source| async move {
+                        let chunk = source.next_chunk(stripe, chunk_size).await;
+                        (source.index, source.node, chunk)
+                    });
             let results = futures::future::join_all(fetches).await;
             for (index, node, chunk) in results {
                 match chunk {
@@ -359,7 +361,11 @@ impl ErasureRead {
             let opens = picks
                 .iter()
                 .map(|&(index, node)| self.open_source(index, node, stripe, end));
-            for (result, (index, node)) in futures::future::join_all(opens).await.into_iter().zip(picks) {
+            for (result, (index, node)) in futures::future::join_all(opens)
+                .await
+                .into_iter()
+                .zip(picks)
+            {
                 match result {
                     Ok(source) => {
                         self.nodes.report_success(node);
@@ -485,7 +491,10 @@ mod tests {
 
     #[test]
     fn pieces_cover_exactly_the_asked_bytes() {
-        assert_eq!(piece_bounds(0, 12, 4), vec![(0, 0..4), (1, 0..4), (2, 0..4)]);
+        assert_eq!(
+            piece_bounds(0, 12, 4),
+            vec![(0, 0..4), (1, 0..4), (2, 0..4)]
+        );
         assert_eq!(piece_bounds(3, 5, 4), vec![(0, 3..4), (1, 0..1)]);
         assert_eq!(piece_bounds(5, 6, 4), vec![(1, 1..2)]);
         assert_eq!(piece_bounds(8, 12, 4), vec![(2, 0..4)]);

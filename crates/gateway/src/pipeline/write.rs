@@ -98,7 +98,7 @@ where
         });
     }
 
-    let mut writer = ErasureWriter::start(store, digests)?;
+    let mut writer = ErasureWriter::start(store, digests).await?;
     for piece in head {
         writer.push(&piece).await?;
     }
@@ -206,28 +206,20 @@ struct ShardUpload {
 }
 
 impl ShardUpload {
-    fn open(
-        data: &DataClient,
-        addr: String,
-        index: u32,
-        node: NodeId,
-        zone: ZoneName,
-    ) -> (Self, mpsc::Sender<data_pb::WriteShardRequest>) {
+    fn open(data: &DataClient, addr: String, index: u32, node: NodeId, zone: ZoneName) -> Self {
         let (tx, rx) = mpsc::channel(SHARD_QUEUE_CHUNKS);
         let data = data.clone();
-        let task = tokio::spawn(async move {
-            data.write_shard(&addr, ReceiverStream::new(rx)).await
-        });
-        let upload = Self {
+        let task =
+            tokio::spawn(async move { data.write_shard(&addr, ReceiverStream::new(rx)).await });
+        Self {
             index,
             node,
             zone,
-            tx: Some(tx.clone()),
+            tx: Some(tx),
             task,
             done: false,
             failed: false,
-        };
-        (upload, tx)
+        }
     }
 
     /// Queues `message`; on failure the shard is marked failed and the reason returned.
@@ -394,7 +386,7 @@ struct ErasureWriter {
 
 impl ErasureWriter {
     /// Chooses the layout and the nodes and opens one stream per shard.
-    fn start(store: &BlobStore, digests: BodyDigests) -> Result<Self, PipelineError> {
+    async fn start(store: &BlobStore, digests: BodyDigests) -> Result<Self, PipelineError> {
         let snapshot = store.nodes.snapshot();
         let infos: Vec<NodeInfo> = snapshot.iter().map(|n| n.node_info()).collect();
         let available_nodes = count_u32(infos.iter().filter(|n| n.available).count());
@@ -436,26 +428,13 @@ impl ErasureWriter {
             let view = by_id
                 .get(node)
                 .ok_or_else(|| PipelineError::internal("placement", "placed on an unknown node"))?;
-            let (upload, tx) = ShardUpload::open(
+            uploads.push(ShardUpload::open(
                 &store.data,
                 view.addr.clone(),
                 index,
                 *node,
                 view.zone.clone(),
-            );
-            let header = data_pb::WriteShardRequest {
-                msg: Some(Msg::Header(data_pb::ShardHeader {
-                    id: Some(shard_id(data_id, index)),
-                    data_shards: layout.data_shards(),
-                    parity_shards: layout.parity_shards(),
-                    chunk_size,
-                })),
-            };
-            // The queue is new and empty, so the header always fits.
-            if tx.try_send(header).is_err() {
-                return Err(PipelineError::internal("shard stream", "header did not fit"));
-            }
-            uploads.push(upload);
+            ));
         }
         debug!(
             data_id = %data_id,
@@ -465,7 +444,7 @@ impl ErasureWriter {
             "blob write started"
         );
         let stripe_size = layout.data_shards() as usize * chunk_size as usize;
-        Ok(Self {
+        let mut writer = Self {
             nodes: store.nodes.clone(),
             layout,
             data_id,
@@ -477,7 +456,46 @@ impl ErasureWriter {
             stripe_len: 0,
             stripes: 0,
             digests: Some(digests),
-        })
+        };
+        writer.send_headers().await?;
+        Ok(writer)
+    }
+
+    /// Opens every shard stream with its header; a node that refuses at once loses its shard.
+    async fn send_headers(&mut self) -> Result<(), PipelineError> {
+        let (data_id, layout, chunk_size) = (self.data_id, self.layout, self.chunk_size);
+        let sends = self.uploads.iter_mut().map(|upload| async move {
+            let header = data_pb::WriteShardRequest {
+                msg: Some(Msg::Header(data_pb::ShardHeader {
+                    id: Some(shard_id(data_id, upload.index)),
+                    data_shards: layout.data_shards(),
+                    parity_shards: layout.parity_shards(),
+                    chunk_size,
+                })),
+            };
+            let sent = upload.send(header).await;
+            (upload.index, upload.node, sent)
+        });
+        let results = futures::future::join_all(sends).await;
+        self.after_sends(results)
+    }
+
+    /// Logs the shards a round of sends lost; fails once the write rule is out of reach.
+    fn after_sends(
+        &self,
+        results: Vec<(u32, NodeId, Result<(), ShardFault>)>,
+    ) -> Result<(), PipelineError> {
+        let mut lost = false;
+        for (shard, node, sent) in results {
+            if let Err(fault) = sent {
+                lost = true;
+                self.shard_lost(shard, node, &fault);
+            }
+        }
+        if lost && !self.rule_still_reachable() {
+            return Err(self.quorum_lost(0));
+        }
+        Ok(())
     }
 
     /// Appends body bytes, sending every stripe that fills up.
@@ -548,18 +566,8 @@ impl ErasureWriter {
                 (upload.index, upload.node, sent)
             });
         let results = futures::future::join_all(sends).await;
-        let mut lost = false;
-        for (shard, node, sent) in results {
-            if let Err(fault) = sent {
-                lost = true;
-                self.shard_lost(shard, node, &fault);
-            }
-        }
         self.stripes += 1;
-        if lost && !self.rule_still_reachable() {
-            return Err(self.quorum_lost(0));
-        }
-        Ok(())
+        self.after_sends(results)
     }
 
     fn shard_lost(&self, shard: u32, node: NodeId, fault: &ShardFault) {
@@ -617,8 +625,10 @@ impl ErasureWriter {
         }
 
         let committed: Vec<&ShardUpload> = self.uploads.iter().filter(|u| !u.failed).collect();
-        let durable: Vec<(u32, ZoneName)> =
-            committed.iter().map(|u| (u.index, u.zone.clone())).collect();
+        let durable: Vec<(u32, ZoneName)> = committed
+            .iter()
+            .map(|u| (u.index, u.zone.clone()))
+            .collect();
         let shards: Vec<pb::ShardPlacement> = committed
             .iter()
             .map(|u| pb::ShardPlacement {

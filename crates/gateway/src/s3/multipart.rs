@@ -184,9 +184,18 @@ pub async fn upload_part(ops: &Ops, req: S3Request<UploadPartInput>) -> Res<Uplo
         }
         spec.algorithm = alg;
     }
-    let (written, digest) = store_body(ops, input.body, &spec, trailing_headers.as_ref()).await?;
+    let also = upload_algorithm(&upload)
+        .is_none()
+        .then_some(ChecksumAlgorithm::Crc64Nvme);
+    let (written, digest) =
+        store_body(ops, input.body, &spec, trailing_headers.as_ref(), also).await?;
     let etag = single_part_etag(&written.md5);
     let checksum = checksum_record(spec.algorithm, &digest);
+    let stored_checksums: Vec<pb::ChecksumValue> = written
+        .checksums
+        .iter()
+        .map(|(alg, d)| checksum_record(*alg, d))
+        .collect();
     record_part(
         ops,
         pb::UploadedPart {
@@ -196,7 +205,7 @@ pub async fn upload_part(ops: &Ops, req: S3Request<UploadPartInput>) -> Res<Uplo
             etag: etag.clone(),
             last_modified_ms: wall_clock_ms(),
             blob: Some(written.blob),
-            checksums: vec![checksum.clone()],
+            checksums: stored_checksums,
         },
     )
     .await?;
@@ -318,11 +327,17 @@ async fn all_parts(ops: &Ops, upload_id: &str) -> Result<Vec<pb::UploadedPart>, 
     }
 }
 
-fn part_digest(part: &pb::UploadedPart) -> Result<Vec<u8>, GatewayError> {
+/// The digest of one part under `alg`; a part stored without it cannot be completed into an
+/// object whose checksum needs it.
+fn part_digest(part: &pb::UploadedPart, alg: ChecksumAlgorithm) -> Result<Vec<u8>, GatewayError> {
+    let wanted = checksum_algorithm_pb(alg) as i32;
     let c = part
         .checksums
-        .first()
-        .ok_or_else(|| GatewayError::internal("part stored without checksum"))?;
+        .iter()
+        .find(|c| c.algorithm == wanted)
+        .ok_or(GatewayError::InvalidPart {
+            part_number: part.part_number,
+        })?;
     from_base64(&c.value).map_err(|_| GatewayError::internal("stored part checksum is not base64"))
 }
 
@@ -388,7 +403,7 @@ pub async fn complete_multipart_upload(
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| GatewayError::internal("stored part ETag is not an MD5"))?;
-        let digest = part_digest(part)?;
+        let digest = part_digest(part, effective_alg)?;
         if let Some(given) = completed_part_checksum(&requested_parts[i], effective_alg)
             && from_base64(given).ok().as_deref() != Some(digest.as_slice())
         {

@@ -33,13 +33,22 @@ pub fn check_key(key: &str) -> Result<ObjectKey, GatewayError> {
     Ok(ObjectKey::parse(key)?)
 }
 
-/// Streams a request body into a blob and verifies every digest the client declared.
+/// Streams a request body into a blob and verifies every digest the client declared. `also`
+/// names one more checksum to compute (a multipart upload without an algorithm needs every
+/// part's CRC64NVME to build the object's full checksum).
 pub async fn store_body(
     ops: &Ops,
     body: Option<StreamingBlob>,
     spec: &BodySpec,
     trailers: Option<&s3s::TrailingHeaders>,
+    also: Option<ChecksumAlgorithm>,
 ) -> Result<(WrittenBlob, Vec<u8>), GatewayError> {
+    let mut checksums = vec![spec.algorithm];
+    if let Some(extra) = also
+        && extra != spec.algorithm
+    {
+        checksums.push(extra);
+    }
     let written = ops
         .blobs
         .write(
@@ -47,7 +56,7 @@ pub async fn store_body(
             WriteOptions {
                 expected_len: spec.expected_len,
                 max_len: MAX_PUT_SIZE,
-                checksums: vec![spec.algorithm],
+                checksums,
             },
         )
         .await?;
@@ -135,7 +144,8 @@ pub async fn put_object(ops: &Ops, req: S3Request<PutObjectInput>) -> Res<PutObj
     // Fail fast, before reading a body that could never be stored.
     ops.bucket(bucket.as_str()).await?;
 
-    let (written, digest) = store_body(ops, input.body, &spec, trailing_headers.as_ref()).await?;
+    let (written, digest) =
+        store_body(ops, input.body, &spec, trailing_headers.as_ref(), None).await?;
     let etag = single_part_etag(&written.md5);
     let checksum = checksum_record(spec.algorithm, &digest);
     let version = pb::ObjectVersion {
