@@ -7,18 +7,29 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn rounds() -> usize {
-    if std::env::var("TESSERA_CHAOS_LONG").is_ok_and(|v| v == "1") { 6 } else { 1 }
+    if std::env::var("TESSERA_CHAOS_LONG").is_ok_and(|v| v == "1") {
+        6
+    } else {
+        1
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn zone_kill_under_write_load_loses_no_acknowledged_write() {
     let mut tc = TestCluster::start(2).await;
-    tc.s3.create_bucket().bucket("chaos").send().await.expect("bucket");
+    tc.s3
+        .create_bucket()
+        .bucket("chaos")
+        .send()
+        .await
+        .expect("bucket");
     let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let zones = ["zone-a", "zone-b", "zone-c"];
     for round in 0..rounds() {
         let zone = zones[round % zones.len()];
-        phase(&format!("round {round}: a write load runs while {zone} is killed"));
+        phase(&format!(
+            "round {round}: a write load runs while {zone} is killed"
+        ));
         let stop_at = Instant::now() + Duration::from_secs(12);
         let mut writers = Vec::new();
         for w in 0..4_u64 {
@@ -30,11 +41,24 @@ async fn zone_kill_under_write_load_loses_no_acknowledged_write() {
                 while Instant::now() < stop_at {
                     let seed = (round as u64) << 32 | w << 20 | n;
                     let key = format!("r{round}/w{w}/{n}");
-                    let size = if n % 3 == 0 { 3_000 } else { 300_000 + (n as usize % 7) * 1000 };
+                    let size = if n.is_multiple_of(3) {
+                        3_000
+                    } else {
+                        300_000 + (n as usize % 7) * 1000
+                    };
                     let body = pattern(size, seed);
-                    let res = s3.put_object().bucket("chaos").key(&key).body(ByteStream::from(body)).send().await;
+                    let res = s3
+                        .put_object()
+                        .bucket("chaos")
+                        .key(&key)
+                        .body(ByteStream::from(body))
+                        .send()
+                        .await;
                     if res.is_ok() {
-                        acked.lock().expect("lock").insert(key, seed << 24 | size as u64);
+                        acked
+                            .lock()
+                            .expect("lock")
+                            .insert(key, seed << 24 | size as u64);
                         ok += 1;
                     }
                     n += 1;
@@ -73,8 +97,18 @@ async fn verify_all(tc: &TestCluster, acked: &Arc<Mutex<BTreeMap<String, u64>>>)
     for (key, tag) in snapshot {
         let seed = tag >> 24;
         let size = (tag & 0xFF_FFFF) as usize;
-        let got = tc.s3.get_object().bucket("chaos").key(&key).send().await.unwrap_or_else(|e| panic!("acknowledged {key} unreadable: {e:?}"));
+        let got = tc
+            .s3
+            .get_object()
+            .bucket("chaos")
+            .key(&key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged {key} unreadable: {e:?}"));
         let body = got.body.collect().await.expect("body").into_bytes();
-        assert!(body.as_ref() == pattern(size, seed).as_slice(), "acknowledged {key} differs");
+        assert!(
+            body.as_ref() == pattern(size, seed).as_slice(),
+            "acknowledged {key} differs"
+        );
     }
 }

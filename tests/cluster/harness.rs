@@ -64,7 +64,11 @@ impl TestCluster {
                             .map(|f| {
                                 let text = std::fs::read_to_string(f.path()).unwrap_or_default();
                                 let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                                format!("--- {:?}\n{}", f.file_name(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                                format!(
+                                    "--- {:?}\n{}",
+                                    f.file_name(),
+                                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                                )
                             })
                             .collect::<Vec<_>>()
                             .join("\n")
@@ -96,7 +100,10 @@ impl TestCluster {
 
     /// Kills one data node.
     pub async fn kill_data_node(&mut self, id: u64) {
-        self.cluster.kill_node(NodeRole::Data, id).await.expect("kill node");
+        self.cluster
+            .kill_node(NodeRole::Data, id)
+            .await
+            .expect("kill node");
     }
 
     /// Waits until the whole cluster is ready again.
@@ -175,7 +182,9 @@ where
 }
 
 /// The HTTP status of a failed SDK call.
-pub fn error_status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
+pub fn error_status<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> u16 {
     match err {
         aws_sdk_s3::error::SdkError::ServiceError(e) => e.raw().status().as_u16(),
         _ => 0,

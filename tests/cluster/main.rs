@@ -3,8 +3,8 @@
 //! own cluster through the shared harness and tears it down.
 
 mod harness;
+mod restart;
 mod s3_errors;
 mod s3_listing;
 mod s3_multipart;
 mod s3_objects;
-mod restart;

@@ -7,11 +7,22 @@ use aws_sdk_s3::primitives::ByteStream;
 async fn bad_input_gets_s3_errors_and_stores_nothing() {
     let tc = TestCluster::start(2).await;
     let s3 = &tc.s3;
-    s3.create_bucket().bucket("errs").send().await.expect("bucket");
+    s3.create_bucket()
+        .bucket("errs")
+        .send()
+        .await
+        .expect("bucket");
 
     phase("a key over 1024 bytes is KeyTooLongError");
     let long = "k".repeat(1025);
-    let e = s3.put_object().bucket("errs").key(&long).body(ByteStream::from_static(b"x")).send().await.expect_err("long");
+    let e = s3
+        .put_object()
+        .bucket("errs")
+        .key(&long)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect_err("long");
     assert_eq!(error_code(&e), "KeyTooLongError");
 
     phase("a wrong Content-MD5 is BadDigest and the object is not stored");
@@ -25,7 +36,13 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .await
         .expect_err("bad md5");
     assert_eq!(error_code(&e), "BadDigest");
-    let e = s3.head_object().bucket("errs").key("md5").send().await.expect_err("not stored");
+    let e = s3
+        .head_object()
+        .bucket("errs")
+        .key("md5")
+        .send()
+        .await
+        .expect_err("not stored");
     assert_eq!(error_status(&e), 404);
 
     phase("a wrong x-amz-checksum-crc32 is BadDigest and the object is not stored");
@@ -39,7 +56,13 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .await
         .expect_err("bad crc");
     assert_eq!(error_code(&e), "BadDigest");
-    let e = s3.head_object().bucket("errs").key("crc").send().await.expect_err("not stored");
+    let e = s3
+        .head_object()
+        .bucket("errs")
+        .key("crc")
+        .send()
+        .await
+        .expect_err("not stored");
     assert_eq!(error_status(&e), 404);
 
     phase("a correct checksum is verified, stored and returned on request");
@@ -64,9 +87,21 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
     assert_eq!(head.checksum_sha256(), Some(sent.as_str()));
 
     phase("missing buckets, keys and uploads");
-    let e = s3.get_object().bucket("no-such-bucket-x").key("k").send().await.expect_err("bucket");
+    let e = s3
+        .get_object()
+        .bucket("no-such-bucket-x")
+        .key("k")
+        .send()
+        .await
+        .expect_err("bucket");
     assert_eq!(error_code(&e), "NoSuchBucket");
-    let e = s3.get_object().bucket("errs").key("nothing").send().await.expect_err("key");
+    let e = s3
+        .get_object()
+        .bucket("errs")
+        .key("nothing")
+        .send()
+        .await
+        .expect_err("key");
     assert_eq!(error_code(&e), "NoSuchKey");
     let e = s3
         .upload_part()
@@ -82,16 +117,39 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
 
     phase("bad signatures and unknown keys are refused");
     let (ak, _) = tc.cluster.credentials();
-    let wrong_secret = s3_client(&tc.cluster.endpoint(), ak, "wrong-secret-key-000", tc.cluster.region());
-    let e = wrong_secret.list_buckets().send().await.expect_err("bad signature");
+    let wrong_secret = s3_client(
+        &tc.cluster.endpoint(),
+        ak,
+        "wrong-secret-key-000",
+        tc.cluster.region(),
+    );
+    let e = wrong_secret
+        .list_buckets()
+        .send()
+        .await
+        .expect_err("bad signature");
     assert_eq!(error_code(&e), "SignatureDoesNotMatch");
     assert_eq!(error_status(&e), 403);
-    let unknown = s3_client(&tc.cluster.endpoint(), "AKIAUNKNOWN", "whatever-secret", tc.cluster.region());
-    let e = unknown.list_buckets().send().await.expect_err("unknown key");
+    let unknown = s3_client(
+        &tc.cluster.endpoint(),
+        "AKIAUNKNOWN",
+        "whatever-secret",
+        tc.cluster.region(),
+    );
+    let e = unknown
+        .list_buckets()
+        .send()
+        .await
+        .expect_err("unknown key");
     assert_eq!(error_code(&e), "InvalidAccessKeyId");
 
     phase("nothing was stored by any refused request");
-    let listed = s3.list_objects_v2().bucket("errs").send().await.expect("list");
+    let listed = s3
+        .list_objects_v2()
+        .bucket("errs")
+        .send()
+        .await
+        .expect("list");
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, vec!["crc-ok"]);
 }

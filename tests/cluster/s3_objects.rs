@@ -14,20 +14,51 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
     let s3 = &tc.s3;
 
     phase("bucket names are validated and buckets can be created, listed, located");
-    let bad = s3.create_bucket().bucket("Bad_Name").send().await.expect_err("invalid");
+    let bad = s3
+        .create_bucket()
+        .bucket("Bad_Name")
+        .send()
+        .await
+        .expect_err("invalid");
     assert_eq!(error_code(&bad), "InvalidBucketName");
-    s3.create_bucket().bucket("photos").send().await.expect("create");
-    let again = s3.create_bucket().bucket("photos").send().await.expect_err("exists");
+    s3.create_bucket()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("create");
+    let again = s3
+        .create_bucket()
+        .bucket("photos")
+        .send()
+        .await
+        .expect_err("exists");
     assert_eq!(error_code(&again), "BucketAlreadyOwnedByYou");
-    s3.head_bucket().bucket("photos").send().await.expect("head");
-    let missing = s3.head_bucket().bucket("nope-bucket").send().await.expect_err("missing");
+    s3.head_bucket()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("head");
+    let missing = s3
+        .head_bucket()
+        .bucket("nope-bucket")
+        .send()
+        .await
+        .expect_err("missing");
     assert_eq!(error_status(&missing), 404);
     let list = s3.list_buckets().send().await.expect("list");
     let names: Vec<_> = list.buckets().iter().filter_map(|b| b.name()).collect();
     assert_eq!(names, vec!["photos"]);
-    let loc = s3.get_bucket_location().bucket("photos").send().await.expect("location");
+    let loc = s3
+        .get_bucket_location()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("location");
     // us-east-1 answers an empty LocationConstraint.
-    assert_eq!(loc.location_constraint().map(|c| c.as_str()).unwrap_or(""), "");
+    assert_eq!(
+        loc.location_constraint().map(|c| c.as_str()).unwrap_or(""),
+        ""
+    );
 
     phase("a small object round-trips with metadata and an MD5 ETag");
     let small = pattern(1000, 1);
@@ -41,10 +72,24 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
         .send()
         .await
         .expect("put small");
-    assert_eq!(put.e_tag(), Some(format!("\"{}\"", md5_hex(&small)).as_str()));
-    let got = s3.get_object().bucket("photos").key("small/a.txt").send().await.expect("get");
+    assert_eq!(
+        put.e_tag(),
+        Some(format!("\"{}\"", md5_hex(&small)).as_str())
+    );
+    let got = s3
+        .get_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(got.content_type(), Some("text/plain"));
-    assert_eq!(got.metadata().and_then(|m| m.get("color")).map(String::as_str), Some("blue"));
+    assert_eq!(
+        got.metadata()
+            .and_then(|m| m.get("color"))
+            .map(String::as_str),
+        Some("blue")
+    );
     assert_eq!(got.content_length(), Some(1000));
     let body = got.body.collect().await.expect("body").into_bytes();
     assert_eq!(body.as_ref(), small.as_slice());
@@ -60,7 +105,13 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
         .await
         .expect("put big");
     assert_eq!(put.e_tag(), Some(format!("\"{}\"", md5_hex(&big)).as_str()));
-    let got = s3.get_object().bucket("photos").key("big.bin").send().await.expect("get big");
+    let got = s3
+        .get_object()
+        .bucket("photos")
+        .key("big.bin")
+        .send()
+        .await
+        .expect("get big");
     let body = got.body.collect().await.expect("body").into_bytes();
     assert_eq!(body.len(), big.len());
     assert!(body.as_ref() == big.as_slice(), "64 MiB object differs");
@@ -83,12 +134,31 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
             .send()
             .await
             .expect("range");
-        assert_eq!(got.content_range(), Some(format!("bytes {first}-{last}/{n}").as_str()));
+        assert_eq!(
+            got.content_range(),
+            Some(format!("bytes {first}-{last}/{n}").as_str())
+        );
         let body = got.body.collect().await.expect("body").into_bytes();
         assert_eq!(body.as_ref(), &big[first..=last], "range {first}-{last}");
     }
-    let suffix = s3.get_object().bucket("photos").key("big.bin").range("bytes=-100").send().await.expect("suffix");
-    assert_eq!(suffix.body.collect().await.expect("body").into_bytes().as_ref(), &big[n - 100..]);
+    let suffix = s3
+        .get_object()
+        .bucket("photos")
+        .key("big.bin")
+        .range("bytes=-100")
+        .send()
+        .await
+        .expect("suffix");
+    assert_eq!(
+        suffix
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .as_ref(),
+        &big[n - 100..]
+    );
     let oob = s3
         .get_object()
         .bucket("photos")
@@ -101,19 +171,59 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
     assert_eq!(error_status(&oob), 416);
 
     phase("HEAD, conditional requests and response overrides follow S3");
-    let head = s3.head_object().bucket("photos").key("small/a.txt").send().await.expect("head");
+    let head = s3
+        .head_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .send()
+        .await
+        .expect("head");
     let etag = head.e_tag().expect("etag").to_string();
     assert_eq!(head.content_length(), Some(1000));
-    let nm = s3.get_object().bucket("photos").key("small/a.txt").if_none_match(&etag).send().await.expect_err("304");
+    let nm = s3
+        .get_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .expect_err("304");
     assert_eq!(error_status(&nm), 304);
-    let pf = s3.get_object().bucket("photos").key("small/a.txt").if_match("\"0000\"").send().await.expect_err("412");
+    let pf = s3
+        .get_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .if_match("\"0000\"")
+        .send()
+        .await
+        .expect_err("412");
     assert_eq!(error_status(&pf), 412);
-    s3.get_object().bucket("photos").key("small/a.txt").if_match(&etag).send().await.expect("if-match ok");
+    s3.get_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .if_match(&etag)
+        .send()
+        .await
+        .expect("if-match ok");
     let future = aws_sdk_s3::primitives::DateTime::from_secs(4_102_444_800);
-    let ims = s3.get_object().bucket("photos").key("small/a.txt").if_modified_since(future).send().await.expect_err("304");
+    let ims = s3
+        .get_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .if_modified_since(future)
+        .send()
+        .await
+        .expect_err("304");
     assert_eq!(error_status(&ims), 304);
     let past = aws_sdk_s3::primitives::DateTime::from_secs(1_000_000_000);
-    let ius = s3.get_object().bucket("photos").key("small/a.txt").if_unmodified_since(past).send().await.expect_err("412");
+    let ius = s3
+        .get_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .if_unmodified_since(past)
+        .send()
+        .await
+        .expect_err("412");
     assert_eq!(error_status(&ius), 412);
     let over = s3
         .get_object()
@@ -126,9 +236,23 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
         .expect("overrides");
     assert_eq!(over.content_type(), Some("application/x-test"));
     assert_eq!(over.cache_control(), Some("no-store"));
-    let part1 = s3.get_object().bucket("photos").key("small/a.txt").part_number(1).send().await.expect("part 1");
+    let part1 = s3
+        .get_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .part_number(1)
+        .send()
+        .await
+        .expect("part 1");
     assert_eq!(part1.content_length(), Some(1000));
-    let part2 = s3.get_object().bucket("photos").key("small/a.txt").part_number(2).send().await.expect_err("part 2");
+    let part2 = s3
+        .get_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .part_number(2)
+        .send()
+        .await
+        .expect_err("part 2");
     assert_eq!(error_code(&part2), "InvalidPartNumber");
 
     phase("conditional PUT: If-None-Match: * refuses to overwrite");
@@ -164,8 +288,22 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
         copied.copy_object_result().and_then(|r| r.e_tag()),
         Some(format!("\"{}\"", md5_hex(&big)).as_str())
     );
-    let got = s3.get_object().bucket("photos").key("copy/big.bin").send().await.expect("get copy");
-    assert!(got.body.collect().await.expect("body").into_bytes().as_ref() == big.as_slice());
+    let got = s3
+        .get_object()
+        .bucket("photos")
+        .key("copy/big.bin")
+        .send()
+        .await
+        .expect("get copy");
+    assert!(
+        got.body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .as_ref()
+            == big.as_slice()
+    );
     s3.copy_object()
         .bucket("photos")
         .key("copy/a.txt")
@@ -175,8 +313,19 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
         .send()
         .await
         .expect("copy replace");
-    let h = s3.head_object().bucket("photos").key("copy/a.txt").send().await.expect("head copy");
-    assert_eq!(h.metadata().and_then(|m| m.get("color")).map(String::as_str), Some("red"));
+    let h = s3
+        .head_object()
+        .bucket("photos")
+        .key("copy/a.txt")
+        .send()
+        .await
+        .expect("head copy");
+    assert_eq!(
+        h.metadata()
+            .and_then(|m| m.get("color"))
+            .map(String::as_str),
+        Some("red")
+    );
     let cond = s3
         .copy_object()
         .bucket("photos")
@@ -198,15 +347,41 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
     assert_eq!(error_code(&selfcopy), "InvalidRequest");
 
     phase("DeleteObject and DeleteObjects (quiet and verbose) remove keys");
-    let not_empty = s3.delete_bucket().bucket("photos").send().await.expect_err("not empty");
+    let not_empty = s3
+        .delete_bucket()
+        .bucket("photos")
+        .send()
+        .await
+        .expect_err("not empty");
     assert_eq!(error_code(&not_empty), "BucketNotEmpty");
-    s3.delete_object().bucket("photos").key("small/new.txt").send().await.expect("delete");
-    s3.delete_object().bucket("photos").key("small/new.txt").send().await.expect("delete twice is fine");
-    let gone = s3.get_object().bucket("photos").key("small/new.txt").send().await.expect_err("gone");
+    s3.delete_object()
+        .bucket("photos")
+        .key("small/new.txt")
+        .send()
+        .await
+        .expect("delete");
+    s3.delete_object()
+        .bucket("photos")
+        .key("small/new.txt")
+        .send()
+        .await
+        .expect("delete twice is fine");
+    let gone = s3
+        .get_object()
+        .bucket("photos")
+        .key("small/new.txt")
+        .send()
+        .await
+        .expect_err("gone");
     assert_eq!(error_code(&gone), "NoSuchKey");
     let ids = |keys: &[&str]| {
         keys.iter()
-            .map(|k| aws_sdk_s3::types::ObjectIdentifier::builder().key(*k).build().expect("id"))
+            .map(|k| {
+                aws_sdk_s3::types::ObjectIdentifier::builder()
+                    .key(*k)
+                    .build()
+                    .expect("id")
+            })
             .collect::<Vec<_>>()
     };
     let verbose = s3
@@ -237,9 +412,23 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
         .expect("quiet delete");
     assert!(quiet.deleted().is_empty());
     assert!(quiet.errors().is_empty());
-    let listed = s3.list_objects_v2().bucket("photos").send().await.expect("list");
+    let listed = s3
+        .list_objects_v2()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("list");
     assert_eq!(listed.key_count(), Some(0));
-    s3.delete_bucket().bucket("photos").send().await.expect("delete bucket");
-    let gone = s3.list_objects_v2().bucket("photos").send().await.expect_err("no bucket");
+    s3.delete_bucket()
+        .bucket("photos")
+        .send()
+        .await
+        .expect("delete bucket");
+    let gone = s3
+        .list_objects_v2()
+        .bucket("photos")
+        .send()
+        .await
+        .expect_err("no bucket");
     assert_eq!(error_code(&gone), "NoSuchBucket");
 }

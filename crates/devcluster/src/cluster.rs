@@ -269,13 +269,18 @@ impl DevCluster {
             .collect();
         let json = serde_json::to_string_pretty(&entries).unwrap_or_else(|_| "[]".into());
         let path = self.spec.root.join("cluster.json");
-        write_private(&path, json.as_bytes()).map_err(|source| DevClusterError::Write { path, source })
+        write_private(&path, json.as_bytes())
+            .map_err(|source| DevClusterError::Write { path, source })
     }
 
     /// SIGKILLs every process of `zone` (its meta node and its data nodes).
     pub async fn kill_zone(&mut self, zone: &str) -> Result<(), DevClusterError> {
         let mut found = false;
-        for p in self.processes.iter_mut().filter(|p| p.spec.zone.as_deref() == Some(zone)) {
+        for p in self
+            .processes
+            .iter_mut()
+            .filter(|p| p.spec.zone.as_deref() == Some(zone))
+        {
             p.kill().await;
             found = true;
         }
@@ -315,7 +320,11 @@ impl DevCluster {
     }
 
     /// Starts one process again.
-    pub async fn restart_node(&mut self, role: NodeRole, node_id: u64) -> Result<(), DevClusterError> {
+    pub async fn restart_node(
+        &mut self,
+        role: NodeRole,
+        node_id: u64,
+    ) -> Result<(), DevClusterError> {
         let spec = self
             .layout
             .nodes

@@ -138,7 +138,11 @@ impl ClusterLayout {
             role: NodeRole::Gateway,
             node_id: 1,
             zone: None,
-            port: if gateway_port == 0 { free_port()? } else { gateway_port },
+            port: if gateway_port == 0 {
+                free_port()?
+            } else {
+                gateway_port
+            },
             data_dir: root.join("gateway-1"),
         });
         Ok(Self {
@@ -215,8 +219,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tessera-layout-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let layout = ClusterLayout::new(&dir, 0, 2).expect("layout");
-        assert_eq!(layout.nodes.iter().filter(|n| n.role == NodeRole::Meta).count(), 3);
-        assert_eq!(layout.nodes.iter().filter(|n| n.role == NodeRole::Data).count(), 6);
+        assert_eq!(
+            layout
+                .nodes
+                .iter()
+                .filter(|n| n.role == NodeRole::Meta)
+                .count(),
+            3
+        );
+        assert_eq!(
+            layout
+                .nodes
+                .iter()
+                .filter(|n| n.role == NodeRole::Data)
+                .count(),
+            6
+        );
         assert!(layout.gateway().is_some());
         let path = dir.join("layout.json");
         layout.save(&path).expect("save");

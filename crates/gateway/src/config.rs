@@ -70,7 +70,9 @@ impl GatewayConfig {
     /// Checks the rules that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.meta_endpoints.is_empty() {
-            return Err(ConfigError::Invalid("gateway needs at least one meta endpoint".into()));
+            return Err(ConfigError::Invalid(
+                "gateway needs at least one meta endpoint".into(),
+            ));
         }
         if self.root_access_key.len() < 3 || self.root_secret_key.expose().len() < 8 {
             return Err(ConfigError::Invalid(
@@ -78,10 +80,14 @@ impl GatewayConfig {
             ));
         }
         if self.inline_threshold > 1024 * 1024 {
-            return Err(ConfigError::Invalid("inline_threshold must be <= 1 MiB".into()));
+            return Err(ConfigError::Invalid(
+                "inline_threshold must be <= 1 MiB".into(),
+            ));
         }
         if !(4096..=4 * 1024 * 1024).contains(&self.chunk_size) {
-            return Err(ConfigError::Invalid("chunk_size must be within 4 KiB..=4 MiB".into()));
+            return Err(ConfigError::Invalid(
+                "chunk_size must be within 4 KiB..=4 MiB".into(),
+            ));
         }
         if self.region.is_empty() {
             return Err(ConfigError::Invalid("region must not be empty".into()));

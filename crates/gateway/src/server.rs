@@ -51,10 +51,12 @@ pub struct Refusal {
 
 /// Checks what s3s does not: signature version 2 and presigned expiry.
 pub fn guard(headers: &http::HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
-    let sigv2 = || Refusal {
+    let sigv2 = || {
+        Refusal {
         status: 400,
         code: "InvalidRequest",
         message: "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.".into(),
+    }
     };
     if let Some(auth) = headers.get(http::header::AUTHORIZATION)
         && auth.as_bytes().starts_with(b"AWS ")
@@ -78,7 +80,9 @@ pub fn guard(headers: &http::HeaderMap, query: Option<&str>) -> Result<(), Refus
                     return Err(Refusal {
                         status: 400,
                         code: "AuthorizationQueryParametersError",
-                        message: "X-Amz-Expires must be less than a week (in seconds) that is 604800".into(),
+                        message:
+                            "X-Amz-Expires must be less than a week (in seconds) that is 604800"
+                                .into(),
                     });
                 }
             }
@@ -104,7 +108,9 @@ fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn refusal_response(refusal: &Refusal, request_id: &str) -> s3s::HttpResponse {
@@ -255,8 +261,17 @@ mod tests {
 
     #[test]
     fn sigv2_header_and_query_are_refused() {
-        assert_eq!(guard(&headers(Some("AWS AKID:sig")), None).map_err(|r| r.code), Err("InvalidRequest"));
-        assert!(guard(&headers(None), Some("AWSAccessKeyId=a&Signature=b&Expires=1")).is_err());
+        assert_eq!(
+            guard(&headers(Some("AWS AKID:sig")), None).map_err(|r| r.code),
+            Err("InvalidRequest")
+        );
+        assert!(
+            guard(
+                &headers(None),
+                Some("AWSAccessKeyId=a&Signature=b&Expires=1")
+            )
+            .is_err()
+        );
         assert!(guard(&headers(Some("AWS4-HMAC-SHA256 Credential=x")), None).is_ok());
     }
 

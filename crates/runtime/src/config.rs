@@ -74,7 +74,10 @@ mod tests {
         assert_eq!(load::<Sample>(Some(&good)).unwrap(), Sample { port: 7 });
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "prot = 7").unwrap();
-        assert!(matches!(load::<Sample>(Some(&bad)), Err(ConfigError::Parse { .. })));
+        assert!(matches!(
+            load::<Sample>(Some(&bad)),
+            Err(ConfigError::Parse { .. })
+        ));
         assert_eq!(load::<Sample>(None).unwrap(), Sample::default());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -36,14 +36,22 @@ async fn status(meta: &MetaClient) -> Result<()> {
     let s = meta.cluster_status().await?;
     println!(
         "leader: {}   term: {}   answered by: meta {}",
-        s.leader_id.map_or("none".to_string(), |l| format!("meta {l}")),
+        s.leader_id
+            .map_or("none".to_string(), |l| format!("meta {l}")),
         s.term,
         s.answered_by
     );
     println!();
-    println!("{:<8} {:>4}  {:<10} {:<12} {:<22} detail", "ROLE", "ID", "ZONE", "HEALTH", "ADDRESS");
+    println!(
+        "{:<8} {:>4}  {:<10} {:<12} {:<22} detail",
+        "ROLE", "ID", "ZONE", "HEALTH", "ADDRESS"
+    );
     for m in &s.meta_nodes {
-        let health = if m.role == "unreachable" { "unreachable" } else { "up" };
+        let health = if m.role == "unreachable" {
+            "unreachable"
+        } else {
+            "up"
+        };
         println!(
             "{:<8} {:>4}  {:<10} {:<12} {:<22} raft {} (applied {})",
             "meta", m.node_id, m.zone, health, m.addr, m.role, m.last_applied
@@ -54,7 +62,9 @@ async fn status(meta: &MetaClient) -> Result<()> {
         let health = if d.healthy { "healthy" } else { "down" };
         let beat = d
             .last_heartbeat_ms_ago
-            .map_or("no heartbeat".to_string(), |ms| format!("heartbeat {ms} ms ago"));
+            .map_or("no heartbeat".to_string(), |ms| {
+                format!("heartbeat {ms} ms ago")
+            });
         println!(
             "{:<8} {:>4}  {:<10} {:<12} {:<22} {beat}",
             "data", n.node_id, n.zone, health, n.addr

@@ -47,12 +47,42 @@ struct Scenario {
 }
 
 const SUITE: [Scenario; 6] = [
-    Scenario { name: "put-1m", put: true, size: 1 << 20, concurrency: 8 },
-    Scenario { name: "get-1m", put: false, size: 1 << 20, concurrency: 8 },
-    Scenario { name: "put-64m", put: true, size: 64 << 20, concurrency: 8 },
-    Scenario { name: "get-64m", put: false, size: 64 << 20, concurrency: 8 },
-    Scenario { name: "put-4k", put: true, size: 4 << 10, concurrency: 32 },
-    Scenario { name: "get-4k", put: false, size: 4 << 10, concurrency: 32 },
+    Scenario {
+        name: "put-1m",
+        put: true,
+        size: 1 << 20,
+        concurrency: 8,
+    },
+    Scenario {
+        name: "get-1m",
+        put: false,
+        size: 1 << 20,
+        concurrency: 8,
+    },
+    Scenario {
+        name: "put-64m",
+        put: true,
+        size: 64 << 20,
+        concurrency: 8,
+    },
+    Scenario {
+        name: "get-64m",
+        put: false,
+        size: 64 << 20,
+        concurrency: 8,
+    },
+    Scenario {
+        name: "put-4k",
+        put: true,
+        size: 4 << 10,
+        concurrency: 32,
+    },
+    Scenario {
+        name: "get-4k",
+        put: false,
+        size: 4 << 10,
+        concurrency: 32,
+    },
 ];
 
 /// Builds an S3 client for an endpoint with static credentials (path-style addressing).
@@ -74,9 +104,22 @@ struct Outcome {
     elapsed: Duration,
 }
 
-async fn run_scenario(client: &aws_sdk_s3::Client, bucket: &str, s: Scenario, seconds: u64) -> Outcome {
-    let payload = Bytes::from((0..s.size).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());
-    let prefix = format!("{}-{}", s.name.trim_start_matches("get-").trim_start_matches("put-"), s.size);
+async fn run_scenario(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    s: Scenario,
+    seconds: u64,
+) -> Outcome {
+    let payload = Bytes::from(
+        (0..s.size)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let prefix = format!(
+        "{}-{}",
+        s.name.trim_start_matches("get-").trim_start_matches("put-"),
+        s.size
+    );
     // GETs read objects written beforehand, one per worker slot.
     if !s.put {
         for i in 0..s.concurrency {
@@ -164,7 +207,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Runs the selected scenarios and prints one line each.
 pub async fn run(args: BenchArgs) -> Result<()> {
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is required")?;
+    let secret =
+        std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is required")?;
     let selected: Vec<Scenario> = if args.scenarios.iter().any(|s| s == "standard") {
         SUITE.to_vec()
     } else {
@@ -178,7 +222,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         v
     };
     let client = s3_client(&args.endpoint, &args.access_key, &secret, &args.region);
-    if client.head_bucket().bucket(&args.bucket).send().await.is_err() {
+    if client
+        .head_bucket()
+        .bucket(&args.bucket)
+        .send()
+        .await
+        .is_err()
+    {
         client
             .create_bucket()
             .bucket(&args.bucket)
@@ -206,7 +256,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             ops / secs,
             percentile(&o.latencies_us, 0.50),
             percentile(&o.latencies_us, 0.99),
-            if o.errors > 0 { format!("  ({} errors)", o.errors) } else { String::new() }
+            if o.errors > 0 {
+                format!("  ({} errors)", o.errors)
+            } else {
+                String::new()
+            }
         );
     }
     Ok(())

@@ -52,10 +52,16 @@ pub async fn run(args: DevArgs) -> Result<()> {
     println!("  Region:            {}", cluster.region());
     println!();
     println!("  Environment:       {}", root.join("dev.env").display());
-    println!("  Processes:         {}", root.join("cluster.json").display());
+    println!(
+        "  Processes:         {}",
+        root.join("cluster.json").display()
+    );
     println!("  Logs:              {}", root.join("logs").display());
     println!();
-    println!("  Try:  set -a; . {}; set +a", root.join("dev.env").display());
+    println!(
+        "  Try:  set -a; . {}; set +a",
+        root.join("dev.env").display()
+    );
     println!("        aws s3 mb s3://demo && tessera admin status");
     println!();
     println!("Press Ctrl-C to stop every process.");

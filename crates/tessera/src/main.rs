@@ -14,7 +14,12 @@ use tessera_runtime::telemetry::{self, LogFormat};
 #[command(name = "tessera", version, about)]
 struct Cli {
     /// Log format: text or json.
-    #[arg(long, global = true, default_value = "text", env = "TESSERA_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "TESSERA_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -39,7 +44,10 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

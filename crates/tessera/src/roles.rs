@@ -85,8 +85,12 @@ pub struct GatewayArgs {
 }
 
 fn parse_peer(s: &str) -> Result<tessera_meta::MetaPeer> {
-    let (id, rest) = s.split_once('=').context("peer must be ID=HOST:PORT@ZONE")?;
-    let (addr, zone) = rest.split_once('@').context("peer must be ID=HOST:PORT@ZONE")?;
+    let (id, rest) = s
+        .split_once('=')
+        .context("peer must be ID=HOST:PORT@ZONE")?;
+    let (addr, zone) = rest
+        .split_once('@')
+        .context("peer must be ID=HOST:PORT@ZONE")?;
     Ok(tessera_meta::MetaPeer {
         node_id: id.parse().context("peer id must be a number")?,
         addr: addr.to_string(),
@@ -129,10 +133,15 @@ pub async fn run_meta(args: MetaArgs) -> Result<()> {
         config.data_dir = dir;
     }
     if !args.peers.is_empty() {
-        config.peers = args.peers.iter().map(|p| parse_peer(p)).collect::<Result<_>>()?;
+        config.peers = args
+            .peers
+            .iter()
+            .map(|p| parse_peer(p))
+            .collect::<Result<_>>()?;
     }
     config.validate()?;
-    let span = tracing::info_span!("node", role = "meta", node_id = config.node_id, zone = %config.zone);
+    let span =
+        tracing::info_span!("node", role = "meta", node_id = config.node_id, zone = %config.zone);
     tessera_meta::run(config, shutdown_on_signals())
         .instrument(span)
         .await?;
@@ -171,7 +180,8 @@ pub async fn run_data(args: DataArgs) -> Result<()> {
         config.meta_endpoints = args.meta;
     }
     config.validate()?;
-    let span = tracing::info_span!("node", role = "data", node_id = config.node_id, zone = %config.zone);
+    let span =
+        tracing::info_span!("node", role = "data", node_id = config.node_id, zone = %config.zone);
     tessera_data::run(config, shutdown_on_signals())
         .instrument(span)
         .await?;
@@ -180,14 +190,20 @@ pub async fn run_data(args: DataArgs) -> Result<()> {
 
 /// Runs the gateway.
 pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
-    let secret = std::env::var("TESSERA_ROOT_SECRET_KEY").ok().map(Secret::new);
+    let secret = std::env::var("TESSERA_ROOT_SECRET_KEY")
+        .ok()
+        .map(Secret::new);
     let mut config: tessera_gateway::GatewayConfig = match &args.config {
         Some(path) => tessera_runtime::config::load_required(path)?,
         None => tessera_gateway::GatewayConfig::new(
             args.listen.context("--listen is required")?,
             args.meta.clone(),
-            args.root_access_key.clone().context("TESSERA_ROOT_ACCESS_KEY is required")?,
-            secret.clone().context("TESSERA_ROOT_SECRET_KEY is required")?,
+            args.root_access_key
+                .clone()
+                .context("TESSERA_ROOT_ACCESS_KEY is required")?,
+            secret
+                .clone()
+                .context("TESSERA_ROOT_SECRET_KEY is required")?,
         ),
     };
     if let Some(listen) = args.listen {

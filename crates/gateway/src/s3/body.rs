@@ -185,7 +185,12 @@ impl BodySpec {
             ExpectedChecksum::Trailer => {
                 let name = self.algorithm.header_name();
                 let value = trailers
-                    .and_then(|t| t.read(|h| h.get(name).and_then(|v| v.to_str().ok().map(str::to_string))))
+                    .and_then(|t| {
+                        t.read(|h| {
+                            h.get(name)
+                                .and_then(|v| v.to_str().ok().map(str::to_string))
+                        })
+                    })
                     .flatten()
                     .ok_or_else(|| {
                         GatewayError::invalid_request(format!(
@@ -227,9 +232,13 @@ mod tests {
 
     #[test]
     fn default_checksum_is_crc64nvme_and_not_echoed() {
-        let spec =
-            BodySpec::from_request(&HeaderMap::new(), Some(5), None, &ChecksumHeaders::default())
-                .expect("spec");
+        let spec = BodySpec::from_request(
+            &HeaderMap::new(),
+            Some(5),
+            None,
+            &ChecksumHeaders::default(),
+        )
+        .expect("spec");
         assert_eq!(spec.algorithm, ChecksumAlgorithm::Crc64Nvme);
         assert!(!spec.requested);
         assert_eq!(spec.expected_len, Some(5));

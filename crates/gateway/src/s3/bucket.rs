@@ -26,7 +26,10 @@ pub fn wall_clock_ms() -> i64 {
 }
 
 /// CreateBucket.
-pub async fn create_bucket(ops: &Ops, req: S3Request<CreateBucketInput>) -> Res<CreateBucketOutput> {
+pub async fn create_bucket(
+    ops: &Ops,
+    req: S3Request<CreateBucketInput>,
+) -> Res<CreateBucketOutput> {
     let input = req.input;
     let name = BucketName::parse(&input.bucket)?;
     if let Some(constraint) = input
@@ -69,7 +72,10 @@ pub async fn head_bucket(ops: &Ops, req: S3Request<HeadBucketInput>) -> Res<Head
 }
 
 /// DeleteBucket.
-pub async fn delete_bucket(ops: &Ops, req: S3Request<DeleteBucketInput>) -> Res<DeleteBucketOutput> {
+pub async fn delete_bucket(
+    ops: &Ops,
+    req: S3Request<DeleteBucketInput>,
+) -> Res<DeleteBucketOutput> {
     ops.execute(Cmd::DeleteBucket(pb::DeleteBucket {
         name: req.input.bucket.clone(),
     }))

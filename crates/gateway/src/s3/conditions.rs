@@ -104,12 +104,24 @@ mod tests {
 
     #[test]
     fn if_match() {
-        let ok = ReadConditions { if_match: Some(Some("abc".into())), ..Default::default() };
+        let ok = ReadConditions {
+            if_match: Some(Some("abc".into())),
+            ..Default::default()
+        };
         assert!(check(ok).is_ok());
-        let any = ReadConditions { if_match: Some(None), ..Default::default() };
+        let any = ReadConditions {
+            if_match: Some(None),
+            ..Default::default()
+        };
         assert!(check(any).is_ok());
-        let bad = ReadConditions { if_match: Some(Some("\"x\"".into())), ..Default::default() };
-        assert!(matches!(check(bad), Err(GatewayError::PreconditionFailed { .. })));
+        let bad = ReadConditions {
+            if_match: Some(Some("\"x\"".into())),
+            ..Default::default()
+        };
+        assert!(matches!(
+            check(bad),
+            Err(GatewayError::PreconditionFailed { .. })
+        ));
     }
 
     #[test]
@@ -120,21 +132,42 @@ mod tests {
             ..Default::default()
         };
         assert!(check(c).is_ok());
-        let c = ReadConditions { if_unmodified_since_ms: Some(T - 10_000), ..Default::default() };
-        assert!(matches!(check(c), Err(GatewayError::PreconditionFailed { .. })));
-        let c = ReadConditions { if_unmodified_since_ms: Some(T + 500), ..Default::default() };
+        let c = ReadConditions {
+            if_unmodified_since_ms: Some(T - 10_000),
+            ..Default::default()
+        };
+        assert!(matches!(
+            check(c),
+            Err(GatewayError::PreconditionFailed { .. })
+        ));
+        let c = ReadConditions {
+            if_unmodified_since_ms: Some(T + 500),
+            ..Default::default()
+        };
         assert!(check(c).is_ok());
     }
 
     #[test]
     fn if_none_match_and_modified_since() {
-        let c = ReadConditions { if_none_match: Some(Some(ETAG.into())), ..Default::default() };
+        let c = ReadConditions {
+            if_none_match: Some(Some(ETAG.into())),
+            ..Default::default()
+        };
         assert!(matches!(check(c), Err(GatewayError::NotModified)));
-        let c = ReadConditions { if_none_match: Some(Some("zzz".into())), ..Default::default() };
+        let c = ReadConditions {
+            if_none_match: Some(Some("zzz".into())),
+            ..Default::default()
+        };
         assert!(check(c).is_ok());
-        let c = ReadConditions { if_modified_since_ms: Some(T), ..Default::default() };
+        let c = ReadConditions {
+            if_modified_since_ms: Some(T),
+            ..Default::default()
+        };
         assert!(matches!(check(c), Err(GatewayError::NotModified)));
-        let c = ReadConditions { if_modified_since_ms: Some(T - 1_000), ..Default::default() };
+        let c = ReadConditions {
+            if_modified_since_ms: Some(T - 1_000),
+            ..Default::default()
+        };
         assert!(check(c).is_ok());
         // If-None-Match false (tag differs) wins over If-Modified-Since.
         let c = ReadConditions {
@@ -147,7 +180,10 @@ mod tests {
 
     #[test]
     fn copy_source_conditions_fail_with_412() {
-        let c = ReadConditions { if_none_match: Some(Some(ETAG.into())), ..Default::default() };
+        let c = ReadConditions {
+            if_none_match: Some(Some(ETAG.into())),
+            ..Default::default()
+        };
         assert!(matches!(
             evaluate(&c, ETAG, T, ConditionMode::CopySource),
             Err(GatewayError::PreconditionFailed { .. })

@@ -148,7 +148,11 @@ pub fn user_metadata(
     metadata: Option<dto::Metadata>,
 ) -> Result<std::collections::HashMap<String, String>, GatewayError> {
     let map: std::collections::HashMap<String, String> = metadata
-        .map(|m| m.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect())
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect()
+        })
         .unwrap_or_default();
     let size: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > 2048 {
@@ -172,7 +176,11 @@ pub fn owner(id: &str, display_name: &str) -> dto::Owner {
 
 /// Storage class as listings show it.
 pub fn storage_class_name(stored: &str) -> &str {
-    if stored.is_empty() { "STANDARD" } else { stored }
+    if stored.is_empty() {
+        "STANDARD"
+    } else {
+        stored
+    }
 }
 
 /// URL-encodes a key the way S3 does for `encoding-type=url`.
@@ -202,7 +210,10 @@ mod tests {
         let ts = timestamp_from_ms(1_700_000_000_000);
         let s = http_date(&ts).expect("format");
         assert_eq!(s, "Tue, 14 Nov 2023 22:13:20 GMT");
-        assert_eq!(timestamp_to_ms(&parse_http_date(&s).expect("parse")), 1_700_000_000_000);
+        assert_eq!(
+            timestamp_to_ms(&parse_http_date(&s).expect("parse")),
+            1_700_000_000_000
+        );
     }
 
     #[test]

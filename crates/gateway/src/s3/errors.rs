@@ -12,7 +12,10 @@ use tessera_client::MetaClientError;
 pub fn to_s3(err: GatewayError) -> S3Error {
     match err {
         GatewayError::NoSuchBucket { bucket } => {
-            s3_error!(NoSuchBucket, "The specified bucket does not exist: {bucket}")
+            s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist: {bucket}"
+            )
         }
         GatewayError::BucketAlreadyOwnedByYou => s3_error!(
             BucketAlreadyOwnedByYou,
@@ -23,10 +26,16 @@ pub fn to_s3(err: GatewayError) -> S3Error {
             "The requested bucket name is not available. Please select a different name and try again."
         ),
         GatewayError::BucketNotEmpty => {
-            s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty")
+            s3_error!(
+                BucketNotEmpty,
+                "The bucket you tried to delete is not empty"
+            )
         }
         GatewayError::InvalidBucketName { reason } => {
-            s3_error!(InvalidBucketName, "The specified bucket is not valid: {reason}")
+            s3_error!(
+                InvalidBucketName,
+                "The specified bucket is not valid: {reason}"
+            )
         }
         GatewayError::KeyTooLong { len } => s3_error!(
             KeyTooLongError,
@@ -42,10 +51,9 @@ pub fn to_s3(err: GatewayError) -> S3Error {
             }
             e
         }
-        GatewayError::NoSuchVersion => s3_error!(
-            NoSuchVersion,
-            "The specified version does not exist."
-        ),
+        GatewayError::NoSuchVersion => {
+            s3_error!(NoSuchVersion, "The specified version does not exist.")
+        }
         GatewayError::DeleteMarkerVersion { version_id } => {
             let mut e = s3_error!(
                 MethodNotAllowed,
@@ -153,10 +161,9 @@ fn pipeline_to_s3(err: PipelineError) -> S3Error {
             RequestTimeout,
             "Your socket connection to the server was not read from or written to within the timeout period."
         ),
-        PipelineError::LengthMismatch { expected, got } => to_s3(GatewayError::IncompleteBody {
-            expected,
-            got,
-        }),
+        PipelineError::LengthMismatch { expected, got } => {
+            to_s3(GatewayError::IncompleteBody { expected, got })
+        }
         PipelineError::EntityTooLarge { max } => to_s3(GatewayError::EntityTooLarge { max }),
         PipelineError::InsufficientNodes { .. }
         | PipelineError::WriteQuorumLost { .. }
@@ -196,20 +203,67 @@ mod tests {
     #[test]
     fn status_codes_follow_s3() {
         let cases: Vec<(GatewayError, u16, &str)> = vec![
-            (GatewayError::NoSuchBucket { bucket: "b".into() }, 404, "NoSuchBucket"),
+            (
+                GatewayError::NoSuchBucket { bucket: "b".into() },
+                404,
+                "NoSuchBucket",
+            ),
             (GatewayError::BucketNotEmpty, 409, "BucketNotEmpty"),
-            (GatewayError::BucketAlreadyOwnedByYou, 409, "BucketAlreadyOwnedByYou"),
-            (GatewayError::KeyTooLong { len: 1025 }, 400, "KeyTooLongError"),
-            (GatewayError::NoSuchKey { delete_marker_version: None }, 404, "NoSuchKey"),
+            (
+                GatewayError::BucketAlreadyOwnedByYou,
+                409,
+                "BucketAlreadyOwnedByYou",
+            ),
+            (
+                GatewayError::KeyTooLong { len: 1025 },
+                400,
+                "KeyTooLongError",
+            ),
+            (
+                GatewayError::NoSuchKey {
+                    delete_marker_version: None,
+                },
+                404,
+                "NoSuchKey",
+            ),
             (GatewayError::NoSuchUpload, 404, "NoSuchUpload"),
-            (GatewayError::InvalidPart { part_number: 2 }, 400, "InvalidPart"),
+            (
+                GatewayError::InvalidPart { part_number: 2 },
+                400,
+                "InvalidPart",
+            ),
             (GatewayError::InvalidPartOrder, 400, "InvalidPartOrder"),
-            (GatewayError::EntityTooSmall { part_number: 1, size: 1 }, 400, "EntityTooSmall"),
-            (GatewayError::PreconditionFailed { condition: "If-Match" }, 412, "PreconditionFailed"),
+            (
+                GatewayError::EntityTooSmall {
+                    part_number: 1,
+                    size: 1,
+                },
+                400,
+                "EntityTooSmall",
+            ),
+            (
+                GatewayError::PreconditionFailed {
+                    condition: "If-Match",
+                },
+                412,
+                "PreconditionFailed",
+            ),
             (GatewayError::NotModified, 304, "NotModified"),
             (GatewayError::InvalidRange { size: 3 }, 416, "InvalidRange"),
-            (GatewayError::BadDigest { what: "Content-MD5".into() }, 400, "BadDigest"),
-            (GatewayError::DeleteMarkerVersion { version_id: "v".into() }, 405, "MethodNotAllowed"),
+            (
+                GatewayError::BadDigest {
+                    what: "Content-MD5".into(),
+                },
+                400,
+                "BadDigest",
+            ),
+            (
+                GatewayError::DeleteMarkerVersion {
+                    version_id: "v".into(),
+                },
+                405,
+                "MethodNotAllowed",
+            ),
             (GatewayError::internal("x"), 500, "InternalError"),
         ];
         for (err, status, code) in cases {

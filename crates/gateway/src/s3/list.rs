@@ -44,7 +44,9 @@ pub fn decode_token(token: &str) -> Result<String, GatewayError> {
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| GatewayError::invalid_argument("The continuation token provided is incorrect"))
+        .ok_or_else(|| {
+            GatewayError::invalid_argument("The continuation token provided is incorrect")
+        })
 }
 
 async fn scan(
@@ -93,11 +95,16 @@ fn contents(
                     .map(|a| vec![ChecksumAlgorithm::from(a.s3_name().to_string())])
             }),
             checksum_type: v.checksums.first().map(|c| {
-                let t = pb::ChecksumType::try_from(c.r#type).unwrap_or(pb::ChecksumType::FullObject);
+                let t =
+                    pb::ChecksumType::try_from(c.r#type).unwrap_or(pb::ChecksumType::FullObject);
                 ChecksumType::from(convert::checksum_type_name(t).to_string())
             }),
             e_tag: Some(convert::etag(&v.etag)),
-            key: Some(if encode { url_encode(&v.key) } else { v.key.clone() }),
+            key: Some(if encode {
+                url_encode(&v.key)
+            } else {
+                v.key.clone()
+            }),
             last_modified: Some(timestamp_from_ms(v.last_modified_ms)),
             owner: with_owner.then(|| convert::owner(&ops.owner_id, &ops.owner_name)),
             size: i64::try_from(v.size).ok(),
@@ -122,7 +129,10 @@ fn maybe_encode(s: Option<String>, encode: bool) -> Option<String> {
 }
 
 /// ListObjectsV2.
-pub async fn list_objects_v2(ops: &Ops, req: S3Request<ListObjectsV2Input>) -> Res<ListObjectsV2Output> {
+pub async fn list_objects_v2(
+    ops: &Ops,
+    req: S3Request<ListObjectsV2Input>,
+) -> Res<ListObjectsV2Output> {
     let input = req.input;
     let max = max_keys(input.max_keys)?;
     let encode = url_encoding(input.encoding_type.as_ref())?;
@@ -131,7 +141,15 @@ pub async fn list_objects_v2(ops: &Ops, req: S3Request<ListObjectsV2Input>) -> R
         Some(t) => decode_token(t)?,
         None => input.start_after.clone().unwrap_or_default(),
     };
-    let resp = scan(ops, &input.bucket, &prefix, input.delimiter.as_deref(), &start, max).await?;
+    let resp = scan(
+        ops,
+        &input.bucket,
+        &prefix,
+        input.delimiter.as_deref(),
+        &start,
+        max,
+    )
+    .await?;
     let key_count = resp.objects.len() + resp.common_prefixes.len();
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
@@ -141,7 +159,12 @@ pub async fn list_objects_v2(ops: &Ops, req: S3Request<ListObjectsV2Input>) -> R
         continuation_token: input.continuation_token,
         is_truncated: Some(resp.is_truncated),
         next_continuation_token: resp.is_truncated.then(|| encode_token(&resp.next_marker)),
-        contents: Some(contents(ops, &resp.objects, encode, input.fetch_owner.unwrap_or(false))),
+        contents: Some(contents(
+            ops,
+            &resp.objects,
+            encode,
+            input.fetch_owner.unwrap_or(false),
+        )),
         common_prefixes: Some(prefixes(&resp.common_prefixes, encode)),
         delimiter: maybe_encode(input.delimiter, encode),
         encoding_type: input.encoding_type,
@@ -157,7 +180,15 @@ pub async fn list_objects(ops: &Ops, req: S3Request<ListObjectsInput>) -> Res<Li
     let encode = url_encoding(input.encoding_type.as_ref())?;
     let prefix = input.prefix.clone().unwrap_or_default();
     let marker = input.marker.clone().unwrap_or_default();
-    let resp = scan(ops, &input.bucket, &prefix, input.delimiter.as_deref(), &marker, max).await?;
+    let resp = scan(
+        ops,
+        &input.bucket,
+        &prefix,
+        input.delimiter.as_deref(),
+        &marker,
+        max,
+    )
+    .await?;
     let has_delimiter = input.delimiter.as_deref().is_some_and(|d| !d.is_empty());
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),

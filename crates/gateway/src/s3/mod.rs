@@ -2,6 +2,7 @@
 //! records and commands, calls meta and the blob pipeline, and maps errors in `errors`.
 
 pub mod auth;
+pub mod body;
 pub mod bucket;
 pub mod conditions;
 pub mod convert;
@@ -9,7 +10,6 @@ pub mod errors;
 pub mod list;
 pub mod multipart;
 pub mod object;
-pub mod body;
 
 use crate::error::GatewayError;
 use crate::pipeline::BlobStore;
@@ -42,7 +42,9 @@ impl Ops {
         match result.result {
             Some(CmdResult::Error(e)) => Err(meta_error(e)),
             Some(other) => Ok(other),
-            None => Err(GatewayError::internal("meta returned an empty command result")),
+            None => Err(GatewayError::internal(
+                "meta returned an empty command result",
+            )),
         }
     }
 

@@ -6,7 +6,9 @@ use super::Ops;
 use super::body::{BodySpec, ChecksumHeaders};
 use super::bucket::wall_clock_ms;
 use super::conditions::ReadConditions;
-use super::convert::{self, ChecksumFields, checksum_algorithm_pb, timestamp_from_ms, timestamp_to_ms};
+use super::convert::{
+    self, ChecksumFields, checksum_algorithm_pb, timestamp_from_ms, timestamp_to_ms,
+};
 use super::object::{self, check_key, checksum_record, log_orphan, store_body, visible_version_id};
 use crate::error::GatewayError;
 use s3s::dto::*;
@@ -28,7 +30,9 @@ impl From<MultipartError> for GatewayError {
     fn from(e: MultipartError) -> Self {
         match e {
             MultipartError::InvalidPartOrder => GatewayError::InvalidPartOrder,
-            MultipartError::InvalidPart { part_number } => GatewayError::InvalidPart { part_number },
+            MultipartError::InvalidPart { part_number } => {
+                GatewayError::InvalidPart { part_number }
+            }
             MultipartError::EntityTooSmall { part_number, size } => {
                 GatewayError::EntityTooSmall { part_number, size }
             }
@@ -43,7 +47,12 @@ impl From<MultipartError> for GatewayError {
 }
 
 /// The upload, checked to belong to this bucket and key.
-async fn upload_of(ops: &Ops, bucket: &str, key: &str, upload_id: &str) -> Result<pb::MultipartUpload, GatewayError> {
+async fn upload_of(
+    ops: &Ops,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<pb::MultipartUpload, GatewayError> {
     let upload = ops
         .meta
         .get_upload(upload_id)
@@ -120,9 +129,14 @@ pub async fn create_multipart_upload(
             input.expires.as_ref(),
         )),
         user_metadata,
-        checksum_algorithm: algorithm.map(checksum_algorithm_pb).unwrap_or(pb::ChecksumAlgorithm::None) as i32,
+        checksum_algorithm: algorithm
+            .map(checksum_algorithm_pb)
+            .unwrap_or(pb::ChecksumAlgorithm::None) as i32,
         checksum_type: checksum_type as i32,
-        storage_class: input.storage_class.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        storage_class: input
+            .storage_class
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
     };
     ops.execute(Cmd::CreateUpload(pb::CreateUpload {
         upload: Some(upload),
@@ -166,7 +180,10 @@ pub async fn upload_part(ops: &Ops, req: S3Request<UploadPartInput>) -> Res<Uplo
         input.content_length,
         input.content_md5.as_deref(),
         &ChecksumHeaders {
-            algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_string()),
+            algorithm: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_string()),
             crc32: input.checksum_crc32,
             crc32c: input.checksum_crc32c,
             crc64nvme: input.checksum_crc64nvme,
@@ -256,8 +273,14 @@ pub async fn upload_part_copy(
     let conds = ReadConditions {
         if_match: input.copy_source_if_match.as_ref().map(tag),
         if_none_match: input.copy_source_if_none_match.as_ref().map(tag),
-        if_modified_since_ms: input.copy_source_if_modified_since.as_ref().map(timestamp_to_ms),
-        if_unmodified_since_ms: input.copy_source_if_unmodified_since.as_ref().map(timestamp_to_ms),
+        if_modified_since_ms: input
+            .copy_source_if_modified_since
+            .as_ref()
+            .map(timestamp_to_ms),
+        if_unmodified_since_ms: input
+            .copy_source_if_unmodified_since
+            .as_ref()
+            .map(timestamp_to_ms),
     };
     let source = object::copy_source(ops, &input.copy_source, conds).await?;
     let range = match &input.copy_source_range {
@@ -271,7 +294,11 @@ pub async fn upload_part_copy(
     }
     let algorithm = upload_algorithm(&upload).unwrap_or(ChecksumAlgorithm::Crc64Nvme);
     let written = object::copy_bytes(ops, &source, range, algorithm).await?;
-    let digest = written.checksums.first().map(|(_, d)| d.clone()).unwrap_or_default();
+    let digest = written
+        .checksums
+        .first()
+        .map(|(_, d)| d.clone())
+        .unwrap_or_default();
     let etag = single_part_etag(&written.md5);
     let now = wall_clock_ms();
     let checksum = checksum_record(algorithm, &digest);
@@ -370,11 +397,13 @@ pub async fn complete_multipart_upload(
             message: "every Part needs a PartNumber".into(),
         })?;
         let number = validate_part_number(n)?;
-        let etag = p.e_tag.as_ref().map(|t| t.value().to_string()).ok_or_else(|| {
-            GatewayError::MalformedXml {
+        let etag = p
+            .e_tag
+            .as_ref()
+            .map(|t| t.value().to_string())
+            .ok_or_else(|| GatewayError::MalformedXml {
                 message: "every Part needs an ETag".into(),
-            }
-        })?;
+            })?;
         requested.push((number, etag));
     }
     let stored = all_parts(ops, &upload.upload_id).await?;
@@ -393,11 +422,13 @@ pub async fn complete_multipart_upload(
     let mut digests = Vec::with_capacity(requested.len());
     let mut total = 0_u64;
     for (i, (number, _)) in requested.iter().enumerate() {
-        let part = by_number
-            .get(number)
-            .ok_or(GatewayError::InvalidPart { part_number: *number })?;
+        let part = by_number.get(number).ok_or(GatewayError::InvalidPart {
+            part_number: *number,
+        })?;
         if !part_etag_matches(&requested[i].1, &part.etag) {
-            return Err(GatewayError::InvalidPart { part_number: *number });
+            return Err(GatewayError::InvalidPart {
+                part_number: *number,
+            });
         }
         let md5: [u8; 16] = hex::decode(part.etag.trim_matches('"'))
             .ok()
@@ -407,7 +438,9 @@ pub async fn complete_multipart_upload(
         if let Some(given) = completed_part_checksum(&requested_parts[i], effective_alg)
             && from_base64(given).ok().as_deref() != Some(digest.as_slice())
         {
-            return Err(GatewayError::InvalidPart { part_number: *number });
+            return Err(GatewayError::InvalidPart {
+                part_number: *number,
+            });
         }
         md5s.push(md5);
         digests.push((digest, part.size));
@@ -427,7 +460,8 @@ pub async fn complete_multipart_upload(
             "The provided x-amz-mp-object-size {expected} does not match the object size {total}"
         )));
     }
-    let checksum_type = pb::ChecksumType::try_from(upload.checksum_type).unwrap_or(pb::ChecksumType::FullObject);
+    let checksum_type =
+        pb::ChecksumType::try_from(upload.checksum_type).unwrap_or(pb::ChecksumType::FullObject);
     let checksum_value = if checksum_type == pb::ChecksumType::Composite {
         let raw: Vec<Vec<u8>> = digests.iter().map(|(d, _)| d.clone()).collect();
         composite_checksum(effective_alg, &raw)
@@ -477,7 +511,11 @@ pub async fn complete_multipart_upload(
         CmdResult::PutVersion(r) => r
             .version
             .ok_or_else(|| GatewayError::internal("CompleteUpload returned no version"))?,
-        _ => return Err(GatewayError::internal("unexpected result for CompleteUpload")),
+        _ => {
+            return Err(GatewayError::internal(
+                "unexpected result for CompleteUpload",
+            ));
+        }
     };
     tracing::debug!(bucket = %committed.bucket, key = %committed.key, size = total, "multipart upload completed");
     let f = if alg.is_some() {
@@ -522,13 +560,17 @@ pub async fn list_parts(ops: &Ops, req: S3Request<ListPartsInput>) -> Res<ListPa
     let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
     let max = match input.max_parts {
         Some(n) if n < 0 => {
-            return Err(GatewayError::invalid_argument("max-parts must be non-negative"));
+            return Err(GatewayError::invalid_argument(
+                "max-parts must be non-negative",
+            ));
         }
         Some(n) => u32::try_from(n).unwrap_or(1000).min(1000),
         None => 1000,
     };
     let marker = match &input.part_number_marker {
-        Some(m) => u32::try_from(*m).map_err(|_| GatewayError::invalid_argument("part-number-marker must be non-negative"))?,
+        Some(m) => u32::try_from(*m).map_err(|_| {
+            GatewayError::invalid_argument("part-number-marker must be non-negative")
+        })?,
         None => 0,
     };
     let page = ops
@@ -595,7 +637,9 @@ pub async fn list_multipart_uploads(
     let input = req.input;
     let max = match input.max_uploads {
         Some(n) if n < 0 => {
-            return Err(GatewayError::invalid_argument("max-uploads must be non-negative"));
+            return Err(GatewayError::invalid_argument(
+                "max-uploads must be non-negative",
+            ));
         }
         Some(n) => u32::try_from(n).unwrap_or(1000).min(1000),
         None => 1000,
@@ -642,7 +686,9 @@ pub async fn list_multipart_uploads(
         common_prefixes: Some(
             page.common_prefixes
                 .iter()
-                .map(|p| CommonPrefix { prefix: Some(p.clone()) })
+                .map(|p| CommonPrefix {
+                    prefix: Some(p.clone()),
+                })
                 .collect(),
         ),
         delimiter: input.delimiter,
@@ -651,7 +697,9 @@ pub async fn list_multipart_uploads(
         key_marker: input.key_marker,
         max_uploads: i32::try_from(max).ok(),
         next_key_marker: page.is_truncated.then(|| page.next_key_marker.clone()),
-        next_upload_id_marker: page.is_truncated.then(|| page.next_upload_id_marker.clone()),
+        next_upload_id_marker: page
+            .is_truncated
+            .then(|| page.next_upload_id_marker.clone()),
         prefix: input.prefix,
         upload_id_marker: input.upload_id_marker,
         uploads: Some(uploads),

@@ -6,7 +6,9 @@ use super::Ops;
 use super::body::{self, BodySpec, ChecksumHeaders};
 use super::bucket::wall_clock_ms;
 use super::conditions::{self, ConditionMode, ReadConditions};
-use super::convert::{self, ChecksumFields, checksum_algorithm_pb, timestamp_from_ms, timestamp_to_ms};
+use super::convert::{
+    self, ChecksumFields, checksum_algorithm_pb, timestamp_from_ms, timestamp_to_ms,
+};
 use crate::error::GatewayError;
 use crate::pipeline::{BodyError, WriteOptions, WrittenBlob};
 use futures::StreamExt;
@@ -133,7 +135,10 @@ pub async fn put_object(ops: &Ops, req: S3Request<PutObjectInput>) -> Res<PutObj
         input.content_length,
         input.content_md5.as_deref(),
         &ChecksumHeaders {
-            algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_string()),
+            algorithm: input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_string()),
             crc32: input.checksum_crc32,
             crc32c: input.checksum_crc32c,
             crc64nvme: input.checksum_crc64nvme,
@@ -397,12 +402,15 @@ fn object_headers(
     let h = version.headers.clone().unwrap_or_default();
     let [ct, ce, cd, cl, cc] = overrides;
     ObjectHeaders {
-        content_type: ct.or(h.content_type).or(Some(DEFAULT_CONTENT_TYPE.to_string())),
+        content_type: ct
+            .or(h.content_type)
+            .or(Some(DEFAULT_CONTENT_TYPE.to_string())),
         content_encoding: ce.or(h.content_encoding),
         content_disposition: cd.or(h.content_disposition),
         content_language: cl.or(h.content_language),
         cache_control: cc.or(h.cache_control),
-        expires: expires_override.or_else(|| h.expires.as_deref().and_then(convert::parse_http_date)),
+        expires: expires_override
+            .or_else(|| h.expires.as_deref().and_then(convert::parse_http_date)),
     }
 }
 
@@ -414,7 +422,8 @@ fn storage_class(version: &pb::ObjectVersion) -> Option<StorageClass> {
 /// GetObject.
 pub async fn get_object(ops: &Ops, req: S3Request<GetObjectInput>) -> Res<GetObjectOutput> {
     let input = req.input;
-    let version = fetch_version(ops, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let version =
+        fetch_version(ops, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     conditions::evaluate(
         &read_conditions(
             input.if_match.as_ref(),
@@ -444,9 +453,14 @@ pub async fn get_object(ops: &Ops, req: S3Request<GetObjectInput>) -> Res<GetObj
     } else {
         ChecksumFields::default()
     };
-    let content_range = plan
-        .partial
-        .then(|| format!("bytes {}-{}/{}", plan.range.start, plan.range.end.saturating_sub(1), version.size));
+    let content_range = plan.partial.then(|| {
+        format!(
+            "bytes {}-{}/{}",
+            plan.range.start,
+            plan.range.end.saturating_sub(1),
+            version.size
+        )
+    });
     let body = object_body(ops, &version, plan.range.clone());
     let out = GetObjectOutput {
         accept_ranges: Some("bytes".to_string()),
@@ -480,7 +494,8 @@ pub async fn get_object(ops: &Ops, req: S3Request<GetObjectInput>) -> Res<GetObj
 /// HeadObject.
 pub async fn head_object(ops: &Ops, req: S3Request<HeadObjectInput>) -> Res<HeadObjectOutput> {
     let input = req.input;
-    let version = fetch_version(ops, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let version =
+        fetch_version(ops, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     conditions::evaluate(
         &read_conditions(
             input.if_match.as_ref(),
@@ -524,7 +539,12 @@ pub async fn head_object(ops: &Ops, req: S3Request<HeadObjectInput>) -> Res<Head
         content_language: headers.content_language,
         content_length: i64::try_from(len).ok(),
         content_range: plan.partial.then(|| {
-            format!("bytes {}-{}/{}", plan.range.start, plan.range.end.saturating_sub(1), version.size)
+            format!(
+                "bytes {}-{}/{}",
+                plan.range.start,
+                plan.range.end.saturating_sub(1),
+                version.size
+            )
         }),
         content_type: headers.content_type,
         e_tag: Some(convert::etag(&version.etag)),
@@ -566,7 +586,10 @@ async fn delete_one(
 }
 
 /// DeleteObject.
-pub async fn delete_object(ops: &Ops, req: S3Request<DeleteObjectInput>) -> Res<DeleteObjectOutput> {
+pub async fn delete_object(
+    ops: &Ops,
+    req: S3Request<DeleteObjectInput>,
+) -> Res<DeleteObjectOutput> {
     let input = req.input;
     let r = delete_one(ops, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let out = DeleteObjectOutput {
@@ -582,7 +605,10 @@ pub async fn delete_object(ops: &Ops, req: S3Request<DeleteObjectInput>) -> Res<
 }
 
 /// DeleteObjects: up to 1000 keys; in quiet mode only failures are listed.
-pub async fn delete_objects(ops: &Ops, req: S3Request<DeleteObjectsInput>) -> Res<DeleteObjectsOutput> {
+pub async fn delete_objects(
+    ops: &Ops,
+    req: S3Request<DeleteObjectsInput>,
+) -> Res<DeleteObjectsOutput> {
     let input = req.input;
     let objects = input.delete.objects;
     if objects.is_empty() || objects.len() > 1000 {
@@ -648,7 +674,12 @@ pub async fn copy_source(
         }
         other => other?,
     };
-    conditions::evaluate(&conds, &version.etag, version.last_modified_ms, ConditionMode::CopySource)?;
+    conditions::evaluate(
+        &conds,
+        &version.etag,
+        version.last_modified_ms,
+        ConditionMode::CopySource,
+    )?;
     Ok(version)
 }
 
@@ -660,8 +691,7 @@ pub async fn copy_bytes(
     algorithm: ChecksumAlgorithm,
 ) -> Result<WrittenBlob, GatewayError> {
     let len = range.end - range.start;
-    let stream = object_body(ops, source, range)
-        .map(|r| r.map_err(|e| -> BodyError { e }));
+    let stream = object_body(ops, source, range).map(|r| r.map_err(|e| -> BodyError { e }));
     Ok(ops
         .blobs
         .write(
@@ -737,7 +767,10 @@ pub async fn copy_object(ops: &Ops, req: S3Request<CopyObjectInput>) -> Res<Copy
             convert::user_metadata(input.metadata)?,
         )
     } else {
-        (source.headers.clone().unwrap_or_default(), source.user_metadata.clone())
+        (
+            source.headers.clone().unwrap_or_default(),
+            source.user_metadata.clone(),
+        )
     };
     let etag = single_part_etag(&written.md5);
     let checksum = checksum_record(algorithm, &digest);
