@@ -49,6 +49,46 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// The largest body of a request that is not an object upload (XML configurations, batch
+/// deletes, CompleteMultipartUpload with 10,000 parts).
+pub const MAX_NON_OBJECT_BODY: u64 = 4 * 1024 * 1024;
+
+/// Whether a request may carry an object-sized body: PutObject or UploadPart (also presigned).
+fn is_object_upload(method: &http::Method, path: &str, query: Option<&str>) -> bool {
+    let has_key = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
+    let plain_query = form_pairs(query.unwrap_or("")).all(|(k, _)| {
+        k == "partNumber" || k == "uploadId" || k == "x-id" || k.starts_with("X-Amz-")
+    });
+    method == http::Method::PUT && has_key && plain_query
+}
+
+/// Refuses bodies over [`MAX_NON_OBJECT_BODY`] for requests that are not object uploads,
+/// before anything is read.
+pub fn guard_body(
+    method: &http::Method,
+    path: &str,
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> Result<(), Refusal> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > MAX_NON_OBJECT_BODY && !is_object_upload(method, path, query) => {
+            Err(Refusal {
+                status: 400,
+                code: "MaxMessageLengthExceeded",
+                message: "Your request was too big.".into(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks what s3s does not: signature version 2 and presigned expiry.
 pub fn guard(headers: &http::HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
     let sigv2 = || {
@@ -141,7 +181,15 @@ async fn handle(
     let request_id = new_request_id();
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
     async move {
-        let mut resp = match guard(req.headers(), req.uri().query()) {
+        let checked = guard(req.headers(), req.uri().query()).and_then(|()| {
+            guard_body(
+                req.method(),
+                req.uri().path(),
+                req.headers(),
+                req.uri().query(),
+            )
+        });
+        let mut resp = match checked {
             Err(refusal) => {
                 tracing::info!(code = refusal.code, "request refused");
                 refusal_response(&refusal, &request_id)
@@ -273,6 +321,26 @@ mod tests {
             .is_err()
         );
         assert!(guard(&headers(Some("AWS4-HMAC-SHA256 Credential=x")), None).is_ok());
+    }
+
+    #[test]
+    fn only_object_uploads_may_carry_large_bodies() {
+        let mut h = headers(None);
+        h.insert(
+            http::header::CONTENT_LENGTH,
+            "5000000".parse().expect("len"),
+        );
+        let put = http::Method::PUT;
+        let post = http::Method::POST;
+        assert!(guard_body(&put, "/b/k", &h, None).is_ok());
+        assert!(guard_body(&put, "/b/k", &h, Some("partNumber=1&uploadId=x")).is_ok());
+        assert!(guard_body(&put, "/b/k", &h, Some("X-Amz-Expires=60&X-Amz-Signature=s")).is_ok());
+        assert!(guard_body(&post, "/b", &h, Some("delete")).is_err());
+        assert!(guard_body(&put, "/b", &h, Some("versioning")).is_err());
+        assert!(guard_body(&put, "/b/k", &h, Some("tagging")).is_err());
+        assert!(guard_body(&post, "/b/k", &h, Some("uploadId=x")).is_err());
+        h.insert(http::header::CONTENT_LENGTH, "1000".parse().expect("len"));
+        assert!(guard_body(&post, "/b", &h, Some("delete")).is_ok());
     }
 
     #[test]

@@ -153,6 +153,12 @@ fn meta_to_s3(err: MetaClientError) -> S3Error {
 
 fn pipeline_to_s3(err: PipelineError) -> S3Error {
     match err {
+        PipelineError::BodyRead { ref source } if chunk_signature_mismatch(source.as_ref()) => {
+            s3_error!(
+                SignatureDoesNotMatch,
+                "The request signature we calculated does not match the signature you provided. (aws-chunked chunk signature)"
+            )
+        }
         PipelineError::BodyRead { .. } => s3_error!(
             IncompleteBody,
             "The request body could not be read to its end: {err}"
@@ -170,6 +176,21 @@ fn pipeline_to_s3(err: PipelineError) -> S3Error {
         | PipelineError::ReadUnavailable { .. } => unavailable(&err.to_string()),
         PipelineError::Internal { .. } => internal(&err.to_string()),
     }
+}
+
+/// Whether a body error is s3s's aws-chunked signature mismatch. s3s keeps that error type
+/// private, so it is recognised by its message anywhere in the source chain.
+fn chunk_signature_mismatch(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.to_string()
+            .contains("AwsChunkedStreamError: SignatureMismatch")
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn unavailable(detail: &str) -> S3Error {
