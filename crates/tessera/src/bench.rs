@@ -33,7 +33,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Scenarios to run (comma-separated), or "standard" for the whole suite:
-    /// put-1m, get-1m, put-64m, get-64m, put-4k, get-4k.
+    /// put-1m, get-1m, put-64m, get-64m, put-4k, get-4k. Also available: put-1g (16 clients
+    /// each streaming a 1 GiB object from a file, to watch the gateway's memory).
     #[arg(long, default_value = "standard", value_delimiter = ',')]
     scenarios: Vec<String>,
 }
@@ -45,6 +46,14 @@ struct Scenario {
     size: usize,
     concurrency: usize,
 }
+
+/// 16 clients each uploading 1 GiB, streamed from a file so the client holds no copy.
+const BIG: Scenario = Scenario {
+    name: "put-1g",
+    put: true,
+    size: 1 << 30,
+    concurrency: 16,
+};
 
 const SUITE: [Scenario; 6] = [
     Scenario {
@@ -102,6 +111,61 @@ struct Outcome {
     latencies_us: Vec<u64>,
     errors: u64,
     elapsed: Duration,
+}
+
+/// Uploads one object per worker, each streamed from the same file on disk.
+async fn run_streamed_puts(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    s: Scenario,
+) -> Result<Outcome> {
+    let path = std::env::temp_dir().join(format!(
+        "tessera-bench-{}-{}.bin",
+        s.size,
+        std::process::id()
+    ));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path)?;
+        let block: Vec<u8> = (0..1 << 20).map(|i: usize| (i * 31 % 251) as u8).collect();
+        for _ in 0..s.size / block.len() {
+            f.write_all(&block)?;
+        }
+    }
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..s.concurrency {
+        let client = client.clone();
+        let bucket = bucket.to_string();
+        let path = path.clone();
+        workers.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            let body = ByteStream::from_path(&path).await.ok()?;
+            client
+                .put_object()
+                .bucket(&bucket)
+                .key(format!("{}/obj-{w}", s.name))
+                .body(body)
+                .send()
+                .await
+                .ok()?;
+            Some(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX))
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        match w.await {
+            Ok(Some(l)) => latencies_us.push(l),
+            _ => errors += 1,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(Outcome {
+        latencies_us,
+        errors,
+        elapsed: start.elapsed(),
+    })
 }
 
 async fn run_scenario(
@@ -214,7 +278,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     } else {
         let mut v = Vec::new();
         for name in &args.scenarios {
-            match SUITE.iter().find(|s| s.name == name) {
+            match SUITE
+                .iter()
+                .chain(std::iter::once(&BIG))
+                .find(|s| s.name == name)
+            {
                 Some(s) => v.push(*s),
                 None => bail!("unknown scenario {name}"),
             }
@@ -241,7 +309,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "scenario", "conc", "size", "ops", "MiB/s", "ops/s", "p50 ms", "p99 ms"
     );
     for s in selected {
-        let mut o = run_scenario(&client, &args.bucket, s, args.seconds).await;
+        let mut o = if s.name == BIG.name {
+            run_streamed_puts(&client, &args.bucket, s).await?
+        } else {
+            run_scenario(&client, &args.bucket, s, args.seconds).await
+        };
         o.latencies_us.sort_unstable();
         let ops = o.latencies_us.len() as f64;
         let secs = o.elapsed.as_secs_f64().max(1e-9);
