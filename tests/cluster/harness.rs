@@ -43,6 +43,11 @@ pub fn s3_client(endpoint: &str, access: &str, secret: &str, region: &str) -> Cl
 impl TestCluster {
     /// Starts a cluster with `data_per_zone` data nodes per zone.
     pub async fn start(data_per_zone: u32) -> Self {
+        Self::start_with(data_per_zone, Vec::new()).await
+    }
+
+    /// Starts a cluster whose processes also get `env` (e.g. shorter timeouts).
+    pub async fn start_with(data_per_zone: u32, env: Vec<(&str, &str)>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tessera-test-")
             .tempdir()
@@ -53,7 +58,9 @@ impl TestCluster {
             gateway_port: 0,
             data_per_zone,
             ready_timeout: Duration::from_secs(60),
-            extra_env: vec![("RUST_LOG".into(), "info,openraft=warn".into())],
+            extra_env: std::iter::once(("RUST_LOG".to_string(), "info,openraft=warn".to_string()))
+                .chain(env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
         };
         let cluster = match DevCluster::start(spec).await {
             Ok(c) => c,

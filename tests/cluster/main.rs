@@ -8,3 +8,4 @@ mod s3_errors;
 mod s3_listing;
 mod s3_multipart;
 mod s3_objects;
+mod slow_clients;

@@ -29,6 +29,9 @@ pub struct GatewayConfig {
     /// Seconds a client may stay silent while sending a body before the request fails.
     #[serde(default = "default_body_idle_secs")]
     pub body_idle_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers before the connection is closed.
+    #[serde(default = "default_header_read_secs")]
+    pub header_read_timeout_secs: u64,
 }
 
 fn default_region() -> String {
@@ -45,6 +48,10 @@ fn default_chunk_size() -> u32 {
 
 fn default_body_idle_secs() -> u64 {
     60
+}
+
+fn default_header_read_secs() -> u64 {
+    30
 }
 
 impl GatewayConfig {
@@ -64,6 +71,7 @@ impl GatewayConfig {
             inline_threshold: default_inline_threshold(),
             chunk_size: default_chunk_size(),
             body_idle_timeout_secs: default_body_idle_secs(),
+            header_read_timeout_secs: default_header_read_secs(),
         }
     }
 
@@ -87,6 +95,11 @@ impl GatewayConfig {
         if !(4096..=4 * 1024 * 1024).contains(&self.chunk_size) {
             return Err(ConfigError::Invalid(
                 "chunk_size must be within 4 KiB..=4 MiB".into(),
+            ));
+        }
+        if self.body_idle_timeout_secs == 0 || self.header_read_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "timeouts must be at least 1 second".into(),
             ));
         }
         if self.region.is_empty() {

@@ -236,6 +236,13 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> Result<(), Gatewa
     config.validate()?;
     let meta = MetaClient::new(config.meta_endpoints.clone());
     let nodes = NodeDirectory::new(meta.clone());
+    // One view before serving, so the first writes find the data nodes; if meta is not up
+    // yet, the background refresh keeps trying.
+    match tokio::time::timeout(Duration::from_secs(5), nodes.refresh()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "no data-node view yet; serving anyway"),
+        Err(_) => tracing::warn!("meta did not answer within 5 s; serving anyway"),
+    }
     nodes.spawn_refresh(shutdown.clone());
     let blobs = BlobStore::new(
         DataClient::new(),
@@ -260,7 +267,7 @@ pub async fn run(config: GatewayConfig, shutdown: Shutdown) -> Result<(), Gatewa
     conn_builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(Duration::from_secs(config.header_read_timeout_secs))
         .max_buf_size(64 * 1024);
     conn_builder.http2().max_header_list_size(64 * 1024);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -82,6 +82,12 @@ pub struct GatewayArgs {
     /// Root secret key; only from the environment or the config file, never a flag.
     #[arg(skip)]
     _secret: (),
+    /// Seconds a client may stay silent mid-body before the request fails (default 60).
+    #[arg(long, env = "TESSERA_BODY_IDLE_TIMEOUT_SECS")]
+    body_idle_timeout_secs: Option<u64>,
+    /// Seconds a client has to send its request headers (default 30).
+    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_SECS")]
+    header_read_timeout_secs: Option<u64>,
 }
 
 fn parse_peer(s: &str) -> Result<tessera_meta::MetaPeer> {
@@ -220,6 +226,12 @@ pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
     }
     if let Some(secret) = secret {
         config.root_secret_key = secret;
+    }
+    if let Some(secs) = args.body_idle_timeout_secs {
+        config.body_idle_timeout_secs = secs;
+    }
+    if let Some(secs) = args.header_read_timeout_secs {
+        config.header_read_timeout_secs = secs;
     }
     if config.meta_endpoints.is_empty() {
         bail!("--meta is required");

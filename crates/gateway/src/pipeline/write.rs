@@ -16,7 +16,7 @@ use tessera_core::checksum::{ChecksumAlgorithm, ChecksumHasher};
 use tessera_core::etag::Md5Hasher;
 use tessera_core::layout::Layout;
 use tessera_core::names::{DataId, NodeId, ZoneName};
-use tessera_core::placement::{NodeInfo, PlacementError, meets_write_rule, place};
+use tessera_core::placement::{NodeInfo, Placement, PlacementError, meets_write_rule, place};
 use tessera_core::stripe::Codec;
 use tessera_proto::convert::data::shard_id;
 use tessera_proto::data::v1 as data_pb;
@@ -384,38 +384,54 @@ struct ErasureWriter {
     digests: Option<BodyDigests>,
 }
 
-impl ErasureWriter {
-    /// Chooses the layout and the nodes and opens one stream per shard.
-    async fn start(store: &BlobStore, digests: BodyDigests) -> Result<Self, PipelineError> {
-        let snapshot = store.nodes.snapshot();
-        let infos: Vec<NodeInfo> = snapshot.iter().map(|n| n.node_info()).collect();
-        let available_nodes = count_u32(infos.iter().filter(|n| n.available).count());
-        let usable_zones = count_u32(
-            infos
-                .iter()
-                .filter(|n| n.available)
-                .map(|n| &n.zone)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len(),
-        );
-        let layout = choose_layout(store.config.layout, &snapshot).ok_or(
-            PipelineError::InsufficientNodes {
-                shards: 0,
-                available_nodes,
-                usable_zones,
-            },
-        )?;
-        let data_id = DataId::from_bytes(rand::random());
-        let placement = place(&layout, &infos, &data_id).map_err(|e| match e {
-            PlacementError::InsufficientNodes { shards, .. } => PipelineError::InsufficientNodes {
-                shards,
-                available_nodes,
-                usable_zones,
-            },
-            other @ PlacementError::DuplicateNode { .. } => {
-                PipelineError::internal("placement", other)
-            }
+/// The node view, layout and placement chosen for a new blob.
+type Selection = (Vec<crate::nodes::DataNodeView>, Layout, Placement, DataId);
+
+/// Picks a layout and places a fresh data id on the current node view.
+fn select_nodes(store: &BlobStore) -> Result<Selection, PipelineError> {
+    let snapshot = store.nodes.snapshot();
+    let infos: Vec<NodeInfo> = snapshot.iter().map(|n| n.node_info()).collect();
+    let available_nodes = count_u32(infos.iter().filter(|n| n.available).count());
+    let usable_zones = count_u32(
+        infos
+            .iter()
+            .filter(|n| n.available)
+            .map(|n| &n.zone)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+    );
+    let layout =
+        choose_layout(store.config.layout, &snapshot).ok_or(PipelineError::InsufficientNodes {
+            shards: 0,
+            available_nodes,
+            usable_zones,
         })?;
+    let data_id = DataId::from_bytes(rand::random());
+    let placement = place(&layout, &infos, &data_id).map_err(|e| match e {
+        PlacementError::InsufficientNodes { shards, .. } => PipelineError::InsufficientNodes {
+            shards,
+            available_nodes,
+            usable_zones,
+        },
+        other @ PlacementError::DuplicateNode { .. } => PipelineError::internal("placement", other),
+    })?;
+    Ok((snapshot, layout, placement, data_id))
+}
+
+impl ErasureWriter {
+    /// Chooses the layout and the nodes and opens one stream per shard. When the node view
+    /// cannot place the blob (a gateway that just started, or one that missed a node coming
+    /// back), it asks meta once for a fresh view before giving up.
+    async fn start(store: &BlobStore, digests: BodyDigests) -> Result<Self, PipelineError> {
+        let (snapshot, layout, placement, data_id) = match select_nodes(store) {
+            Err(PipelineError::InsufficientNodes { .. }) => {
+                if let Err(e) = store.nodes.refresh().await {
+                    debug!(error = %e, "node view refresh failed");
+                }
+                select_nodes(store)?
+            }
+            other => other?,
+        };
         let codec = Codec::new(layout).map_err(|e| PipelineError::internal("codec", e))?;
         let chunk_size = store.config.chunk_size;
         if chunk_size == 0 {
