@@ -275,6 +275,52 @@ async fn buckets_objects_ranges_conditionals_and_copies() {
         .await
         .expect("create-only put");
 
+    phase("conditional PUT: If-Match must name the current ETag of an existing key");
+    let stale = s3
+        .put_object()
+        .bucket("photos")
+        .key("small/new.txt")
+        .if_match("\"00000000000000000000000000000000\"")
+        .body(ByteStream::from_static(b"v2"))
+        .send()
+        .await
+        .expect_err("stale etag");
+    assert_eq!(error_status(&stale), 412);
+    let current = s3
+        .head_object()
+        .bucket("photos")
+        .key("small/new.txt")
+        .send()
+        .await
+        .expect("head");
+    s3.put_object()
+        .bucket("photos")
+        .key("small/new.txt")
+        .if_match(current.e_tag().expect("etag"))
+        .body(ByteStream::from_static(b"v2"))
+        .send()
+        .await
+        .expect("if-match put");
+    let missing = s3
+        .put_object()
+        .bucket("photos")
+        .key("small/never.txt")
+        .if_match("\"00000000000000000000000000000000\"")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect_err("missing key");
+    assert_eq!(error_code(&missing), "NoSuchKey");
+    let head_nm = s3
+        .head_object()
+        .bucket("photos")
+        .key("small/a.txt")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .expect_err("head 304");
+    assert_eq!(error_status(&head_nm), 304);
+
     phase("CopyObject copies data and metadata (COPY) or replaces metadata (REPLACE)");
     let copied = s3
         .copy_object()

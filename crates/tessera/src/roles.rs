@@ -242,3 +242,45 @@ pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy")
+            .join(name)
+    }
+
+    #[test]
+    fn deploy_templates_are_valid_role_configs() {
+        let meta: tessera_meta::MetaConfig =
+            tessera_runtime::config::load_required(&template("meta.toml")).expect("meta.toml");
+        meta.validate().expect("meta config valid");
+        assert_eq!(meta.peers.len(), 3);
+        let data: tessera_data::DataConfig =
+            tessera_runtime::config::load_required(&template("data.toml")).expect("data.toml");
+        data.validate().expect("data config valid");
+        let gateway: tessera_gateway::GatewayConfig =
+            tessera_runtime::config::load_required(&template("gateway.toml"))
+                .expect("gateway.toml");
+        gateway.validate().expect("gateway config valid");
+        assert!(
+            !format!("{gateway:?}").contains("CHANGE-ME-SECRET"),
+            "secret leaked in Debug"
+        );
+    }
+
+    #[test]
+    fn peers_parse_and_bad_peers_are_rejected() {
+        let p = parse_peer("2=meta-b:7001@zone-b").expect("peer");
+        assert_eq!(
+            (p.node_id, p.addr.as_str(), p.zone.as_str()),
+            (2, "meta-b:7001", "zone-b")
+        );
+        assert!(parse_peer("meta-b:7001@zone-b").is_err());
+        assert!(parse_peer("x=meta-b:7001@zone-b").is_err());
+        assert!(parse_peer("2=meta-b:7001").is_err());
+    }
+}
