@@ -58,9 +58,12 @@ impl TestCluster {
             gateway_port: 0,
             data_per_zone,
             ready_timeout: Duration::from_secs(60),
-            extra_env: std::iter::once(("RUST_LOG".to_string(), "info,openraft=warn".to_string()))
-                .chain(env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())))
-                .collect(),
+            extra_env: std::iter::once((
+                "RUST_LOG".to_string(),
+                "info,openraft=warn,openraft::core::raft_core=off".to_string(),
+            ))
+            .chain(env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect(),
         };
         let cluster = match DevCluster::start(spec).await {
             Ok(c) => c,
@@ -150,7 +153,10 @@ pub async fn restart_from(dir: tempfile::TempDir) -> TestCluster {
         gateway_port: 0,
         data_per_zone: 2,
         ready_timeout: Duration::from_secs(60),
-        extra_env: vec![("RUST_LOG".into(), "info,openraft=warn".into())],
+        extra_env: vec![(
+            "RUST_LOG".into(),
+            "info,openraft=warn,openraft::core::raft_core=off".into(),
+        )],
     };
     let cluster = DevCluster::start(spec).await.expect("restart cluster");
     let (ak, sk) = cluster.credentials();

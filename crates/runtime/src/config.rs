@@ -42,17 +42,10 @@ pub fn load_required<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError>
 
 /// Reads a TOML config file, or the type's defaults when no file is given.
 pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
-    let Some(path) = path else {
-        return Ok(T::default());
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.display().to_string(),
-        source: Box::new(source),
-    })
+    match path {
+        Some(path) => load_required(path),
+        None => Ok(T::default()),
+    }
 }
 
 #[cfg(test)]

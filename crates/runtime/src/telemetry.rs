@@ -25,11 +25,15 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// The default log filter. openraft 0.9 logs an ERROR from `raft_core` for every linearizable
+/// read while a peer is unreachable (about ten lines a second during a zone outage); peer
+/// failures stay visible through `openraft::replication`, so that one target is silenced.
+pub const DEFAULT_FILTER: &str = "info,openraft=warn,openraft::core::raft_core=off,h2=warn,hyper=warn,tower=warn,aws_smithy=warn";
+
 /// Installs the global subscriber; later calls are ignored (tests start several roles).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,openraft=warn,h2=warn,hyper=warn,tower=warn,aws_smithy=warn")
-    });
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -233,7 +233,11 @@ impl ErasureRead {
             .filter(|s| s.shard_index < layout.total_shards())
             .map(|s| (s.shard_index, NodeId(s.node_id)))
             .collect();
-        candidates.sort();
+        // Shards on nodes known to be down go last, so a read during an outage does not first
+        // try every dead node; among live ones, data shards come first (no decoding needed).
+        let view = store.nodes.snapshot();
+        let down = |node: NodeId| !view.iter().any(|v| v.id == node && v.available);
+        candidates.sort_by_key(|&(index, node)| (down(node), index));
         Ok(Self {
             data: store.data.clone(),
             nodes: store.nodes.clone(),

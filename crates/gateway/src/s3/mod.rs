@@ -6,6 +6,7 @@ pub mod body;
 pub mod bucket;
 pub mod conditions;
 pub mod convert;
+pub mod copy;
 pub mod errors;
 pub mod list;
 pub mod multipart;
@@ -202,7 +203,7 @@ impl S3 for TesseraS3 {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        done(object::copy_object(&self.ops, req).await)
+        done(copy::copy_object(&self.ops, req).await)
     }
 
     async fn list_objects_v2(

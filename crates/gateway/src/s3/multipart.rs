@@ -9,6 +9,7 @@ use super::conditions::ReadConditions;
 use super::convert::{
     self, ChecksumFields, checksum_algorithm_pb, timestamp_from_ms, timestamp_to_ms,
 };
+use super::copy;
 use super::object::{self, check_key, checksum_record, log_orphan, store_body, visible_version_id};
 use crate::error::GatewayError;
 use s3s::dto::*;
@@ -282,7 +283,7 @@ pub async fn upload_part_copy(
             .as_ref()
             .map(timestamp_to_ms),
     };
-    let source = object::copy_source(ops, &input.copy_source, conds).await?;
+    let source = copy::copy_source(ops, &input.copy_source, conds).await?;
     let range = match &input.copy_source_range {
         Some(r) => parse_copy_range(r, source.size)?,
         None => 0..source.size,
@@ -293,7 +294,7 @@ pub async fn upload_part_copy(
         ));
     }
     let algorithm = upload_algorithm(&upload).unwrap_or(ChecksumAlgorithm::Crc64Nvme);
-    let written = object::copy_bytes(ops, &source, range, algorithm).await?;
+    let written = copy::copy_bytes(ops, &source, range, algorithm).await?;
     let digest = written
         .checksums
         .first()

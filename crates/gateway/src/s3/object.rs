@@ -10,7 +10,7 @@ use super::convert::{
     self, ChecksumFields, checksum_algorithm_pb, timestamp_from_ms, timestamp_to_ms,
 };
 use crate::error::GatewayError;
-use crate::pipeline::{BodyError, WriteOptions, WrittenBlob};
+use crate::pipeline::{WriteOptions, WrittenBlob};
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
@@ -369,7 +369,7 @@ fn plan_read(
     }
 }
 
-fn read_conditions(
+pub(super) fn read_conditions(
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
     if_modified_since: Option<&Timestamp>,
@@ -419,36 +419,49 @@ fn storage_class(version: &pb::ObjectVersion) -> Option<StorageClass> {
     (sc != "STANDARD").then(|| StorageClass::from(sc.to_string()))
 }
 
-/// GetObject.
-pub async fn get_object(ops: &Ops, req: S3Request<GetObjectInput>) -> Res<GetObjectOutput> {
-    let input = req.input;
-    let version =
-        fetch_version(ops, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+/// What a GET or HEAD addresses, as S3's request fields name it.
+struct ReadRequest<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    version_id: Option<&'a str>,
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+    range: Option<&'a Range>,
+    part_number: Option<i32>,
+    checksum_mode: bool,
+    /// response-content-type, -encoding, -disposition, -language, response-cache-control.
+    overrides: [Option<String>; 5],
+    response_expires: Option<Timestamp>,
+}
+
+/// Everything a GET and a HEAD answer with, before the body.
+struct ReadAnswer {
+    version: pb::ObjectVersion,
+    plan: ReadPlan,
+    headers: ObjectHeaders,
+    checksums: ChecksumFields,
+    content_range: Option<String>,
+}
+
+/// The shared part of GET and HEAD: lookup, conditions, range or part, response headers.
+async fn prepare_read(ops: &Ops, r: ReadRequest<'_>) -> Result<ReadAnswer, GatewayError> {
+    let version = fetch_version(ops, r.bucket, r.key, r.version_id).await?;
     conditions::evaluate(
         &read_conditions(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
+            r.if_match,
+            r.if_none_match,
+            r.if_modified_since,
+            r.if_unmodified_since,
         ),
         &version.etag,
         version.last_modified_ms,
         ConditionMode::Read,
     )?;
-    let plan = plan_read(&version, input.range.as_ref(), input.part_number)?;
-    let headers = object_headers(
-        &version,
-        [
-            input.response_content_type,
-            input.response_content_encoding,
-            input.response_content_disposition,
-            input.response_content_language,
-            input.response_cache_control,
-        ],
-        input.response_expires,
-    );
-    let len = plan.range.end - plan.range.start;
-    let checksums = if input.checksum_mode.is_some() && !plan.partial {
+    let plan = plan_read(&version, r.range, r.part_number)?;
+    let headers = object_headers(&version, r.overrides, r.response_expires);
+    let checksums = if r.checksum_mode && !plan.partial {
         ChecksumFields::from_stored(&version.checksums)
     } else {
         ChecksumFields::default()
@@ -461,103 +474,125 @@ pub async fn get_object(ops: &Ops, req: S3Request<GetObjectInput>) -> Res<GetObj
             version.size
         )
     });
-    let body = object_body(ops, &version, plan.range.clone());
-    let out = GetObjectOutput {
+    Ok(ReadAnswer {
+        version,
+        plan,
+        headers,
+        checksums,
+        content_range,
+    })
+}
+
+/// GetObject.
+pub async fn get_object(ops: &Ops, req: S3Request<GetObjectInput>) -> Res<GetObjectOutput> {
+    let input = req.input;
+    let a = prepare_read(
+        ops,
+        ReadRequest {
+            bucket: &input.bucket,
+            key: &input.key,
+            version_id: input.version_id.as_deref(),
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+            range: input.range.as_ref(),
+            part_number: input.part_number,
+            checksum_mode: input.checksum_mode.is_some(),
+            overrides: [
+                input.response_content_type,
+                input.response_content_encoding,
+                input.response_content_disposition,
+                input.response_content_language,
+                input.response_cache_control,
+            ],
+            response_expires: input.response_expires,
+        },
+    )
+    .await?;
+    let len = a.plan.range.end - a.plan.range.start;
+    let body = object_body(ops, &a.version, a.plan.range.clone());
+    Ok(S3Response::new(GetObjectOutput {
         accept_ranges: Some("bytes".to_string()),
         body: Some(body),
-        cache_control: headers.cache_control,
-        checksum_crc32: checksums.crc32,
-        checksum_crc32c: checksums.crc32c,
-        checksum_crc64nvme: checksums.crc64nvme,
-        checksum_sha1: checksums.sha1,
-        checksum_sha256: checksums.sha256,
-        checksum_type: checksums.checksum_type,
-        content_disposition: headers.content_disposition,
-        content_encoding: headers.content_encoding,
-        content_language: headers.content_language,
+        cache_control: a.headers.cache_control,
+        checksum_crc32: a.checksums.crc32,
+        checksum_crc32c: a.checksums.crc32c,
+        checksum_crc64nvme: a.checksums.crc64nvme,
+        checksum_sha1: a.checksums.sha1,
+        checksum_sha256: a.checksums.sha256,
+        checksum_type: a.checksums.checksum_type,
+        content_disposition: a.headers.content_disposition,
+        content_encoding: a.headers.content_encoding,
+        content_language: a.headers.content_language,
         content_length: i64::try_from(len).ok(),
-        content_range,
-        content_type: headers.content_type,
-        e_tag: Some(convert::etag(&version.etag)),
-        expires: headers.expires,
-        last_modified: Some(timestamp_from_ms(version.last_modified_ms)),
-        metadata: (!version.user_metadata.is_empty())
-            .then(|| version.user_metadata.clone().into_iter().collect()),
-        parts_count: plan.parts_count,
-        storage_class: storage_class(&version),
-        version_id: visible_version_id(&version.version_id),
+        content_range: a.content_range,
+        content_type: a.headers.content_type,
+        e_tag: Some(convert::etag(&a.version.etag)),
+        expires: a.headers.expires,
+        last_modified: Some(timestamp_from_ms(a.version.last_modified_ms)),
+        metadata: (!a.version.user_metadata.is_empty())
+            .then(|| a.version.user_metadata.clone().into_iter().collect()),
+        parts_count: a.plan.parts_count,
+        storage_class: storage_class(&a.version),
+        version_id: visible_version_id(&a.version.version_id),
         ..Default::default()
-    };
-    Ok(S3Response::new(out))
+    }))
 }
 
 /// HeadObject.
 pub async fn head_object(ops: &Ops, req: S3Request<HeadObjectInput>) -> Res<HeadObjectOutput> {
     let input = req.input;
-    let version =
-        fetch_version(ops, &input.bucket, &input.key, input.version_id.as_deref()).await?;
-    conditions::evaluate(
-        &read_conditions(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        ),
-        &version.etag,
-        version.last_modified_ms,
-        ConditionMode::Read,
-    )?;
-    let plan = plan_read(&version, input.range.as_ref(), input.part_number)?;
-    let headers = object_headers(
-        &version,
-        [
-            input.response_content_type,
-            input.response_content_encoding,
-            input.response_content_disposition,
-            input.response_content_language,
-            input.response_cache_control,
-        ],
-        input.response_expires,
-    );
-    let checksums = if input.checksum_mode.is_some() && !plan.partial {
-        ChecksumFields::from_stored(&version.checksums)
-    } else {
-        ChecksumFields::default()
-    };
-    let len = plan.range.end - plan.range.start;
-    let out = HeadObjectOutput {
+    let a = prepare_read(
+        ops,
+        ReadRequest {
+            bucket: &input.bucket,
+            key: &input.key,
+            version_id: input.version_id.as_deref(),
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+            range: input.range.as_ref(),
+            part_number: input.part_number,
+            checksum_mode: input.checksum_mode.is_some(),
+            overrides: [
+                input.response_content_type,
+                input.response_content_encoding,
+                input.response_content_disposition,
+                input.response_content_language,
+                input.response_cache_control,
+            ],
+            response_expires: input.response_expires,
+        },
+    )
+    .await?;
+    let len = a.plan.range.end - a.plan.range.start;
+    Ok(S3Response::new(HeadObjectOutput {
         accept_ranges: Some("bytes".to_string()),
-        cache_control: headers.cache_control,
-        checksum_crc32: checksums.crc32,
-        checksum_crc32c: checksums.crc32c,
-        checksum_crc64nvme: checksums.crc64nvme,
-        checksum_sha1: checksums.sha1,
-        checksum_sha256: checksums.sha256,
-        checksum_type: checksums.checksum_type,
-        content_disposition: headers.content_disposition,
-        content_encoding: headers.content_encoding,
-        content_language: headers.content_language,
+        cache_control: a.headers.cache_control,
+        checksum_crc32: a.checksums.crc32,
+        checksum_crc32c: a.checksums.crc32c,
+        checksum_crc64nvme: a.checksums.crc64nvme,
+        checksum_sha1: a.checksums.sha1,
+        checksum_sha256: a.checksums.sha256,
+        checksum_type: a.checksums.checksum_type,
+        content_disposition: a.headers.content_disposition,
+        content_encoding: a.headers.content_encoding,
+        content_language: a.headers.content_language,
         content_length: i64::try_from(len).ok(),
-        content_range: plan.partial.then(|| {
-            format!(
-                "bytes {}-{}/{}",
-                plan.range.start,
-                plan.range.end.saturating_sub(1),
-                version.size
-            )
-        }),
-        content_type: headers.content_type,
-        e_tag: Some(convert::etag(&version.etag)),
-        expires: headers.expires,
-        last_modified: Some(timestamp_from_ms(version.last_modified_ms)),
-        metadata: (!version.user_metadata.is_empty())
-            .then(|| version.user_metadata.clone().into_iter().collect()),
-        parts_count: plan.parts_count,
-        storage_class: storage_class(&version),
-        version_id: visible_version_id(&version.version_id),
+        content_range: a.content_range,
+        content_type: a.headers.content_type,
+        e_tag: Some(convert::etag(&a.version.etag)),
+        expires: a.headers.expires,
+        last_modified: Some(timestamp_from_ms(a.version.last_modified_ms)),
+        metadata: (!a.version.user_metadata.is_empty())
+            .then(|| a.version.user_metadata.clone().into_iter().collect()),
+        parts_count: a.plan.parts_count,
+        storage_class: storage_class(&a.version),
+        version_id: visible_version_id(&a.version.version_id),
         ..Default::default()
-    };
-    Ok(S3Response::new(out))
+    }))
 }
 
 /// Deletes one key (or one version) and reports what S3 reports.
@@ -646,174 +681,6 @@ pub async fn delete_objects(
     Ok(S3Response::new(DeleteObjectsOutput {
         deleted: Some(deleted),
         errors: Some(errors),
-        ..Default::default()
-    }))
-}
-
-/// The source of a copy, checked against its conditions.
-pub async fn copy_source(
-    ops: &Ops,
-    source: &CopySource,
-    conds: ReadConditions,
-) -> Result<pb::ObjectVersion, GatewayError> {
-    let CopySource::Bucket {
-        bucket,
-        key,
-        version_id,
-    } = source
-    else {
-        return Err(GatewayError::invalid_argument(
-            "x-amz-copy-source must name a bucket and key",
-        ));
-    };
-    let version = match fetch_version(ops, bucket, key, version_id.as_deref()).await {
-        Err(GatewayError::DeleteMarkerVersion { .. }) => {
-            return Err(GatewayError::invalid_request(
-                "The source of a copy request may not specifically refer to a delete marker by version id.",
-            ));
-        }
-        other => other?,
-    };
-    conditions::evaluate(
-        &conds,
-        &version.etag,
-        version.last_modified_ms,
-        ConditionMode::CopySource,
-    )?;
-    Ok(version)
-}
-
-/// Copies a byte range of a source version into a new blob.
-pub async fn copy_bytes(
-    ops: &Ops,
-    source: &pb::ObjectVersion,
-    range: ByteRange<u64>,
-    algorithm: ChecksumAlgorithm,
-) -> Result<WrittenBlob, GatewayError> {
-    let len = range.end - range.start;
-    let stream = object_body(ops, source, range).map(|r| r.map_err(|e| -> BodyError { e }));
-    Ok(ops
-        .blobs
-        .write(
-            Box::pin(stream),
-            WriteOptions {
-                expected_len: Some(len),
-                max_len: MAX_PUT_SIZE,
-                checksums: vec![algorithm],
-            },
-        )
-        .await?)
-}
-
-/// CopyObject: metadata COPY or REPLACE, conditional on the copy-source headers.
-pub async fn copy_object(ops: &Ops, req: S3Request<CopyObjectInput>) -> Res<CopyObjectOutput> {
-    let input = req.input;
-    let key = check_key(&input.key)?;
-    ops.bucket(&input.bucket).await?;
-    let directive = input
-        .metadata_directive
-        .as_ref()
-        .map(|d| d.as_str().to_string())
-        .unwrap_or_else(|| "COPY".to_string());
-    if directive != "COPY" && directive != "REPLACE" {
-        return Err(GatewayError::invalid_argument(
-            "Unknown metadata directive; use COPY or REPLACE",
-        ));
-    }
-    let conds = read_conditions(
-        input.copy_source_if_match.as_ref(),
-        input.copy_source_if_none_match.as_ref(),
-        input.copy_source_if_modified_since.as_ref(),
-        input.copy_source_if_unmodified_since.as_ref(),
-    );
-    let source = copy_source(ops, &input.copy_source, conds).await?;
-    let same_object = source.bucket == input.bucket && source.key == key.as_str();
-    if same_object && directive == "COPY" && input.storage_class.is_none() {
-        return Err(GatewayError::invalid_request(
-            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
-        ));
-    }
-    if source.size > MAX_PUT_SIZE {
-        return Err(GatewayError::invalid_request(format!(
-            "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PUT_SIZE}"
-        )));
-    }
-    let algorithm = match &input.checksum_algorithm {
-        Some(a) => convert::checksum_algorithm(a)?,
-        None => source
-            .checksums
-            .first()
-            .and_then(|c| pb::ChecksumAlgorithm::try_from(c.algorithm).ok())
-            .and_then(convert::checksum_algorithm_from_pb)
-            .filter(|_| !source.multipart)
-            .unwrap_or(ChecksumAlgorithm::Crc64Nvme),
-    };
-    let written = copy_bytes(ops, &source, 0..source.size, algorithm).await?;
-    let digest = written
-        .checksums
-        .first()
-        .map(|(_, d)| d.clone())
-        .unwrap_or_default();
-    let (headers, user_metadata) = if directive == "REPLACE" {
-        (
-            convert::content_headers(
-                input.content_type,
-                input.content_encoding,
-                input.content_disposition,
-                input.content_language,
-                input.cache_control,
-                input.expires.as_ref(),
-            ),
-            convert::user_metadata(input.metadata)?,
-        )
-    } else {
-        (
-            source.headers.clone().unwrap_or_default(),
-            source.user_metadata.clone(),
-        )
-    };
-    let etag = single_part_etag(&written.md5);
-    let checksum = checksum_record(algorithm, &digest);
-    let version = pb::ObjectVersion {
-        bucket: input.bucket.clone(),
-        key: key.as_str().to_string(),
-        version_id: String::new(),
-        seq: 0,
-        delete_marker: false,
-        last_modified_ms: wall_clock_ms(),
-        size: written.size,
-        etag: etag.clone(),
-        headers: Some(headers),
-        user_metadata,
-        checksums: vec![checksum.clone()],
-        parts: vec![pb::ObjectPart {
-            part_number: 1,
-            size: written.size,
-            etag: etag.clone(),
-            blob: Some(written.blob.clone()),
-            checksums: vec![checksum],
-        }],
-        multipart: false,
-        storage_class: input
-            .storage_class
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| source.storage_class.clone()),
-    };
-    let committed = commit_version(ops, version, None, &written.blob).await?;
-    let fields = ChecksumFields::from_stored(&committed.checksums);
-    Ok(S3Response::new(CopyObjectOutput {
-        copy_object_result: Some(CopyObjectResult {
-            checksum_crc32: fields.crc32,
-            checksum_crc32c: fields.crc32c,
-            checksum_crc64nvme: fields.crc64nvme,
-            checksum_sha1: fields.sha1,
-            checksum_sha256: fields.sha256,
-            checksum_type: fields.checksum_type,
-            e_tag: Some(convert::etag(&etag)),
-            last_modified: Some(timestamp_from_ms(committed.last_modified_ms)),
-        }),
-        copy_source_version_id: visible_version_id(&source.version_id),
-        version_id: visible_version_id(&committed.version_id),
         ..Default::default()
     }))
 }
