@@ -1,7 +1,7 @@
 //! Multipart uploads through a real client: parts, checksums, ETags, listing, copy, abort, and
 //! every validation error of CompleteMultipartUpload.
 
-use crate::harness::{TestCluster, error_code, pattern, phase};
+use crate::harness::{TestCluster, error_code, error_status, pattern, phase};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use md5::{Digest, Md5};
@@ -236,6 +236,74 @@ async fn multipart_upload_round_trip_and_validation() {
     let body = got.body.collect().await.expect("body").into_bytes();
     assert_eq!(&body[..5 * MIB], parts_data[0].as_slice());
     assert_eq!(&body[5 * MIB..], pattern(1000, 2).as_slice());
+
+    phase("conditional Complete: If-None-Match: * and a stale If-Match are refused with 412");
+    let up = s3
+        .create_multipart_upload()
+        .bucket("mpu")
+        .key("video.bin")
+        .send()
+        .await
+        .expect("create");
+    let id = up.upload_id().expect("id").to_string();
+    let part = s3
+        .upload_part()
+        .bucket("mpu")
+        .key("video.bin")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from(pattern(100, 4)))
+        .send()
+        .await
+        .expect("part");
+    let only = vec![(1, part.e_tag().expect("etag").to_string())];
+    let e = s3
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("video.bin")
+        .upload_id(&id)
+        .if_none_match("*")
+        .multipart_upload(completed(&only))
+        .send()
+        .await
+        .expect_err("exists");
+    assert_eq!(error_status(&e), 412);
+    let e = s3
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("video.bin")
+        .upload_id(&id)
+        .if_match("\"00000000000000000000000000000000-1\"")
+        .multipart_upload(completed(&only))
+        .send()
+        .await
+        .expect_err("stale");
+    assert_eq!(error_status(&e), 412);
+    s3.complete_multipart_upload()
+        .bucket("mpu")
+        .key("video.bin")
+        .upload_id(&id)
+        .if_match(&expected_etag)
+        .multipart_upload(completed(&only))
+        .send()
+        .await
+        .expect("if-match complete");
+    let got = s3
+        .get_object()
+        .bucket("mpu")
+        .key("video.bin")
+        .send()
+        .await
+        .expect("get");
+    assert!(
+        got.body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .as_ref()
+            == pattern(100, 4).as_slice()
+    );
 
     phase("abort removes an upload; an unknown upload id is NoSuchUpload");
     let up = s3
