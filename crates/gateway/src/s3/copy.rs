@@ -4,12 +4,11 @@
 //! collection of one version can never remove another's data).
 
 use super::Ops;
-use super::bucket::wall_clock_ms;
 use super::conditions::{self, ConditionMode, ReadConditions};
 use super::convert::{self, ChecksumFields, timestamp_from_ms};
 use super::object::{
     MAX_PUT_SIZE, check_key, checksum_record, commit_version, fetch_version, object_body,
-    read_conditions, visible_version_id,
+    read_conditions, single_part_version, visible_version_id,
 };
 use crate::error::GatewayError;
 use crate::pipeline::{BodyError, WriteOptions, WrittenBlob};
@@ -18,7 +17,6 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 use std::ops::Range as ByteRange;
 use tessera_core::checksum::ChecksumAlgorithm;
-use tessera_core::etag::single_part_etag;
 use tessera_proto::meta::v1 as pb;
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
@@ -145,33 +143,19 @@ pub async fn copy_object(ops: &Ops, req: S3Request<CopyObjectInput>) -> Res<Copy
             source.user_metadata.clone(),
         )
     };
-    let etag = single_part_etag(&written.md5);
     let checksum = checksum_record(algorithm, &digest);
-    let version = pb::ObjectVersion {
-        bucket: input.bucket.clone(),
-        key: key.as_str().to_string(),
-        version_id: String::new(),
-        seq: 0,
-        delete_marker: false,
-        last_modified_ms: wall_clock_ms(),
-        size: written.size,
-        etag: etag.clone(),
-        headers: Some(headers),
+    let version = single_part_version(
+        &input.bucket,
+        key.as_str(),
+        &written,
+        &checksum,
+        headers,
         user_metadata,
-        checksums: vec![checksum.clone()],
-        parts: vec![pb::ObjectPart {
-            part_number: 1,
-            size: written.size,
-            etag: etag.clone(),
-            blob: Some(written.blob.clone()),
-            checksums: vec![checksum],
-        }],
-        multipart: false,
-        storage_class: input
+        input
             .storage_class
             .map(|s| s.as_str().to_string())
             .unwrap_or_else(|| source.storage_class.clone()),
-    };
+    );
     let committed = commit_version(ops, version, None, &written.blob).await?;
     let fields = ChecksumFields::from_stored(&committed.checksums);
     Ok(S3Response::new(CopyObjectOutput {
@@ -182,7 +166,7 @@ pub async fn copy_object(ops: &Ops, req: S3Request<CopyObjectInput>) -> Res<Copy
             checksum_sha1: fields.sha1,
             checksum_sha256: fields.sha256,
             checksum_type: fields.checksum_type,
-            e_tag: Some(convert::etag(&etag)),
+            e_tag: Some(convert::etag(&committed.etag)),
             last_modified: Some(timestamp_from_ms(committed.last_modified_ms)),
         }),
         copy_source_version_id: visible_version_id(&source.version_id),

@@ -88,6 +88,42 @@ pub fn checksum_record(alg: ChecksumAlgorithm, digest: &[u8]) -> pb::ChecksumVal
     }
 }
 
+/// The record of a version stored from one body (PUT or copy): one part holding the blob,
+/// an MD5 ETag and one full-object checksum.
+pub fn single_part_version(
+    bucket: &str,
+    key: &str,
+    written: &WrittenBlob,
+    checksum: &pb::ChecksumValue,
+    headers: pb::ContentHeaders,
+    user_metadata: std::collections::HashMap<String, String>,
+    storage_class: String,
+) -> pb::ObjectVersion {
+    let etag = single_part_etag(&written.md5);
+    pb::ObjectVersion {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id: String::new(),
+        seq: 0,
+        delete_marker: false,
+        last_modified_ms: wall_clock_ms(),
+        size: written.size,
+        etag: etag.clone(),
+        headers: Some(headers),
+        user_metadata,
+        checksums: vec![checksum.clone()],
+        parts: vec![pb::ObjectPart {
+            part_number: 1,
+            size: written.size,
+            etag,
+            blob: Some(written.blob.clone()),
+            checksums: vec![checksum.clone()],
+        }],
+        multipart: false,
+        storage_class,
+    }
+}
+
 /// Precondition of a conditional write (If-Match / If-None-Match on PUT and Complete).
 pub fn write_precondition(
     if_match: Option<&ETagCondition>,
@@ -151,45 +187,31 @@ pub async fn put_object(ops: &Ops, req: S3Request<PutObjectInput>) -> Res<PutObj
 
     let (written, digest) =
         store_body(ops, input.body, &spec, trailing_headers.as_ref(), None).await?;
-    let etag = single_part_etag(&written.md5);
     let checksum = checksum_record(spec.algorithm, &digest);
-    let version = pb::ObjectVersion {
-        bucket: bucket.as_str().to_string(),
-        key: key.as_str().to_string(),
-        version_id: String::new(),
-        seq: 0,
-        delete_marker: false,
-        last_modified_ms: wall_clock_ms(),
-        size: written.size,
-        etag: etag.clone(),
-        headers: Some(convert::content_headers(
+    let version = single_part_version(
+        bucket.as_str(),
+        key.as_str(),
+        &written,
+        &checksum,
+        convert::content_headers(
             input.content_type,
             input.content_encoding,
             input.content_disposition,
             input.content_language,
             input.cache_control,
             input.expires.as_ref(),
-        )),
+        ),
         user_metadata,
-        checksums: vec![checksum.clone()],
-        parts: vec![pb::ObjectPart {
-            part_number: 1,
-            size: written.size,
-            etag: etag.clone(),
-            blob: Some(written.blob.clone()),
-            checksums: vec![checksum],
-        }],
-        multipart: false,
-        storage_class: input
+        input
             .storage_class
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
-    };
+    );
     let committed = commit_version(ops, version, precondition, &written.blob).await?;
     tracing::debug!(bucket = %bucket, key = %key, size = written.size, "object stored");
 
     let mut out = PutObjectOutput {
-        e_tag: Some(convert::etag(&etag)),
+        e_tag: Some(convert::etag(&committed.etag)),
         version_id: visible_version_id(&committed.version_id),
         ..Default::default()
     };
@@ -483,6 +505,40 @@ async fn prepare_read(ops: &Ops, r: ReadRequest<'_>) -> Result<ReadAnswer, Gatew
     })
 }
 
+/// Fills the response fields GET and HEAD share; their outputs are distinct s3s types with
+/// the same field names, so a macro is the one way to write the list once.
+macro_rules! object_read_output {
+    ($ty:ident, $a:expr, $len:expr, { $($extra:tt)* }) => {{
+        let a: ReadAnswer = $a;
+        $ty {
+            accept_ranges: Some("bytes".to_string()),
+            cache_control: a.headers.cache_control,
+            checksum_crc32: a.checksums.crc32,
+            checksum_crc32c: a.checksums.crc32c,
+            checksum_crc64nvme: a.checksums.crc64nvme,
+            checksum_sha1: a.checksums.sha1,
+            checksum_sha256: a.checksums.sha256,
+            checksum_type: a.checksums.checksum_type,
+            content_disposition: a.headers.content_disposition,
+            content_encoding: a.headers.content_encoding,
+            content_language: a.headers.content_language,
+            content_length: i64::try_from($len).ok(),
+            content_range: a.content_range,
+            content_type: a.headers.content_type,
+            e_tag: Some(convert::etag(&a.version.etag)),
+            expires: a.headers.expires,
+            last_modified: Some(timestamp_from_ms(a.version.last_modified_ms)),
+            metadata: (!a.version.user_metadata.is_empty())
+                .then(|| a.version.user_metadata.clone().into_iter().collect()),
+            parts_count: a.plan.parts_count,
+            storage_class: storage_class(&a.version),
+            version_id: visible_version_id(&a.version.version_id),
+            $($extra)*
+            ..Default::default()
+        }
+    }};
+}
+
 /// GetObject.
 pub async fn get_object(ops: &Ops, req: S3Request<GetObjectInput>) -> Res<GetObjectOutput> {
     let input = req.input;
@@ -512,32 +568,11 @@ pub async fn get_object(ops: &Ops, req: S3Request<GetObjectInput>) -> Res<GetObj
     .await?;
     let len = a.plan.range.end - a.plan.range.start;
     let body = object_body(ops, &a.version, a.plan.range.clone());
-    Ok(S3Response::new(GetObjectOutput {
-        accept_ranges: Some("bytes".to_string()),
-        body: Some(body),
-        cache_control: a.headers.cache_control,
-        checksum_crc32: a.checksums.crc32,
-        checksum_crc32c: a.checksums.crc32c,
-        checksum_crc64nvme: a.checksums.crc64nvme,
-        checksum_sha1: a.checksums.sha1,
-        checksum_sha256: a.checksums.sha256,
-        checksum_type: a.checksums.checksum_type,
-        content_disposition: a.headers.content_disposition,
-        content_encoding: a.headers.content_encoding,
-        content_language: a.headers.content_language,
-        content_length: i64::try_from(len).ok(),
-        content_range: a.content_range,
-        content_type: a.headers.content_type,
-        e_tag: Some(convert::etag(&a.version.etag)),
-        expires: a.headers.expires,
-        last_modified: Some(timestamp_from_ms(a.version.last_modified_ms)),
-        metadata: (!a.version.user_metadata.is_empty())
-            .then(|| a.version.user_metadata.clone().into_iter().collect()),
-        parts_count: a.plan.parts_count,
-        storage_class: storage_class(&a.version),
-        version_id: visible_version_id(&a.version.version_id),
-        ..Default::default()
-    }))
+    Ok(S3Response::new(
+        object_read_output!(GetObjectOutput, a, len, {
+            body: Some(body),
+        }),
+    ))
 }
 
 /// HeadObject.
@@ -568,31 +603,12 @@ pub async fn head_object(ops: &Ops, req: S3Request<HeadObjectInput>) -> Res<Head
     )
     .await?;
     let len = a.plan.range.end - a.plan.range.start;
-    Ok(S3Response::new(HeadObjectOutput {
-        accept_ranges: Some("bytes".to_string()),
-        cache_control: a.headers.cache_control,
-        checksum_crc32: a.checksums.crc32,
-        checksum_crc32c: a.checksums.crc32c,
-        checksum_crc64nvme: a.checksums.crc64nvme,
-        checksum_sha1: a.checksums.sha1,
-        checksum_sha256: a.checksums.sha256,
-        checksum_type: a.checksums.checksum_type,
-        content_disposition: a.headers.content_disposition,
-        content_encoding: a.headers.content_encoding,
-        content_language: a.headers.content_language,
-        content_length: i64::try_from(len).ok(),
-        content_range: a.content_range,
-        content_type: a.headers.content_type,
-        e_tag: Some(convert::etag(&a.version.etag)),
-        expires: a.headers.expires,
-        last_modified: Some(timestamp_from_ms(a.version.last_modified_ms)),
-        metadata: (!a.version.user_metadata.is_empty())
-            .then(|| a.version.user_metadata.clone().into_iter().collect()),
-        parts_count: a.plan.parts_count,
-        storage_class: storage_class(&a.version),
-        version_id: visible_version_id(&a.version.version_id),
-        ..Default::default()
-    }))
+    Ok(S3Response::new(object_read_output!(
+        HeadObjectOutput,
+        a,
+        len,
+        {}
+    )))
 }
 
 /// Deletes one key (or one version) and reports what S3 reports.
