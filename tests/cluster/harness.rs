@@ -52,19 +52,7 @@ impl TestCluster {
             .prefix("tessera-test-")
             .tempdir()
             .expect("temp dir");
-        let spec = DevClusterSpec {
-            root: dir.path().to_path_buf(),
-            binary: PathBuf::from(env!("CARGO_BIN_EXE_tessera")),
-            gateway_port: 0,
-            data_per_zone,
-            ready_timeout: Duration::from_secs(60),
-            extra_env: std::iter::once((
-                "RUST_LOG".to_string(),
-                "info,openraft=warn,openraft::core::raft_core=off".to_string(),
-            ))
-            .chain(env.into_iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect(),
-        };
+        let spec = spec_for(dir.path(), data_per_zone, &env);
         let cluster = match DevCluster::start(spec).await {
             Ok(c) => c,
             Err(e) => {
@@ -145,20 +133,29 @@ impl Drop for TestCluster {
     }
 }
 
-/// Restarts a stopped cluster from its folder.
-pub async fn restart_from(dir: tempfile::TempDir) -> TestCluster {
-    let spec = DevClusterSpec {
-        root: dir.path().to_path_buf(),
+/// The spec of a test cluster in `root`; `env` is added to every process's environment.
+fn spec_for(root: &std::path::Path, data_per_zone: u32, env: &[(&str, &str)]) -> DevClusterSpec {
+    DevClusterSpec {
+        root: root.to_path_buf(),
         binary: PathBuf::from(env!("CARGO_BIN_EXE_tessera")),
         gateway_port: 0,
-        data_per_zone: 2,
+        data_per_zone,
         ready_timeout: Duration::from_secs(60),
-        extra_env: vec![(
-            "RUST_LOG".into(),
-            "info,openraft=warn,openraft::core::raft_core=off".into(),
-        )],
-    };
-    let cluster = DevCluster::start(spec).await.expect("restart cluster");
+        extra_env: std::iter::once((
+            "RUST_LOG",
+            "info,openraft=warn,openraft::core::raft_core=off",
+        ))
+        .chain(env.iter().copied())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    }
+}
+
+/// Restarts a stopped cluster from its folder (its layout fixes ports and node counts).
+pub async fn restart_from(dir: tempfile::TempDir) -> TestCluster {
+    let cluster = DevCluster::start(spec_for(dir.path(), 2, &[]))
+        .await
+        .expect("restart cluster");
     let (ak, sk) = cluster.credentials();
     let s3 = s3_client(&cluster.endpoint(), ak, sk, cluster.region());
     TestCluster {
