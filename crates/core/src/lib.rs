@@ -4,6 +4,7 @@
 //! - [`names`]: validated names and ids (buckets, keys, versions, uploads, nodes, zones, blobs).
 //! - [`layout`]: erasure layouts RS(k, m) and which failures they survive.
 //! - [`placement`]: zone-aware rendezvous placement of shards, and the write rule.
+//! - [`repair`]: the repair planner: rebuild, wait or give up, and where shards go.
 //! - [`stripe`]: stripe geometry and the Reed-Solomon codec wrapper.
 //! - [`shard_format`]: the versioned on-disk format of shard files.
 //! - [`checksum`]: S3 additional checksums, COMPOSITE and FULL_OBJECT multipart checksums.
@@ -16,5 +17,6 @@ pub mod layout;
 pub mod multipart;
 pub mod names;
 pub mod placement;
+pub mod repair;
 pub mod shard_format;
 pub mod stripe;
