@@ -325,6 +325,42 @@ impl MetaClient {
         .await
     }
 
+    /// One page of the erasure-coded blobs of a record family: at most `limit` records (0 means
+    /// 1000) strictly after the state-machine key `after` (empty: from the start). Resume with
+    /// the response's `next_after` until `done`.
+    pub async fn scan_blobs(
+        &self,
+        family: pb::BlobFamily,
+        after: Vec<u8>,
+        limit: u32,
+    ) -> Result<pb::ScanBlobsResponse, MetaClientError> {
+        let req = pb::ScanBlobsRequest {
+            family: family as i32,
+            after,
+            limit,
+        };
+        self.call("scan_blobs", |mut c| {
+            let req = req.clone();
+            async move { c.scan_blobs(req).await }
+        })
+        .await
+    }
+
+    /// The record that owns the blob `data_id` now, with its current placement; `None` when no
+    /// record references it.
+    pub async fn get_blob(&self, data_id: &[u8]) -> Result<Option<pb::BlobRef>, MetaClientError> {
+        let req = pb::GetBlobRequest {
+            data_id: data_id.to_vec(),
+        };
+        let resp = self
+            .call("get_blob", |mut c| {
+                let req = req.clone();
+                async move { c.get_blob(req).await }
+            })
+            .await?;
+        Ok(resp.blob)
+    }
+
     /// The cluster as the answering meta node sees it.
     pub async fn cluster_status(&self) -> Result<pb::ClusterStatusResponse, MetaClientError> {
         self.call("cluster_status", |mut c| async move {

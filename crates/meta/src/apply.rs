@@ -3,7 +3,9 @@
 //! times travel inside commands). An accepted command's writes are collected in one WriteBatch
 //! that the caller commits together with the applied log id; a rejected command produces an
 //! empty batch and a `MetaError`. Any blob that no committed record references any more is
-//! recorded as `Garbage` in the same batch, and no referenced blob ever is.
+//! recorded as `Garbage` in the same batch, and no referenced blob ever is. Every erasure-coded
+//! blob a record holds is named by exactly one data-id index entry (`d/`), kept in the same batch
+//! (see `apply_blobs`), and no record ever takes a shard copy that garbage collection claimed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,10 +15,11 @@ use tessera_core::etag::etag_matches;
 use tessera_core::multipart::{MAX_PART_NUMBER, MultipartError, validate_completion};
 use tessera_core::names::{BucketName, ObjectKey, VersionId};
 use tessera_proto::meta::v1::{
-    AbortUpload, Blob, Bucket, Command, CommandResult, CompleteUpload, CreateBucket, CreateUpload,
-    DeleteBucket, DeleteObject, DeleteObjectResult, Empty, Garbage, MetaError, MetaErrorCode,
-    ObjectVersion, PutPart, PutVersion, PutVersionResult, RegisterDataNode, SetBucketVersioning,
-    VersioningState, WritePrecondition, blob, command, command_result,
+    AbortUpload, Blob, BlobOwner, Bucket, Command, CommandResult, CompleteUpload, CreateBucket,
+    CreateUpload, DataNode, DeleteBucket, DeleteObject, DeleteObjectResult, Empty, Garbage,
+    MetaError, MetaErrorCode, NodeState, ObjectVersion, PutPart, PutRepairReport, PutVersion,
+    PutVersionResult, RegisterDataNode, SetBucketVersioning, SetDataNodeState, UploadedPart,
+    VersioningState, WritePrecondition, command, command_result,
 };
 
 use crate::error::StoreError;
@@ -67,8 +70,13 @@ pub(crate) fn apply_command(
         batch: WriteBatch::default(),
         seq,
         garbage_count: 0,
+        index: BTreeMap::new(),
+        discarded: Vec::new(),
     };
-    let outcome = applier.apply(cmd);
+    let outcome = applier.apply(cmd).and_then(|result| {
+        applier.finish()?;
+        Ok(result)
+    });
     let batch = applier.batch;
     match outcome {
         Ok(result) => Ok((
@@ -95,6 +103,11 @@ struct Applier<'a> {
     batch: WriteBatch,
     seq: u64,
     garbage_count: u32,
+    /// Changes to the data-id index (`None`: entry removed), written by `finish`.
+    index: BTreeMap<Vec<u8>, Option<BlobOwner>>,
+    /// Blobs whose record went away, with since when; `finish` turns those that no record
+    /// holds any more into garbage.
+    discarded: Vec<(Blob, i64)>,
 }
 
 impl Applier<'_> {
@@ -113,6 +126,11 @@ impl Applier<'_> {
             command::Cmd::CompleteUpload(c) => self.complete_upload(c),
             command::Cmd::AbortUpload(c) => self.abort_upload(c),
             command::Cmd::RegisterDataNode(c) => self.register_data_node(c),
+            command::Cmd::SetDataNodeState(c) => self.set_data_node_state(c),
+            command::Cmd::UpdatePlacement(c) => self.update_placement(c),
+            command::Cmd::ClaimShards(c) => self.claim_shards(c),
+            command::Cmd::ReleaseShards(c) => self.release_shards(c),
+            command::Cmd::PutRepairReport(c) => self.put_repair_report(c),
         }
     }
 
@@ -126,32 +144,43 @@ impl Applier<'_> {
         self.batch.delete_cf(self.sm, key);
     }
 
-    /// Records `blob` as garbage if it has shards on data nodes (inline bytes vanish with the
-    /// record that holds them).
-    fn discard_blob(&mut self, blob: Option<&Blob>, since_ms: i64) {
-        let Some(blob) = blob else { return };
-        if !matches!(blob.storage, Some(blob::Storage::Erasure(_))) {
-            return;
-        }
+    /// Writes a garbage record for `blob` (whose shards are the copies to delete).
+    fn put_garbage(&mut self, blob: Blob, since_ms: i64) {
         let key = keys::garbage(self.seq, self.garbage_count);
         self.garbage_count += 1;
         let record = Garbage {
-            blob: Some(blob.clone()),
+            blob: Some(blob),
             since_ms,
         };
         self.put(&key, &record);
     }
 
+    /// Notes that the record `record_key` no longer holds `blob`: its index entry goes, and the
+    /// blob becomes garbage if it has shards on data nodes (inline bytes vanish with the record
+    /// that holds them) and no record of this command takes it over.
+    fn discard_blob(
+        &mut self,
+        record_key: &[u8],
+        blob: Option<&Blob>,
+        since_ms: i64,
+    ) -> Result<(), Fail> {
+        let Some(blob) = blob else { return Ok(()) };
+        let Some(erasure) = records::erasure_of(Some(blob)) else {
+            return Ok(());
+        };
+        self.unindex(&erasure.data_id, record_key)?;
+        self.discarded.push((blob.clone(), since_ms));
+        Ok(())
+    }
+
     /// Removes a version and turns its blobs into garbage.
-    fn remove_version(&mut self, version: &ObjectVersion, since_ms: i64) {
-        self.delete(&keys::object_version(
-            &version.bucket,
-            &version.key,
-            version.seq,
-        ));
+    fn remove_version(&mut self, version: &ObjectVersion, since_ms: i64) -> Result<(), Fail> {
+        let key = keys::object_version(&version.bucket, &version.key, version.seq);
+        self.delete(&key);
         for part in &version.parts {
-            self.discard_blob(part.blob.as_ref(), since_ms);
+            self.discard_blob(&key, part.blob.as_ref(), since_ms)?;
         }
+        Ok(())
     }
 
     // --- shared checks ------------------------------------------------------------------
@@ -193,10 +222,14 @@ impl Applier<'_> {
         } else {
             version.version_id = VersionId::null().as_str().to_owned();
             if let Some(old) = self.null_version(&bucket.name, &version.key)? {
-                self.remove_version(&old, version.last_modified_ms);
+                self.remove_version(&old, version.last_modified_ms)?;
             }
         }
         let key = keys::object_version(&bucket.name, &version.key, self.seq);
+        for (i, part) in version.parts.iter().enumerate() {
+            let index = u32::try_from(i).map_err(|_| invalid("too many parts"))?;
+            self.index_blob(&key, index, part.blob.as_ref())?;
+        }
         self.put(&key, &version);
         Ok(version)
     }
@@ -287,14 +320,14 @@ impl Applier<'_> {
             let found = records::version_by_id(&self.view, &c.bucket, &c.key, version_id)?;
             let delete_marker = found.as_ref().is_some_and(|v| v.delete_marker);
             if let Some(v) = found {
-                self.remove_version(&v, c.now_ms);
+                self.remove_version(&v, c.now_ms)?;
             }
             return Ok(deleted(version_id.clone(), delete_marker));
         }
         match versioning(&bucket) {
             VersioningState::VersioningUnversioned => {
                 if let Some(old) = self.null_version(&c.bucket, &c.key)? {
-                    self.remove_version(&old, c.now_ms);
+                    self.remove_version(&old, c.now_ms)?;
                 }
                 Ok(deleted(String::new(), false))
             }
@@ -305,7 +338,7 @@ impl Applier<'_> {
             }
             VersioningState::VersioningSuspended => {
                 if let Some(old) = self.null_version(&c.bucket, &c.key)? {
-                    self.remove_version(&old, c.now_ms);
+                    self.remove_version(&old, c.now_ms)?;
                 }
                 let marker = self.delete_marker(&c.bucket, &c.key, VersionId::null(), c.now_ms);
                 Ok(deleted(marker.version_id, true))
@@ -380,11 +413,11 @@ impl Applier<'_> {
         }
         self.existing_upload(&part.upload_id)?;
         let key = keys::part(&part.upload_id, part.part_number);
-        let replaced: Option<tessera_proto::meta::v1::UploadedPart> =
-            self.view.get_pb(&key, "uploaded part")?;
+        let replaced: Option<UploadedPart> = self.view.get_pb(&key, "uploaded part")?;
         if let Some(old) = replaced {
-            self.discard_blob(old.blob.as_ref(), part.last_modified_ms);
+            self.discard_blob(&key, old.blob.as_ref(), part.last_modified_ms)?;
         }
+        self.index_blob(&key, 0, part.blob.as_ref())?;
         self.put(&key, part);
         Ok(ok())
     }
@@ -410,15 +443,37 @@ impl Applier<'_> {
             .ok_or_else(|| invalid("complete_upload needs a version"))?;
         version.bucket = upload.bucket.clone();
         version.key = upload.key.clone();
-        let stored = self.write_version(&bucket, version, c.precondition.as_ref())?;
+        // The gateway copied the parts' blobs when it built the version; repair may have moved
+        // shards since, so the placement recorded with the part is the one that counts.
+        let current: BTreeMap<&[u8], &Blob> = stored_parts
+            .iter()
+            .filter_map(|(_, p)| {
+                let blob = p.blob.as_ref()?;
+                let erasure = records::erasure_of(Some(blob))?;
+                Some((erasure.data_id.as_slice(), blob))
+            })
+            .collect();
+        for part in &mut version.parts {
+            let data_id = records::erasure_of(part.blob.as_ref()).map(|e| e.data_id.as_slice());
+            if let Some(blob) = data_id.and_then(|id| current.get(id)) {
+                part.blob = Some((*blob).clone());
+            }
+        }
 
+        // Every part record goes; the blobs of used parts move to the version (write_version
+        // indexes them under it), the others become garbage.
         let used: BTreeSet<u32> = requested.iter().map(|(n, _)| *n).collect();
         for (key, part) in &stored_parts {
-            if !used.contains(&part.part_number) {
-                self.discard_blob(part.blob.as_ref(), stored.last_modified_ms);
+            if used.contains(&part.part_number) {
+                if let Some(e) = records::erasure_of(part.blob.as_ref()) {
+                    self.unindex(&e.data_id, key)?;
+                }
+            } else {
+                self.discard_blob(key, part.blob.as_ref(), version.last_modified_ms)?;
             }
             self.delete(key);
         }
+        let stored = self.write_version(&bucket, version, c.precondition.as_ref())?;
         self.delete(&upload_key);
         self.delete(&keys::upload_index(&c.upload_id));
         Ok(command_result::Result::PutVersion(PutVersionResult {
@@ -429,7 +484,7 @@ impl Applier<'_> {
     fn abort_upload(&mut self, c: &AbortUpload) -> Result<command_result::Result, Fail> {
         let (upload_key, _) = self.existing_upload(&c.upload_id)?;
         for (key, part) in records::parts(&self.view, &c.upload_id)? {
-            self.discard_blob(part.blob.as_ref(), c.now_ms);
+            self.discard_blob(&key, part.blob.as_ref(), c.now_ms)?;
             self.delete(&key);
         }
         self.delete(&upload_key);
@@ -439,12 +494,46 @@ impl Applier<'_> {
 
     // --- cluster ------------------------------------------------------------------------
 
+    /// Adds a node, or updates a known node's zone, address and registration time; the
+    /// operator's state of a known node stays, a new node starts active.
     fn register_data_node(&mut self, c: &RegisterDataNode) -> Result<command_result::Result, Fail> {
-        let node = c
+        let mut node = c
             .node
-            .as_ref()
+            .clone()
             .ok_or_else(|| invalid("register_data_node needs a node"))?;
-        self.put(&keys::data_node(node.node_id), node);
+        let key = keys::data_node(node.node_id);
+        let known: Option<DataNode> = self.view.get_pb(&key, "data node")?;
+        node.state = known.map_or(NodeState::Active as i32, |k| k.state);
+        self.put(&key, &node);
+        Ok(ok())
+    }
+
+    fn set_data_node_state(
+        &mut self,
+        c: &SetDataNodeState,
+    ) -> Result<command_result::Result, Fail> {
+        if NodeState::try_from(c.state).is_err() {
+            return Err(invalid("unknown node state"));
+        }
+        let key = keys::data_node(c.node_id);
+        let mut node: DataNode = self
+            .view
+            .get_pb(&key, "data node")?
+            .ok_or_else(|| invalid("no such data node"))?;
+        node.state = c.state;
+        self.put(&key, &node);
+        Ok(ok())
+    }
+
+    fn put_repair_report(&mut self, c: &PutRepairReport) -> Result<command_result::Result, Fail> {
+        let report = c
+            .report
+            .as_ref()
+            .ok_or_else(|| invalid("put_repair_report needs a report"))?;
+        if report.reporter.is_empty() {
+            return Err(invalid("a repair report needs its reporter"));
+        }
+        self.put(&keys::repair_report(&report.reporter), report);
         Ok(ok())
     }
 }
@@ -505,6 +594,9 @@ fn completion_error(e: MultipartError) -> Fail {
     };
     rule(code, e.to_string())
 }
+
+#[path = "apply_blobs.rs"]
+mod blobs;
 
 #[cfg(test)]
 #[path = "apply_test.rs"]

@@ -5,7 +5,7 @@ use openraft::entry::EntryPayload;
 use openraft::{CommittedLeaderId, LogId};
 use tempfile::TempDir;
 use tessera_proto::meta::v1::{
-    CompletedPartRef, DataNode, ErasureBlob, MultipartUpload, ObjectPart, UploadedPart,
+    CompletedPartRef, DataNode, ErasureBlob, MultipartUpload, ObjectPart, UploadedPart, blob,
 };
 
 use crate::types::LogEntry;
@@ -160,9 +160,15 @@ fn put(bucket: &str, key: &str, etag: &str, blob: u8) -> command::Cmd {
     })
 }
 
+/// A conditional put of a small (inline) object: each put is a new blob, as a real write.
 fn put_if(bucket: &str, key: &str, precondition: WritePrecondition) -> command::Cmd {
+    let mut v = version(bucket, key, "\"new\"", 0);
+    v.parts[0].blob = Some(Blob {
+        size: 3,
+        storage: Some(blob::Storage::InlineData(b"new".to_vec())),
+    });
     command::Cmd::PutVersion(PutVersion {
-        version: Some(version(bucket, key, "\"new\"", 99)),
+        version: Some(v),
         precondition: Some(precondition),
     })
 }
@@ -655,6 +661,7 @@ fn data_nodes_are_upserted() {
                 zone: "z1".into(),
                 addr: addr.into(),
                 registered_ms: 1,
+                ..DataNode::default()
             }),
         })
     };
@@ -727,3 +734,6 @@ fn the_same_commands_give_byte_identical_state() {
     script(&mut second);
     assert_eq!(first.dump(), second.dump());
 }
+
+#[path = "apply_blobs_test.rs"]
+mod blobs;

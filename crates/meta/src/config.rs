@@ -1,14 +1,31 @@
 //! The meta role's typed config. A valid config names every voter of the group exactly once
 //! (this node included, added from `listen`/`advertise` when the list leaves it out), so that
-//! every node initialises the group with the same membership.
+//! every node initialises the group with the same membership. Liveness timeouts are positive and
+//! a node turns suspect no later than it turns dead.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::liveness::LivenessTimeouts;
 use crate::types::MetaNode;
+
+/// Default heartbeat age after which a data node is suspect: three missed one-second beats.
+pub const DEFAULT_SUSPECT_AFTER_MS: u64 = 3000;
+/// Default heartbeat age after which a data node is dead and its shards are rebuilt: long
+/// enough to ride out a process restart or a short network cut without moving data.
+pub const DEFAULT_DEAD_AFTER_MS: u64 = 60_000;
+
+fn default_suspect_after_ms() -> u64 {
+    DEFAULT_SUSPECT_AFTER_MS
+}
+
+fn default_dead_after_ms() -> u64 {
+    DEFAULT_DEAD_AFTER_MS
+}
 
 /// Configuration of one meta node.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -28,6 +45,12 @@ pub struct MetaConfig {
     pub data_dir: PathBuf,
     /// Every voter of the group, normally this node included.
     pub peers: Vec<MetaPeer>,
+    /// Milliseconds without a heartbeat after which a data node is suspect.
+    #[serde(default = "default_suspect_after_ms")]
+    pub suspect_after_ms: u64,
+    /// Milliseconds without a heartbeat after which a data node is dead.
+    #[serde(default = "default_dead_after_ms")]
+    pub dead_after_ms: u64,
 }
 
 /// One voter of the meta group.
@@ -68,6 +91,16 @@ pub enum MetaConfigError {
         /// The zone in the peer list.
         peer_zone: String,
     },
+    /// The liveness timeouts are zero or out of order.
+    #[error(
+        "liveness timeouts need 0 < suspect ({suspect_after_ms} ms) <= dead ({dead_after_ms} ms)"
+    )]
+    LivenessTimeouts {
+        /// The suspect timeout.
+        suspect_after_ms: u64,
+        /// The dead timeout.
+        dead_after_ms: u64,
+    },
 }
 
 impl MetaConfigError {
@@ -83,6 +116,7 @@ impl MetaConfigError {
             MetaConfigError::IncompletePeer { .. } => "config_incomplete_peer",
             MetaConfigError::DuplicatePeer { .. } => "config_duplicate_peer",
             MetaConfigError::ZoneMismatch { .. } => "config_zone_mismatch",
+            MetaConfigError::LivenessTimeouts { .. } => "config_liveness_timeouts",
         }
     }
 }
@@ -92,6 +126,12 @@ impl MetaConfig {
     pub fn validate(&self) -> Result<(), MetaConfigError> {
         if self.zone.is_empty() {
             return Err(MetaConfigError::EmptyZone);
+        }
+        if self.suspect_after_ms == 0 || self.dead_after_ms < self.suspect_after_ms {
+            return Err(MetaConfigError::LivenessTimeouts {
+                suspect_after_ms: self.suspect_after_ms,
+                dead_after_ms: self.dead_after_ms,
+            });
         }
         let mut seen = BTreeSet::new();
         for peer in &self.peers {
@@ -148,6 +188,14 @@ impl MetaConfig {
         members
     }
 
+    /// The liveness timeouts as durations.
+    pub fn liveness_timeouts(&self) -> LivenessTimeouts {
+        LivenessTimeouts {
+            suspect_after: Duration::from_millis(self.suspect_after_ms),
+            dead_after: Duration::from_millis(self.dead_after_ms),
+        }
+    }
+
     /// Where the store and snapshot live.
     pub fn meta_dir(&self) -> PathBuf {
         self.data_dir.join("meta")
@@ -177,6 +225,8 @@ mod tests {
                     zone: "b".into(),
                 },
             ],
+            suspect_after_ms: DEFAULT_SUSPECT_AFTER_MS,
+            dead_after_ms: DEFAULT_DEAD_AFTER_MS,
         }
     }
 
@@ -223,6 +273,21 @@ mod tests {
         let mut c = config();
         c.zone.clear();
         assert_eq!(c.validate(), Err(MetaConfigError::EmptyZone));
+        let mut c = config();
+        c.suspect_after_ms = 0;
+        assert!(matches!(
+            c.validate(),
+            Err(MetaConfigError::LivenessTimeouts { .. })
+        ));
+        let mut c = config();
+        c.dead_after_ms = c.suspect_after_ms - 1;
+        assert_eq!(
+            c.validate().map_err(|e| e.code()),
+            Err("config_liveness_timeouts")
+        );
+        let mut c = config();
+        c.dead_after_ms = c.suspect_after_ms;
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]
@@ -232,6 +297,16 @@ mod tests {
         let parsed: MetaConfig = toml::from_str(good).expect("valid config");
         assert_eq!(parsed.peers.len(), 1);
         assert_eq!(parsed.advertise, None);
+        assert_eq!(parsed.suspect_after_ms, DEFAULT_SUSPECT_AFTER_MS);
+        assert_eq!(parsed.dead_after_ms, DEFAULT_DEAD_AFTER_MS);
+        let tuned: MetaConfig = toml::from_str(&format!(
+            "suspect_after_ms = 500\ndead_after_ms = 5000\n{good}"
+        ))
+        .expect("timeouts");
+        assert_eq!(
+            tuned.liveness_timeouts().dead_after,
+            Duration::from_millis(5000)
+        );
         let bad = format!("{good}extra = 1\n");
         assert!(toml::from_str::<MetaConfig>(&bad).is_err());
     }

@@ -13,6 +13,13 @@
 //! | `p/<upload id>\0<part number, BE u32>` | `UploadedPart` |
 //! | `n/<node id, BE>` | `DataNode` |
 //! | `g/<seq, BE><i, BE u32>` | `Garbage` |
+//! | `d/<data id, 16 bytes>` | `BlobOwner`: the record holding that erasure-coded blob |
+//! | `x/<data id, 16 bytes><shard index, BE u32><node id, BE u64>` | empty: claimed for deletion |
+//! | `r/<reporter>` | `RepairReport` |
+//!
+//! Every erasure-coded blob of a version or an uploaded part has exactly one `d/` entry, written
+//! and removed in the same batch as the record; inline blobs and garbage have none. A data id is
+//! always 16 bytes, so `d/` and `x/` keys have a fixed layout.
 
 /// Separates the components of a key; never part of a name.
 pub const SEP: u8 = 0;
@@ -31,6 +38,15 @@ pub const PART_PREFIX: &[u8] = b"p/";
 pub const DATA_NODE_PREFIX: &[u8] = b"n/";
 /// Prefix of garbage records.
 pub const GARBAGE_PREFIX: &[u8] = b"g/";
+/// Prefix of the data-id index.
+pub const DATA_INDEX_PREFIX: &[u8] = b"d/";
+/// Prefix of deletion marks.
+pub const DELETION_MARK_PREFIX: &[u8] = b"x/";
+/// Prefix of repair reports.
+pub const REPAIR_REPORT_PREFIX: &[u8] = b"r/";
+
+/// The length of every data id.
+pub const DATA_ID_LEN: usize = 16;
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -165,6 +181,34 @@ pub fn garbage(seq: u64, i: u32) -> Vec<u8> {
     join(&[GARBAGE_PREFIX, &seq.to_be_bytes(), &i.to_be_bytes()])
 }
 
+/// `d/<data id>`: which record owns the blob.
+pub fn data_index(data_id: &[u8]) -> Vec<u8> {
+    join(&[DATA_INDEX_PREFIX, data_id])
+}
+
+/// `x/<data id><shard index><node id>`: shard `shard_index` of the blob on node `node_id` is
+/// claimed for deletion.
+pub fn deletion_mark(data_id: &[u8], shard_index: u32, node_id: u64) -> Vec<u8> {
+    join(&[
+        DELETION_MARK_PREFIX,
+        data_id,
+        &shard_index.to_be_bytes(),
+        &node_id.to_be_bytes(),
+    ])
+}
+
+/// `r/<reporter>`: the latest report of one repair daemon.
+pub fn repair_report(reporter: &str) -> Vec<u8> {
+    join(&[REPAIR_REPORT_PREFIX, reporter.as_bytes()])
+}
+
+/// The first key strictly after `key`.
+pub fn successor(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
 /// The smallest byte string greater than every string starting with `prefix`, or `None` when
 /// there is none (`prefix` is all 0xff).
 pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
@@ -251,6 +295,35 @@ mod tests {
         assert!(garbage(1, 7) < garbage(2, 0));
         assert!(garbage(2, 0) < garbage(2, 1));
         assert!(data_node(255) < data_node(256));
+    }
+
+    #[test]
+    fn index_and_marks_have_a_fixed_layout() {
+        let id = [7u8; DATA_ID_LEN];
+        assert_eq!(data_index(&id).len(), 2 + DATA_ID_LEN);
+        let mark = deletion_mark(&id, 2, 9);
+        assert_eq!(mark.len(), 2 + DATA_ID_LEN + 4 + 8);
+        assert!(deletion_mark(&id, 1, u64::MAX) < deletion_mark(&id, 2, 0));
+        assert!(successor(b"g/a") > b"g/a".to_vec());
+        assert!(successor(b"g/a") < b"g/a\0\0".to_vec());
+        // No family is a prefix of another.
+        let families = [
+            BUCKET_PREFIX,
+            OBJECT_PREFIX,
+            UPLOAD_PREFIX,
+            UPLOAD_INDEX_PREFIX,
+            PART_PREFIX,
+            DATA_NODE_PREFIX,
+            GARBAGE_PREFIX,
+            DATA_INDEX_PREFIX,
+            DELETION_MARK_PREFIX,
+            REPAIR_REPORT_PREFIX,
+        ];
+        for a in families {
+            for b in families {
+                assert!(a == b || !a.starts_with(b), "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

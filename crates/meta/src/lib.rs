@@ -6,7 +6,8 @@
 //!
 //! Modules: `types` (Raft type config), `convert` (openraft ⇄ protobuf), `store` (RocksDB log,
 //! state machine, snapshots), `keys` (state-machine key layout), `apply` (command rules),
-//! `query` (reads and S3 listings), `network` / `raft_service` (Raft over gRPC),
+//! `query` (reads, S3 listings, blob scans), `liveness` (data-node liveness from heartbeats),
+//! `network` / `raft_service` (Raft over gRPC),
 //! `meta_service` (MetaService with leader forwarding), `node` (start and stop).
 
 mod apply;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod keys;
+pub mod liveness;
 mod meta_service;
 mod network;
 pub mod node;
@@ -26,6 +28,7 @@ pub mod types;
 
 pub use config::{MetaConfig, MetaConfigError, MetaPeer};
 pub use error::{MetaNodeError, StoreError};
+pub use liveness::LivenessTimeouts;
 pub use node::{run, serve, serve_with_raft_config};
 pub use store::MetaStore;
 pub use types::{MetaNode, MetaRaft, TypeConfig};

@@ -2,7 +2,8 @@
 //! make themselves linearizable there (read index), so whatever node answers, a read sees every
 //! write acknowledged before it began. A follower forwards the whole RPC to the leader it knows
 //! of, once: a forwarded request that lands on a non-leader fails `Unavailable` rather than
-//! bouncing, and the client retries. Data-node heartbeats stay in this node's memory.
+//! bouncing, and the client retries. Data-node heartbeats stay in this node's memory; liveness
+//! is judged from them with the configured timeouts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::channels::{ChannelPool, MAX_MESSAGE_BYTES};
 use crate::error::StoreError;
+use crate::liveness::{LivenessTimeouts, heartbeat_age};
 use crate::query;
 use crate::raft_service::role_name;
 use crate::store::{MetaStore, blocking};
@@ -35,8 +37,6 @@ const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(3);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a peer has to answer a status probe.
 const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-/// A data node is healthy when its last heartbeat is at most this old.
-pub const HEALTHY_WITHIN: Duration = Duration::from_secs(3);
 
 /// MetaService over one node's Raft and store.
 pub struct MetaGrpc {
@@ -45,6 +45,9 @@ pub struct MetaGrpc {
     store: MetaStore,
     pool: ChannelPool,
     heartbeats: Arc<Mutex<HashMap<u64, Instant>>>,
+    liveness: LivenessTimeouts,
+    /// When this service started: the age of a data node never heard from.
+    started: Instant,
 }
 
 enum Route {
@@ -108,14 +111,22 @@ macro_rules! query_rpc {
 }
 
 impl MetaGrpc {
-    /// Serves `raft` and `store` as node `node_id`.
-    pub fn new(node_id: u64, raft: MetaRaft, store: MetaStore, pool: ChannelPool) -> Self {
+    /// Serves `raft` and `store` as node `node_id`, judging data nodes with `liveness`.
+    pub fn new(
+        node_id: u64,
+        raft: MetaRaft,
+        store: MetaStore,
+        pool: ChannelPool,
+        liveness: LivenessTimeouts,
+    ) -> Self {
         MetaGrpc {
             node_id,
             raft,
             store,
             pool,
             heartbeats: Arc::new(Mutex::new(HashMap::new())),
+            liveness,
+            started: Instant::now(),
         }
     }
 
@@ -184,7 +195,7 @@ impl MetaGrpc {
         beats.insert(node_id, Instant::now());
     }
 
-    fn heartbeat_age(&self, node_id: u64) -> Option<Duration> {
+    fn last_heartbeat_age(&self, node_id: u64) -> Option<Duration> {
         let beats = self
             .heartbeats
             .lock()
@@ -307,9 +318,30 @@ impl MetaService for MetaGrpc {
         })
     }
 
+    async fn scan_blobs(
+        &self,
+        request: Request<pb::ScanBlobsRequest>,
+    ) -> Result<Response<pb::ScanBlobsResponse>, Status> {
+        if pb::BlobFamily::try_from(request.get_ref().family).is_err() {
+            return Err(Status::invalid_argument("unknown blob family"));
+        }
+        query_rpc!(self, request, scan_blobs, |store, req| query::scan_blobs(
+            &store, &req
+        ))
+    }
+
+    async fn get_blob(
+        &self,
+        request: Request<pb::GetBlobRequest>,
+    ) -> Result<Response<pb::GetBlobResponse>, Status> {
+        query_rpc!(self, request, get_blob, |store, req| query::get_blob(
+            &store, &req
+        ))
+    }
+
     /// Answered locally, without a read barrier, so it works without a quorum: the meta view
-    /// comes from this node's Raft metrics and probes of its peers, data nodes from its own
-    /// state machine and heartbeat memory.
+    /// comes from this node's Raft metrics and probes of its peers, data nodes and repair
+    /// reports from its own state machine, liveness from its heartbeat memory.
     async fn cluster_status(
         &self,
         _request: Request<pb::ClusterStatusRequest>,
@@ -341,17 +373,21 @@ impl MetaService for MetaGrpc {
         });
         let meta_nodes = join_all(probes).await;
         let store = self.store.clone();
-        let registered = blocking(move || query::data_nodes(&store))
-            .await
-            .map_err(store_status)?;
+        let (registered, repair_reports) =
+            blocking(move || Ok((query::data_nodes(&store)?, query::repair_reports(&store)?)))
+                .await
+                .map_err(store_status)?;
+        let since_start = self.started.elapsed();
         let data_nodes = registered
             .into_iter()
             .map(|node| {
-                let age = self.heartbeat_age(node.node_id);
+                let last = self.last_heartbeat_age(node.node_id);
+                let liveness = self.liveness.classify(heartbeat_age(last, since_start));
                 pb::DataNodeStatus {
-                    last_heartbeat_ms_ago: age
+                    last_heartbeat_ms_ago: last
                         .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
-                    healthy: age.is_some_and(|a| a <= HEALTHY_WITHIN),
+                    healthy: liveness == pb::Liveness::Alive,
+                    liveness: liveness as i32,
                     node: Some(node),
                 }
             })
@@ -362,6 +398,7 @@ impl MetaService for MetaGrpc {
             term: metrics.current_term,
             meta_nodes,
             data_nodes,
+            repair_reports,
         }))
     }
 

@@ -129,6 +129,7 @@ async fn serve_node(
         raft.clone(),
         store.clone(),
         pool,
+        config.liveness_timeouts(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -3,18 +3,21 @@
 //! markers, delimiter grouping where a common prefix counts as one entry (and is listed only if
 //! some key under it is live) and everything under it is skipped by seeking past it, pages of
 //! at most 1000 entries whose `is_truncated` is true only if another entry really follows.
+//! Blob scans page by records in state-machine key order and resume strictly after the last
+//! record visited, so a record is seen at most once per pass whatever changes between pages.
 
 use tessera_proto::meta::v1::{
-    Bucket, DataNode, GetBucketRequest, GetBucketResponse, GetObjectRequest, GetObjectResponse,
-    GetUploadRequest, GetUploadResponse, ListBucketsResponse, ListObjectsRequest,
-    ListObjectsResponse, ListPartsRequest, ListPartsResponse, ListUploadsRequest,
-    ListUploadsResponse, MultipartUpload, ObjectVersion, UploadedPart,
+    BlobFamily, BlobRef, Bucket, DataNode, Garbage, GetBlobRequest, GetBlobResponse,
+    GetBucketRequest, GetBucketResponse, GetObjectRequest, GetObjectResponse, GetUploadRequest,
+    GetUploadResponse, ListBucketsResponse, ListObjectsRequest, ListObjectsResponse,
+    ListPartsRequest, ListPartsResponse, ListUploadsRequest, ListUploadsResponse, MultipartUpload,
+    ObjectVersion, RepairReport, ScanBlobsRequest, ScanBlobsResponse, UploadedPart,
 };
 
 use crate::error::StoreError;
 use crate::keys;
-use crate::records;
-use crate::store::{MetaStore, PrefixCursor, decode};
+use crate::records::{self, BlobRecord, OwnedBlob};
+use crate::store::{MetaStore, PrefixCursor, View, decode};
 
 /// The most entries one page returns, and the page size when the request says 0.
 pub const MAX_PAGE: u32 = 1000;
@@ -292,6 +295,178 @@ pub fn list_uploads(
     }
     (resp.next_key_marker, resp.next_upload_id_marker) = last;
     Ok(resp)
+}
+
+/// Records a blob scan visits when the request says 0.
+pub const DEFAULT_SCAN_RECORDS: u32 = 1000;
+/// The most records one blob scan page visits.
+pub const MAX_SCAN_RECORDS: u32 = 10_000;
+
+/// The blob of part `part_index` of a version, as a `BlobRef` (`None` for delete markers and
+/// inline blobs).
+fn version_blob_ref(record_key: &[u8], part_index: usize, v: &ObjectVersion) -> Option<BlobRef> {
+    let blob = v.parts.get(part_index)?.blob.as_ref()?;
+    let erasure = records::erasure_of(Some(blob))?;
+    Some(BlobRef {
+        family: BlobFamily::Versions as i32,
+        record_key: record_key.to_vec(),
+        part_index: u32::try_from(part_index).ok()?,
+        bucket: v.bucket.clone(),
+        key: v.key.clone(),
+        version_id: v.version_id.clone(),
+        size: blob.size,
+        blob: Some(erasure.clone()),
+        time_ms: v.last_modified_ms,
+        ..BlobRef::default()
+    })
+}
+
+/// An uploaded part's blob as a `BlobRef`, with the upload's bucket and key when known.
+fn part_blob_ref(
+    record_key: &[u8],
+    part: &UploadedPart,
+    upload: Option<&MultipartUpload>,
+) -> Option<BlobRef> {
+    let blob = part.blob.as_ref()?;
+    let erasure = records::erasure_of(Some(blob))?;
+    Some(BlobRef {
+        family: BlobFamily::UploadParts as i32,
+        record_key: record_key.to_vec(),
+        part_index: 0,
+        bucket: upload.map(|u| u.bucket.clone()).unwrap_or_default(),
+        key: upload.map(|u| u.key.clone()).unwrap_or_default(),
+        upload_id: part.upload_id.clone(),
+        part_number: part.part_number,
+        size: blob.size,
+        blob: Some(erasure.clone()),
+        time_ms: part.last_modified_ms,
+        ..BlobRef::default()
+    })
+}
+
+/// Remembers the last upload looked up: parts of one upload are adjacent in key order.
+struct UploadCache {
+    last: Option<(String, Option<MultipartUpload>)>,
+}
+
+impl UploadCache {
+    fn get(
+        &mut self,
+        view: &View<'_>,
+        upload_id: &str,
+    ) -> Result<Option<&MultipartUpload>, StoreError> {
+        let hit = self.last.as_ref().is_some_and(|(id, _)| id == upload_id);
+        if !hit {
+            let upload = records::upload_by_id(view, upload_id)?.map(|(_, u)| u);
+            self.last = Some((upload_id.to_owned(), upload));
+        }
+        Ok(self.last.as_ref().and_then(|(_, u)| u.as_ref()))
+    }
+}
+
+/// One page of the erasure-coded blobs of a record family: at most `limit` records (0: 1000,
+/// at most 10 000) strictly after `after`, each giving one `BlobRef` per erasure-coded blob.
+pub fn scan_blobs(
+    store: &MetaStore,
+    req: &ScanBlobsRequest,
+) -> Result<ScanBlobsResponse, StoreError> {
+    let view = store.snapshot_view()?;
+    let limit = match req.limit {
+        0 => DEFAULT_SCAN_RECORDS,
+        n => n.min(MAX_SCAN_RECORDS),
+    } as usize;
+    let family = BlobFamily::try_from(req.family).unwrap_or(BlobFamily::Versions);
+    let prefix = match family {
+        BlobFamily::Versions => keys::OBJECT_PREFIX,
+        BlobFamily::UploadParts => keys::PART_PREFIX,
+        BlobFamily::Garbage => keys::GARBAGE_PREFIX,
+    };
+    let mut cursor = view.cursor(prefix.to_vec());
+    if !req.after.is_empty() {
+        cursor.seek(&keys::successor(&req.after));
+    }
+    let mut resp = ScanBlobsResponse {
+        next_after: req.after.clone(),
+        ..ScanBlobsResponse::default()
+    };
+    let mut uploads = UploadCache { last: None };
+    let mut visited = 0usize;
+    loop {
+        let Some((raw, value)) = cursor.next_raw()? else {
+            resp.done = true;
+            break;
+        };
+        if visited == limit {
+            break;
+        }
+        visited += 1;
+        resp.next_after = raw.to_vec();
+        match family {
+            BlobFamily::Versions => {
+                let v: ObjectVersion = decode(value, "object version")?;
+                if v.delete_marker {
+                    continue;
+                }
+                resp.blobs
+                    .extend((0..v.parts.len()).filter_map(|i| version_blob_ref(raw, i, &v)));
+            }
+            BlobFamily::UploadParts => {
+                let part: UploadedPart = decode(value, "uploaded part")?;
+                let raw = raw.to_vec();
+                let upload = uploads.get(&view, &part.upload_id)?;
+                resp.blobs.extend(part_blob_ref(&raw, &part, upload));
+            }
+            BlobFamily::Garbage => {
+                let g: Garbage = decode(value, "garbage")?;
+                let Some(blob) = g.blob.as_ref() else {
+                    continue;
+                };
+                let Some(erasure) = records::erasure_of(Some(blob)) else {
+                    continue;
+                };
+                resp.blobs.push(BlobRef {
+                    family: BlobFamily::Garbage as i32,
+                    record_key: raw.to_vec(),
+                    size: blob.size,
+                    blob: Some(erasure.clone()),
+                    time_ms: g.since_ms,
+                    ..BlobRef::default()
+                });
+            }
+        }
+    }
+    Ok(resp)
+}
+
+/// The record that owns a blob now, through the data-id index.
+pub fn get_blob(store: &MetaStore, req: &GetBlobRequest) -> Result<GetBlobResponse, StoreError> {
+    let view = store.snapshot_view()?;
+    let Some(OwnedBlob {
+        record_key,
+        part_index,
+        record,
+    }) = records::owned_blob(&view, &req.data_id)?
+    else {
+        return Ok(GetBlobResponse { blob: None });
+    };
+    let blob = match &record {
+        BlobRecord::Version(v) => version_blob_ref(&record_key, part_index as usize, v),
+        BlobRecord::Part(p) => {
+            let upload = records::upload_by_id(&view, &p.upload_id)?.map(|(_, u)| u);
+            part_blob_ref(&record_key, p, upload.as_ref())
+        }
+    };
+    Ok(GetBlobResponse { blob })
+}
+
+/// The latest report of every repair daemon, by reporter.
+pub fn repair_reports(store: &MetaStore) -> Result<Vec<RepairReport>, StoreError> {
+    let view = store.snapshot_view()?;
+    Ok(view
+        .scan::<RepairReport>(keys::REPAIR_REPORT_PREFIX.to_vec(), "repair report")?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
 }
 
 /// Every registered data node, by id.

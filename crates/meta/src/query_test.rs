@@ -533,3 +533,262 @@ fn parts_page_after_the_part_number_marker() {
     assert!(!last.is_truncated);
     assert!(page(u32::MAX, 0).parts.is_empty());
 }
+
+// --- blob scans ----------------------------------------------------------------------------
+
+/// Erasure-coded blob `id` on nodes 1..=3.
+fn blob(id: u8) -> tessera_proto::meta::v1::Blob {
+    use tessera_proto::meta::v1::{ErasureBlob, ShardPlacement, blob::Storage};
+    tessera_proto::meta::v1::Blob {
+        size: 1000 + u64::from(id),
+        storage: Some(Storage::Erasure(ErasureBlob {
+            data_id: vec![id; 16],
+            data_shards: 2,
+            parity_shards: 1,
+            chunk_size: 4096,
+            shards: (0..3)
+                .map(|i| ShardPlacement {
+                    shard_index: i,
+                    node_id: u64::from(i) + 1,
+                })
+                .collect(),
+            degraded: false,
+        })),
+    }
+}
+
+/// A version of `key` with one part per blob id (0: an inline part).
+fn put_blobs(key: &str, ids: &[u8]) -> command::Cmd {
+    use tessera_proto::meta::v1::{ObjectPart, blob::Storage};
+    let parts = ids
+        .iter()
+        .map(|id| ObjectPart {
+            part_number: 1,
+            blob: Some(if *id == 0 {
+                tessera_proto::meta::v1::Blob {
+                    size: 1,
+                    storage: Some(Storage::InlineData(vec![1])),
+                }
+            } else {
+                blob(*id)
+            }),
+            ..ObjectPart::default()
+        })
+        .collect();
+    command::Cmd::PutVersion(PutVersion {
+        version: Some(ObjectVersion {
+            bucket: "bkt".into(),
+            key: key.into(),
+            etag: "\"e\"".into(),
+            last_modified_ms: 500,
+            parts,
+            ..ObjectVersion::default()
+        }),
+        precondition: None,
+    })
+}
+
+fn part_blob(upload_id: &str, number: u32, id: u8) -> command::Cmd {
+    command::Cmd::PutPart(PutPart {
+        part: Some(UploadedPart {
+            upload_id: upload_id.into(),
+            part_number: number,
+            size: 1,
+            etag: "\"p\"".into(),
+            last_modified_ms: 600,
+            blob: Some(blob(id)),
+            ..UploadedPart::default()
+        }),
+    })
+}
+
+impl Fixture {
+    /// Pages through a family `limit` records at a time; returns the blob ids met and the
+    /// number of pages.
+    fn scan_all(&self, family: BlobFamily, limit: u32) -> (Vec<BlobRef>, usize) {
+        let mut after = Vec::new();
+        let mut blobs = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = scan_blobs(
+                &self.store,
+                &ScanBlobsRequest {
+                    family: family as i32,
+                    after: after.clone(),
+                    limit,
+                },
+            )
+            .expect("scan");
+            pages += 1;
+            assert!(pages < 100, "scan does not end");
+            blobs.extend(page.blobs);
+            if page.done {
+                return (blobs, pages);
+            }
+            assert!(page.next_after > after, "pages move forward");
+            after = page.next_after;
+        }
+    }
+}
+
+fn ids_of(blobs: &[BlobRef]) -> Vec<u8> {
+    blobs
+        .iter()
+        .map(|b| b.blob.as_ref().expect("erasure").data_id[0])
+        .collect()
+}
+
+#[test]
+fn version_scans_page_by_records_and_skip_markers_and_inline_parts() {
+    let mut f = Fixture::new();
+    f.apply(vec![enable_versioning()]);
+    f.apply(vec![
+        put_blobs("a", &[1]),
+        put_blobs("b", &[2, 0, 3]),
+        put_blobs("c", &[4]),
+        delete("c", None),
+        put_blobs("d", &[0]),
+        put_blobs("e", &[5]),
+    ]);
+    // Records in key order: a, b, c (marker, then 4), d, e: six records.
+    let (all, pages) = f.scan_all(BlobFamily::Versions, 2);
+    assert_eq!(ids_of(&all), [1, 2, 3, 4, 5]);
+    assert_eq!(pages, 3);
+    let b = &all[2];
+    assert_eq!(
+        (b.bucket.as_str(), b.key.as_str(), b.part_index),
+        ("bkt", "b", 2)
+    );
+    assert_eq!(b.family, BlobFamily::Versions as i32);
+    assert_eq!((b.size, b.time_ms), (1003, 500));
+    assert!(!b.version_id.is_empty());
+    assert_eq!(
+        b.record_key,
+        keys::object_version(
+            "bkt",
+            "b",
+            VersionId::parse(&b.version_id)
+                .expect("id")
+                .seq()
+                .expect("seq")
+        )
+    );
+    // One big page; the default limit; a page that ends exactly at the last record is done
+    // only once nothing follows.
+    assert_eq!(f.scan_all(BlobFamily::Versions, 0), (all.clone(), 1));
+    let (_, pages) = f.scan_all(BlobFamily::Versions, 6);
+    assert_eq!(pages, 1);
+    let (_, pages) = f.scan_all(BlobFamily::Versions, 3);
+    assert_eq!(pages, 2);
+    // Resuming after the last record, or after a key past the family, ends the scan; a key
+    // before the family starts it from the beginning.
+    let from = |after: Vec<u8>| {
+        scan_blobs(
+            &f.store,
+            &ScanBlobsRequest {
+                family: BlobFamily::Versions as i32,
+                after,
+                limit: 10,
+            },
+        )
+        .expect("scan")
+    };
+    let last = from(all[4].record_key.clone());
+    assert!(last.done && last.blobs.is_empty());
+    assert_eq!(last.next_after, all[4].record_key);
+    assert!(from(keys::PART_PREFIX.to_vec()).blobs.is_empty());
+    assert_eq!(
+        ids_of(&from(keys::GARBAGE_PREFIX.to_vec()).blobs),
+        [1, 2, 3, 4, 5]
+    );
+}
+
+#[test]
+fn part_and_garbage_scans_and_get_blob() {
+    let mut f = Fixture::new();
+    f.apply(vec![create_upload("dir/k", "u1"), create_upload("z", "u2")]);
+    f.apply(vec![
+        part_blob("u1", 1, 1),
+        part_blob("u1", 2, 2),
+        part_blob("u2", 1, 3),
+    ]);
+    let (parts, pages) = f.scan_all(BlobFamily::UploadParts, 1);
+    assert_eq!(ids_of(&parts), [1, 2, 3]);
+    assert_eq!(pages, 3);
+    let p = &parts[1];
+    assert_eq!(
+        (
+            p.bucket.as_str(),
+            p.key.as_str(),
+            p.upload_id.as_str(),
+            p.part_number
+        ),
+        ("bkt", "dir/k", "u1", 2)
+    );
+    assert_eq!(
+        (p.record_key.clone(), p.time_ms),
+        (keys::part("u1", 2), 600)
+    );
+    assert_eq!(parts[2].key, "z");
+
+    // Replacing part 1 and overwriting a version make garbage.
+    f.apply(vec![
+        part_blob("u1", 1, 4),
+        put_blobs("v", &[5]),
+        put_blobs("v", &[6]),
+    ]);
+    let (garbage, _) = f.scan_all(BlobFamily::Garbage, 1);
+    assert_eq!(ids_of(&garbage), [1, 5]);
+    assert!(
+        garbage
+            .iter()
+            .all(|g| g.family == BlobFamily::Garbage as i32)
+    );
+    assert!(garbage[0].record_key.starts_with(keys::GARBAGE_PREFIX));
+
+    // get_blob follows the index to the owning record.
+    let get = |id: u8| {
+        get_blob(
+            &f.store,
+            &GetBlobRequest {
+                data_id: vec![id; 16],
+            },
+        )
+        .expect("get")
+        .blob
+    };
+    let part = get(4).expect("part 1");
+    assert_eq!(
+        (part.family, part.part_number),
+        (BlobFamily::UploadParts as i32, 1)
+    );
+    assert_eq!(part.key, "dir/k");
+    let version = get(6).expect("version");
+    assert_eq!(
+        (version.family, version.key.as_str()),
+        (BlobFamily::Versions as i32, "v")
+    );
+    assert_eq!(version.blob.expect("erasure").shards.len(), 3);
+    assert!(get(1).is_none() && get(5).is_none() && get(99).is_none());
+}
+
+#[test]
+fn repair_reports_are_read_back_by_reporter() {
+    use tessera_proto::meta::v1::{PutRepairReport, RepairReport};
+    let mut f = Fixture::new();
+    let report = |reporter: &str| {
+        command::Cmd::PutRepairReport(PutRepairReport {
+            report: Some(RepairReport {
+                reporter: reporter.into(),
+                ..RepairReport::default()
+            }),
+        })
+    };
+    f.apply(vec![report("r2"), report("r1")]);
+    let reporters: Vec<String> = repair_reports(&f.store)
+        .expect("reports")
+        .into_iter()
+        .map(|r| r.reporter)
+        .collect();
+    assert_eq!(reporters, ["r1", "r2"]);
+}

@@ -1,9 +1,13 @@
 //! Typed reads of state-machine records shared by the applier and the queries, so both agree on
 //! what "the current version" or "the null version" of a key is: the current version is the
-//! newest (lowest encoded) version key of the object key; at most one version is "null".
+//! newest (lowest encoded) version key of the object key; at most one version is "null". A
+//! blob's owner is what the data-id index names, and only if that record still holds an
+//! erasure-coded blob with that data id (a dangling entry counts as no owner).
 
 use tessera_core::names::VersionId;
-use tessera_proto::meta::v1::{Bucket, MultipartUpload, ObjectVersion, UploadedPart};
+use tessera_proto::meta::v1::{
+    Blob, BlobOwner, Bucket, ErasureBlob, MultipartUpload, ObjectVersion, UploadedPart, blob,
+};
 
 use crate::error::StoreError;
 use crate::keys;
@@ -83,4 +87,93 @@ pub(crate) fn parts(
     upload_id: &str,
 ) -> Result<Vec<(Vec<u8>, UploadedPart)>, StoreError> {
     view.scan(keys::parts_of_upload(upload_id), "uploaded part")
+}
+
+/// The record that holds an erasure-coded blob, as the data-id index finds it.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedBlob {
+    /// The record's state-machine key.
+    pub(crate) record_key: Vec<u8>,
+    /// The index into the version's parts; 0 for an uploaded part.
+    pub(crate) part_index: u32,
+    /// The record itself.
+    pub(crate) record: BlobRecord,
+}
+
+/// A record that can own a blob.
+#[derive(Debug, Clone)]
+pub(crate) enum BlobRecord {
+    /// A committed object version (one of its parts holds the blob); boxed, versions are big.
+    Version(Box<ObjectVersion>),
+    /// A part of an open multipart upload.
+    Part(UploadedPart),
+}
+
+impl OwnedBlob {
+    /// The owned blob.
+    pub(crate) fn blob(&self) -> Option<&Blob> {
+        match &self.record {
+            BlobRecord::Version(v) => v
+                .parts
+                .get(self.part_index as usize)
+                .and_then(|p| p.blob.as_ref()),
+            BlobRecord::Part(p) => p.blob.as_ref(),
+        }
+    }
+
+    /// The owned blob, for an update of its placement.
+    pub(crate) fn blob_mut(&mut self) -> Option<&mut Blob> {
+        match &mut self.record {
+            BlobRecord::Version(v) => v
+                .parts
+                .get_mut(self.part_index as usize)
+                .and_then(|p| p.blob.as_mut()),
+            BlobRecord::Part(p) => p.blob.as_mut(),
+        }
+    }
+
+    /// The owned blob's shards and layout.
+    pub(crate) fn erasure(&self) -> Option<&ErasureBlob> {
+        erasure_of(self.blob())
+    }
+}
+
+/// The erasure-coded form of a blob, if it is one.
+pub(crate) fn erasure_of(blob: Option<&Blob>) -> Option<&ErasureBlob> {
+    match blob.and_then(|b| b.storage.as_ref()) {
+        Some(blob::Storage::Erasure(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// What the data-id index says about `data_id`, without checking the record.
+pub(crate) fn blob_owner(view: &View<'_>, data_id: &[u8]) -> Result<Option<BlobOwner>, StoreError> {
+    view.get_pb(&keys::data_index(data_id), "blob owner")
+}
+
+/// The record that owns the blob `data_id`, loaded; `None` when no record does.
+pub(crate) fn owned_blob(view: &View<'_>, data_id: &[u8]) -> Result<Option<OwnedBlob>, StoreError> {
+    let Some(owner) = blob_owner(view, data_id)? else {
+        return Ok(None);
+    };
+    let key = owner.record_key;
+    let record = if key.starts_with(keys::OBJECT_PREFIX) {
+        view.get_pb::<ObjectVersion>(&key, "object version")?
+            .map(|v| BlobRecord::Version(Box::new(v)))
+    } else if key.starts_with(keys::PART_PREFIX) {
+        view.get_pb::<UploadedPart>(&key, "uploaded part")?
+            .map(BlobRecord::Part)
+    } else {
+        None
+    };
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let owned = OwnedBlob {
+        record_key: key,
+        part_index: owner.part_index,
+        record,
+    };
+    let matches = owned.erasure().is_some_and(|e| e.data_id == data_id);
+    Ok(matches.then_some(owned))
 }

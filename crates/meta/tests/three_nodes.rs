@@ -65,6 +65,8 @@ impl Cluster {
                 advertise: None,
                 data_dir: cluster.dir().join(format!("node-{}", i + 1)),
                 peers: peers.clone(),
+                suspect_after_ms: tessera_meta::config::DEFAULT_SUSPECT_AFTER_MS,
+                dead_after_ms: tessera_meta::config::DEFAULT_DEAD_AFTER_MS,
             };
             let mut node = TestNode {
                 config,

@@ -31,8 +31,9 @@ pub const CF_SM: &str = "sm";
 /// State-machine bookkeeping: last applied, last membership, format version.
 pub const CF_SM_META: &str = "sm_meta";
 
-/// The layout version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this build reads and writes. Version 2 added the data-id index (`d/`);
+/// a version-1 store is migrated when opened.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub(crate) const KEY_VOTE: &[u8] = b"vote";
 pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
@@ -89,6 +90,7 @@ impl MetaStore {
         let found: Option<pb::StoreFormat> = self.get_pb(CF_SM_META, KEY_FORMAT, "format")?;
         match found {
             Some(f) if f.version == FORMAT_VERSION => Ok(()),
+            Some(f) if f.version == 1 => self.migrate_from_1(),
             Some(f) => Err(StoreError::UnknownFormat {
                 found: f.version,
                 supported: FORMAT_VERSION,
@@ -102,6 +104,76 @@ impl MetaStore {
                 self.write(batch, true)
             }
         }
+    }
+
+    /// Version 1 had no data-id index: builds it from every stored version and uploaded part
+    /// (deterministically, from state-machine records alone, so every node gets the same
+    /// index), and drops the saved snapshot, which lacks it (openraft builds a new one).
+    fn migrate_from_1(&self) -> Result<(), StoreError> {
+        use tessera_proto::meta::v1 as meta_pb;
+        let sm = self.cf(CF_SM)?;
+        let view = View::latest(self.db(), sm)?;
+        let mut batch = WriteBatch::default();
+        let mut indexed = 0u64;
+        let mut index = |batch: &mut WriteBatch,
+                         blob: Option<&meta_pb::Blob>,
+                         record_key: &[u8],
+                         part_index: u32| {
+            if let Some(meta_pb::Blob {
+                storage: Some(meta_pb::blob::Storage::Erasure(e)),
+                ..
+            }) = blob
+            {
+                let owner = meta_pb::BlobOwner {
+                    record_key: record_key.to_vec(),
+                    part_index,
+                };
+                batch.put_cf(
+                    sm,
+                    crate::keys::data_index(&e.data_id),
+                    owner.encode_to_vec(),
+                );
+                indexed += 1;
+            }
+        };
+        for (key, version) in
+            view.scan::<meta_pb::ObjectVersion>(crate::keys::OBJECT_PREFIX.to_vec(), "version")?
+        {
+            for (i, part) in version.parts.iter().enumerate() {
+                index(
+                    &mut batch,
+                    part.blob.as_ref(),
+                    &key,
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                );
+            }
+        }
+        for (key, part) in
+            view.scan::<meta_pb::UploadedPart>(crate::keys::PART_PREFIX.to_vec(), "part")?
+        {
+            index(&mut batch, part.blob.as_ref(), &key, 0);
+        }
+        let format = pb::StoreFormat {
+            version: FORMAT_VERSION,
+        };
+        batch.put_cf(self.cf(CF_SM_META)?, KEY_FORMAT, format.encode_to_vec());
+        self.write(batch, true)?;
+        let snapshot = self.snapshot_path();
+        match std::fs::remove_file(&snapshot) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::SnapshotFile {
+                    path: snapshot.display().to_string(),
+                    source,
+                });
+            }
+        }
+        tracing::info!(
+            indexed,
+            "meta store migrated from format 1 to 2 (data-id index built)"
+        );
+        Ok(())
     }
 
     /// The database.
