@@ -1,5 +1,6 @@
-//! The client of data nodes: shard write and read streams, delete, stat and ping, over a pool
-//! of lazily connected gRPC channels, one per node address.
+//! The client of data nodes: shard write and read streams, delete, stat (and verify), ping,
+//! shard listings and the scrubber's controls, over a pool of lazily connected gRPC channels,
+//! one per node address.
 //!
 //! Invariant: every failure is classified once, here, into a [`DataClientError`] whose
 //! `is_retryable()` says whether the node may answer differently later (unreachable, timed
@@ -27,6 +28,12 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a delete or stat may take before the node counts as unavailable.
 pub const UNARY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a verifying stat may take: the node reads and hashes the whole shard.
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a whole shard listing may take (a node may hold hundreds of thousands of shards).
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Largest gRPC message sent or accepted; a chunk message must fit (chunks are at most 4 MiB).
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -216,15 +223,82 @@ impl DataClient {
         with_timeout(addr, UNARY_TIMEOUT, client.delete_shard(request)).await
     }
 
-    /// The header and chunk count of shard `id` on the node at `addr`.
+    /// The header, chunk count and file path of shard `id` on the node at `addr`, without
+    /// reading its chunks.
     pub async fn stat_shard(
         &self,
         addr: &str,
         id: pb::ShardId,
     ) -> Result<pb::StatShardResponse, DataClientError> {
         let mut client = self.client(addr)?;
-        let request = pb::StatShardRequest { id: Some(id) };
+        let request = pb::StatShardRequest {
+            id: Some(id),
+            verify: false,
+        };
         with_timeout(addr, UNARY_TIMEOUT, client.stat_shard(request)).await
+    }
+
+    /// As [`stat_shard`](Self::stat_shard), and the node also reads every chunk of the shard
+    /// and counts those that fail their hash in `corrupt_chunks` (it quarantines nothing).
+    pub async fn verify_shard(
+        &self,
+        addr: &str,
+        id: pb::ShardId,
+    ) -> Result<pb::StatShardResponse, DataClientError> {
+        let mut client = self.client(addr)?;
+        let request = pb::StatShardRequest {
+            id: Some(id),
+            verify: true,
+        };
+        with_timeout(addr, VERIFY_TIMEOUT, client.stat_shard(request)).await
+    }
+
+    /// Every shard the node at `addr` stores (quarantined ones excluded), collected from its
+    /// batched stream; the whole listing must arrive within [`LIST_TIMEOUT`].
+    pub async fn list_shards(&self, addr: &str) -> Result<Vec<pb::ShardEntry>, DataClientError> {
+        let mut client = self.client(addr)?;
+        let collect = async {
+            let mut stream = client
+                .list_shards(pb::ListShardsRequest {})
+                .await?
+                .into_inner();
+            let mut shards = Vec::new();
+            while let Some(batch) = stream.message().await? {
+                shards.extend(batch.shards);
+            }
+            Ok::<_, Status>(shards)
+        };
+        match tokio::time::timeout(LIST_TIMEOUT, collect).await {
+            Ok(Ok(shards)) => Ok(shards),
+            Ok(Err(status)) => Err(DataClientError::from_status(addr, &status)),
+            Err(_) => Err(timed_out(addr, LIST_TIMEOUT)),
+        }
+    }
+
+    /// Asks the node's scrubber for a full pass now (aborting the one in progress, if any);
+    /// `pass` is the value `passes_completed` reaches when the requested pass is done.
+    pub async fn start_scrub(&self, addr: &str) -> Result<pb::StartScrubResponse, DataClientError> {
+        let mut client = self.client(addr)?;
+        with_timeout(
+            addr,
+            UNARY_TIMEOUT,
+            client.start_scrub(pb::StartScrubRequest {}),
+        )
+        .await
+    }
+
+    /// The scrubber's progress and recent findings on the node at `addr`.
+    pub async fn scrub_status(
+        &self,
+        addr: &str,
+    ) -> Result<pb::ScrubStatusResponse, DataClientError> {
+        let mut client = self.client(addr)?;
+        with_timeout(
+            addr,
+            UNARY_TIMEOUT,
+            client.scrub_status(pb::ScrubStatusRequest {}),
+        )
+        .await
     }
 
     /// The node's identity and usage; unavailable if it does not answer within [`PING_TIMEOUT`].
@@ -294,10 +368,15 @@ async fn with_timeout<T>(
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(status)) => Err(DataClientError::from_status(addr, &status)),
-        Err(_) => Err(DataClientError::Unavailable {
-            addr: addr.to_owned(),
-            message: format!("no answer within {} ms", limit.as_millis()),
-        }),
+        Err(_) => Err(timed_out(addr, limit)),
+    }
+}
+
+/// The error of a call that ran out of time: the node may answer later.
+fn timed_out(addr: &str, limit: Duration) -> DataClientError {
+    DataClientError::Unavailable {
+        addr: addr.to_owned(),
+        message: format!("no answer within {} ms", limit.as_millis()),
     }
 }
 

@@ -1,10 +1,19 @@
 //! The data node's typed config. Invariant: a config that passed `validate()` names a node
 //! that meta can register and other processes can reach.
 
+use crate::scrub::ScrubConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use tessera_runtime::config::ConfigError;
+
+/// The scrubber's default read rate: a 4 TB disk is read in about three days, using a small
+/// share of one disk's bandwidth.
+pub const DEFAULT_SCRUB_RATE_BYTES_PER_SEC: u64 = 16 * 1024 * 1024;
+
+/// The default pause between the end of one scrub pass and the start of the next.
+pub const DEFAULT_SCRUB_INTERVAL_SECS: u64 = 3600;
 
 /// Everything `tessera data` needs to run; unknown fields are rejected.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -22,6 +31,10 @@ pub struct DataConfig {
     pub meta_endpoints: Vec<String>,
     /// Address other processes use to reach this node, if not `listen` (`host:port`).
     pub advertise: Option<String>,
+    /// Average read rate of scheduled scrub passes, bytes per second; 0 = unthrottled.
+    pub scrub_rate_bytes_per_sec: u64,
+    /// Seconds from the end of one scheduled scrub pass to the start of the next (at least 1).
+    pub scrub_interval_secs: u64,
 }
 
 impl Default for DataConfig {
@@ -33,11 +46,21 @@ impl Default for DataConfig {
             data_dir: PathBuf::from("data"),
             meta_endpoints: vec!["127.0.0.1:7001".to_owned()],
             advertise: None,
+            scrub_rate_bytes_per_sec: DEFAULT_SCRUB_RATE_BYTES_PER_SEC,
+            scrub_interval_secs: DEFAULT_SCRUB_INTERVAL_SECS,
         }
     }
 }
 
 impl DataConfig {
+    /// The scrubber's settings.
+    pub fn scrub(&self) -> ScrubConfig {
+        ScrubConfig {
+            rate_bytes_per_sec: self.scrub_rate_bytes_per_sec,
+            interval: Duration::from_secs(self.scrub_interval_secs),
+        }
+    }
+
     /// Checks the rules serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |why: &str| Err(ConfigError::Invalid(format!("data node: {why}")));
@@ -52,6 +75,9 @@ impl DataConfig {
         }
         if self.meta_endpoints.is_empty() {
             return invalid("meta_endpoints must name at least one meta node");
+        }
+        if self.scrub_interval_secs == 0 {
+            return invalid("scrub_interval_secs must be at least 1");
         }
         if let Some(bad) = self.meta_endpoints.iter().find(|e| !is_host_port(e)) {
             return invalid(&format!("meta endpoint {bad:?} is not host:port"));
@@ -127,6 +153,15 @@ mod tests {
     }
 
     #[test]
+    fn the_scrub_interval_must_be_positive() {
+        let zero = DataConfig {
+            scrub_interval_secs: 0,
+            ..valid()
+        };
+        assert!(zero.validate().is_err());
+    }
+
+    #[test]
     fn endpoints_must_be_host_and_port() {
         let bad = DataConfig {
             meta_endpoints: vec!["http://meta:7001".into()],
@@ -155,6 +190,31 @@ mod tests {
         assert_eq!(config.node_id, 9);
         assert_eq!(config.meta_endpoints.len(), 2);
         assert_eq!(config.advertise.as_deref(), Some("10.0.0.9:7109"));
+        assert!(config.validate().is_ok());
+
+        assert_eq!(
+            config.scrub(),
+            ScrubConfig {
+                rate_bytes_per_sec: DEFAULT_SCRUB_RATE_BYTES_PER_SEC,
+                interval: Duration::from_secs(3600),
+            }
+        );
+
+        let tuned = dir.path().join("tuned.toml");
+        std::fs::write(
+            &tuned,
+            "node_id = 9\nzone = \"zone-c\"\n\
+             scrub_rate_bytes_per_sec = 0\nscrub_interval_secs = 60\n",
+        )
+        .unwrap();
+        let config: DataConfig = tessera_runtime::config::load(Some(&tuned)).unwrap();
+        assert_eq!(
+            config.scrub(),
+            ScrubConfig {
+                rate_bytes_per_sec: 0,
+                interval: Duration::from_secs(60),
+            }
+        );
         assert!(config.validate().is_ok());
 
         let bad = dir.path().join("bad.toml");

@@ -1,15 +1,16 @@
-//! The data node process: opens the shard store, serves `DataService`, registers with meta and
-//! sends heartbeats until shutdown.
+//! The data node process: opens the shard store, starts the scrubber, serves `DataService`,
+//! registers with meta and sends heartbeats until shutdown.
 //!
 //! Invariant: serving never waits for meta. Registration retries with backoff in the
 //! background (meta may start after us), and heartbeats begin once it succeeded.
 
 use crate::config::DataConfig;
+use crate::scrub::Scrubber;
 use crate::service::{DataServiceImpl, server_builder};
-use crate::store::ShardStore;
+use crate::store::{ShardStore, now_ms};
 use crate::store_error::ShardStoreError;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tessera_client::MetaClient;
 use tessera_proto::meta::v1 as meta_pb;
 use tessera_proto::meta::v1::command::Cmd;
@@ -114,7 +115,13 @@ async fn serve(
         .advertise
         .clone()
         .unwrap_or_else(|| local.to_string());
-    let service = DataServiceImpl::new(store.clone(), config.node_id, config.zone.clone());
+    let (scrubber, scrub) = Scrubber::open(store.clone(), config.scrub()).await?;
+    let scrubbing = tokio::spawn(
+        scrubber
+            .run(shutdown.clone())
+            .instrument(info_span!("worker", worker = "scrubber")),
+    );
+    let service = DataServiceImpl::new(store.clone(), scrub, config.node_id, config.zone.clone());
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(30)));
@@ -124,6 +131,8 @@ async fn serve(
         zone: config.zone.clone(),
         addr: addr.clone(),
         registered_ms: 0,
+        // Registration keeps the state meta holds for a known node; a new node is active.
+        state: meta_pb::NodeState::Active.into(),
     };
     let meta = MetaClient::new(config.meta_endpoints.clone());
     let membership = tokio::spawn(
@@ -151,6 +160,12 @@ async fn serve(
     membership.abort();
     // The task was aborted or finished; either way there is nothing left to report.
     let _ = membership.await;
+    if !shutdown.is_triggered() {
+        // The server failed on its own; on shutdown the scrubber saves its cursor and stops.
+        scrubbing.abort();
+    }
+    // Finished or aborted; the scrubber logs its own failures.
+    let _ = scrubbing.await;
     result?;
     info!("data node stopped");
     Ok(())
@@ -222,14 +237,6 @@ async fn register(meta: &MetaClient, mut node: meta_pb::DataNode) -> meta_pb::Da
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,7 +268,7 @@ mod tests {
             listen: addr,
             data_dir: dir.path().join("data"),
             meta_endpoints: vec![unreachable_meta],
-            advertise: None,
+            ..DataConfig::default()
         };
         let shutdown = Shutdown::new();
         let node = tokio::spawn(run_on(config, listener, shutdown.clone()));
@@ -279,6 +286,22 @@ mod tests {
         };
         assert_eq!((ping.node_id, ping.zone.as_str()), (3, "zone-c"));
         assert!(dir.path().join("data").join("FORMAT").exists());
+
+        // The scrubber runs from the start and answers for a requested pass.
+        let pass = client.start_scrub(&addr.to_string()).await.unwrap().pass;
+        assert!(pass >= 1);
+        loop {
+            let status = client.scrub_status(&addr.to_string()).await.unwrap();
+            if status.passes_completed >= pass {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "scrub pass {pass} never ended: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(dir.path().join("data").join("scrub.state").exists());
 
         shutdown.trigger();
         let stopped = tokio::time::timeout(Duration::from_secs(5), node).await;

@@ -3,13 +3,18 @@
 //!
 //! Invariant: a shard is acknowledged only after the store committed it (fsync'd and renamed),
 //! a write stream that ends without a commit leaves nothing, and a corrupt chunk is streamed as
-//! `corrupt = true` with no data. Each ReadShard stream buffers at most
-//! [`READ_BUFFER_CHUNKS`] chunks ahead of the client.
+//! `corrupt = true` with no data, and the shard is reported to the scrubber, which
+//! quarantines it if the damage is real. Each ReadShard stream buffers at most
+//! [`READ_BUFFER_CHUNKS`] chunks ahead of the client, and a listing at most
+//! [`LIST_BUFFER_BATCHES`] batches of [`LIST_BATCH`] entries. While any ReadShard or
+//! WriteShard stream is open, a throttled scrub pass pauses.
 
+use crate::scrub::{CorruptFinding, ScrubHandle};
 use crate::shard_reader::ChunkRead;
-use crate::store::{ShardKey, ShardStore};
+use crate::store::{ListedFile, ShardKey, ShardStore};
 use crate::store_error::ShardStoreError;
 use bytes::Bytes;
+use std::ops::ControlFlow;
 use std::time::Duration;
 use tessera_core::shard_format::ShardFileHeader;
 use tessera_proto::convert::data::{data_id, shard_id};
@@ -24,6 +29,12 @@ use tracing::{debug, info, warn};
 
 /// Chunks a read stream reads ahead of its client; bounds memory per stream.
 pub const READ_BUFFER_CHUNKS: usize = 4;
+
+/// Shard entries per ListShards message (about 60 bytes each on the wire).
+pub const LIST_BATCH: usize = 1000;
+
+/// ListShards batches the directory walk may run ahead of its client.
+pub const LIST_BUFFER_BATCHES: usize = 2;
 
 /// Largest gRPC message the service accepts or sends: a 4 MiB chunk plus framing, with room.
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -40,15 +51,23 @@ pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct DataServiceImpl {
     store: ShardStore,
+    scrub: ScrubHandle,
     node_id: u64,
     zone: String,
 }
 
 impl DataServiceImpl {
-    /// A service for node `node_id` in `zone`, serving `store`.
-    pub fn new(store: ShardStore, node_id: u64, zone: impl Into<String>) -> Self {
+    /// A service for node `node_id` in `zone`, serving `store`, whose scrubber `scrub` hears
+    /// of client load and of damage found by reads.
+    pub fn new(
+        store: ShardStore,
+        scrub: ScrubHandle,
+        node_id: u64,
+        zone: impl Into<String>,
+    ) -> Self {
         Self {
             store,
+            scrub,
             node_id,
             zone: zone.into(),
         }
@@ -140,6 +159,16 @@ fn wire_header(header: &ShardFileHeader) -> pb::ShardHeader {
     }
 }
 
+/// The wire form of a scrubber finding.
+fn wire_finding(finding: &CorruptFinding) -> pb::CorruptShard {
+    pb::CorruptShard {
+        id: Some(shard_id(finding.key.data_id, finding.key.shard_index)),
+        reason: finding.reason.as_str().to_owned(),
+        chunk: finding.chunk,
+        found_ms: finding.found_ms,
+    }
+}
+
 impl DataServiceImpl {
     /// Runs one write stream to its commit; see the module invariant.
     async fn write_stream(
@@ -203,6 +232,7 @@ impl DataService for DataServiceImpl {
         &self,
         request: Request<Streaming<pb::WriteShardRequest>>,
     ) -> Result<Response<pb::WriteShardResponse>, Status> {
+        let _load = self.scrub.client_stream();
         self.write_stream(request.into_inner())
             .await
             .map(Response::new)
@@ -216,16 +246,25 @@ impl DataService for DataServiceImpl {
     ) -> Result<Response<Self::ReadShardStream>, Status> {
         let req = request.into_inner();
         let key = shard_key(req.id)?;
-        let reader = self
-            .store
-            .open_read(key)
-            .await
-            .map_err(|e| store_status("read", e))?;
+        let load = self.scrub.client_stream();
+        let reader = match self.store.open_read(key).await {
+            Ok(reader) => reader,
+            Err(e) => {
+                if e.is_corruption() {
+                    self.scrub.report_suspect(key);
+                }
+                return Err(store_status("read", e));
+            }
+        };
         let range = reader
             .range(req.first_chunk, req.chunk_count)
             .map_err(|e| store_status("read", e))?;
         let (tx, rx) = mpsc::channel(READ_BUFFER_CHUNKS);
+        let scrub = self.scrub.clone();
         tokio::spawn(async move {
+            // The stream counts as client load until its last chunk is read.
+            let _load = load;
+            let mut reported = false;
             for index in range {
                 let item = match reader.read_chunk(index).await {
                     Ok(ChunkRead::Intact { index, data, hash }) => Ok(pb::ReadShardResponse {
@@ -236,6 +275,9 @@ impl DataService for DataServiceImpl {
                     }),
                     Ok(ChunkRead::Corrupt { index }) => {
                         info!(shard = %key, index, "corrupt chunk reported to reader");
+                        if !std::mem::replace(&mut reported, true) {
+                            scrub.report_suspect(key);
+                        }
                         Ok(pb::ReadShardResponse {
                             index,
                             data: Bytes::new(),
@@ -273,15 +315,108 @@ impl DataService for DataServiceImpl {
         &self,
         request: Request<pb::StatShardRequest>,
     ) -> Result<Response<pb::StatShardResponse>, Status> {
-        let key = shard_key(request.into_inner().id)?;
-        let stat = self
+        let req = request.into_inner();
+        let key = shard_key(req.id)?;
+        let reader = self
             .store
-            .stat(key)
+            .open_read(key)
             .await
             .map_err(|e| store_status("stat", e))?;
+        // Verifying only counts damage: quarantine is the scrubber's decision alone.
+        let corrupt_chunks = if req.verify {
+            reader
+                .count_corrupt_chunks()
+                .await
+                .map_err(|e| store_status("stat", e))?
+        } else {
+            0
+        };
+        let stat = reader.stat();
         Ok(Response::new(pb::StatShardResponse {
             header: Some(wire_header(&stat.header)),
             chunks: stat.chunks,
+            path: self.store.shard_path(&key).display().to_string(),
+            corrupt_chunks,
+        }))
+    }
+
+    type ListShardsStream = ReceiverStream<Result<pb::ListShardsResponse, Status>>;
+
+    async fn list_shards(
+        &self,
+        _request: Request<pb::ListShardsRequest>,
+    ) -> Result<Response<Self::ListShardsStream>, Status> {
+        let (tx, rx) = mpsc::channel(LIST_BUFFER_BATCHES);
+        let (store, scrub) = (self.store.clone(), self.scrub.clone());
+        // The walk opens every shard file: blocking work, run off the runtime, sending each
+        // batch as it fills (and stopping if the client went away).
+        tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(LIST_BATCH);
+            let mut listed: u64 = 0;
+            let walked = store.list_blocking(|file| {
+                match file {
+                    ListedFile::Shard(shard) => batch.push(pb::ShardEntry {
+                        id: Some(shard_id(shard.key.data_id, shard.key.shard_index)),
+                        chunks: shard.chunks,
+                        bytes: shard.file_len,
+                        modified_ms: shard.modified_ms,
+                    }),
+                    ListedFile::Unreadable { key, error } => {
+                        debug!(shard = %key, code = error.code(), "unlisted damaged shard sent to scrubber");
+                        scrub.report_suspect(key);
+                    }
+                }
+                if batch.len() < LIST_BATCH {
+                    return ControlFlow::Continue(());
+                }
+                listed += batch.len() as u64;
+                let shards = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
+                match tx.blocking_send(Ok(pb::ListShardsResponse { shards })) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            });
+            let last = match walked {
+                Ok(()) if batch.is_empty() => None,
+                Ok(()) => {
+                    listed += batch.len() as u64;
+                    Some(Ok(pb::ListShardsResponse { shards: batch }))
+                }
+                Err(e) => Some(Err(store_status("list", e))),
+            };
+            if let Some(last) = last {
+                // The client may have gone away; there is no one left to tell.
+                let _ = tx.blocking_send(last);
+            }
+            debug!(shards = listed, "shards listed");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn start_scrub(
+        &self,
+        _request: Request<pb::StartScrubRequest>,
+    ) -> Result<Response<pb::StartScrubResponse>, Status> {
+        let pass = self.scrub.request_pass();
+        Ok(Response::new(pb::StartScrubResponse { pass }))
+    }
+
+    async fn scrub_status(
+        &self,
+        _request: Request<pb::ScrubStatusRequest>,
+    ) -> Result<Response<pb::ScrubStatusResponse>, Status> {
+        let status = self.scrub.status();
+        Ok(Response::new(pb::ScrubStatusResponse {
+            passes_completed: status.passes_completed,
+            running: status.running,
+            last_pass_started_ms: status.last_pass_started_ms,
+            last_pass_finished_ms: status.last_pass_finished_ms,
+            shards_checked: status.shards_checked,
+            bytes_checked: status.bytes_checked,
+            corrupt_shards_found: status.corrupt_shards_found,
+            recent_corrupt: status.recent_corrupt.iter().map(wire_finding).collect(),
+            cursor: status.cursor,
+            rate_bytes_per_sec: status.rate_bytes_per_sec,
         }))
     }
 

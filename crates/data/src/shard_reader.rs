@@ -4,7 +4,7 @@
 //! stored beside them; any other chunk is reported as corrupt, with no data. A shard whose
 //! header cannot be trusted, or whose length is not whole chunk records, is refused entirely.
 
-use crate::store::{ShardKey, ShardStat, blocking, check_geometry, read_header_bytes};
+use crate::store::{ShardKey, ShardStat, blocking, check_geometry, read_header_bytes, unix_ms};
 use crate::store_error::ShardStoreError;
 use bytes::Bytes;
 use std::fs::File;
@@ -46,6 +46,7 @@ pub struct ShardReader {
     header: ShardFileHeader,
     chunks: u64,
     file_len: u64,
+    modified_ms: i64,
     path: PathBuf,
     file: Arc<File>,
 }
@@ -56,7 +57,8 @@ impl ShardReader {
         blocking(move || Self::open_blocking(path, key)).await
     }
 
-    fn open_blocking(path: PathBuf, key: ShardKey) -> Result<Self, ShardStoreError> {
+    /// As [`open`](Self::open), on the calling thread.
+    pub(crate) fn open_blocking(path: PathBuf, key: ShardKey) -> Result<Self, ShardStoreError> {
         let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -64,10 +66,11 @@ impl ShardReader {
             }
             Err(e) => return Err(ShardStoreError::io("open", &path)(e)),
         };
-        let file_len = file
+        let meta = file
             .metadata()
-            .map_err(ShardStoreError::io("stat", &path))?
-            .len();
+            .map_err(ShardStoreError::io("stat", &path))?;
+        let file_len = meta.len();
+        let modified_ms = meta.modified().map(unix_ms).unwrap_or(0);
         let bytes = read_header_bytes(&mut file).map_err(ShardStoreError::io("read", &path))?;
         let header = ShardFileHeader::decode(&bytes)
             .map_err(|source| ShardStoreError::CorruptHeader { shard: key, source })?;
@@ -84,6 +87,7 @@ impl ShardReader {
             header,
             chunks,
             file_len,
+            modified_ms,
             path,
             file: Arc::new(file),
         })
@@ -110,7 +114,13 @@ impl ShardReader {
             header: self.header,
             chunks: self.chunks,
             file_len: self.file_len,
+            modified_ms: self.modified_ms,
         }
+    }
+
+    /// The open file's length now (it shrinks if the file is cut after it was opened).
+    pub(crate) fn file_len_now(&self) -> io::Result<u64> {
+        self.file.metadata().map(|meta| meta.len())
     }
 
     /// The chunk indexes `[first, first + count)`, where `count = 0` means "to the end";
@@ -150,6 +160,18 @@ impl ShardReader {
         let (key, path) = (self.key, self.path.clone());
         let chunk_size = self.header.chunk_size;
         blocking(move || read_chunk_blocking(&file, key, &path, chunk_size, index)).await
+    }
+
+    /// Reads every chunk and counts those that fail their hash (or cannot be read whole);
+    /// holds one chunk in memory at a time.
+    pub async fn count_corrupt_chunks(&self) -> Result<u64, ShardStoreError> {
+        let mut corrupt = 0;
+        for index in 0..self.chunks {
+            if let ChunkRead::Corrupt { .. } = self.read_chunk(index).await? {
+                corrupt += 1;
+            }
+        }
+        Ok(corrupt)
     }
 }
 

@@ -4,22 +4,28 @@
 //! against its sender's blake3 hash, the file was fsync'd, renamed into place from `ROOT/tmp/`
 //! and the directory fsync'd. Partial writes live only in `ROOT/tmp/`, which is emptied at
 //! start. A chunk whose stored hash does not match is reported corrupt, never returned.
+//! A shard found damaged is moved whole to `ROOT/quarantine/<file name>.<unix ms>`: from then
+//! on it is neither listed nor served, so it reads as missing and repair rebuilds it here.
 //!
 //! All file I/O runs on tokio's blocking pool; each reader or writer holds at most one chunk
 //! in memory, so memory per stream is bounded by the chunk size, never the shard size.
 
 use crate::shard_reader::ShardReader;
+use crate::shard_walk::{prefix_dirs, sorted_shard_files};
 use crate::shard_writer::ShardWriter;
 use crate::store_error::ShardStoreError;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::ops::ControlFlow;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tessera_core::names::DataId;
 use tessera_core::shard_format::{HEADER_LEN, ShardFileHeader};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// First line of `ROOT/FORMAT`; a store with any other line is refused.
 pub const FORMAT_LINE: &str = "tessera-data 1";
@@ -31,6 +37,7 @@ pub const MAX_CHUNK_SIZE: u32 = 4 * 1024 * 1024;
 const FORMAT_FILE: &str = "FORMAT";
 const SHARDS_DIR: &str = "shards";
 const TMP_DIR: &str = "tmp";
+const QUARANTINE_DIR: &str = "quarantine";
 
 /// Names one shard: the blob it belongs to and its index in the stripe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,6 +87,78 @@ pub struct ShardStat {
     pub chunks: u64,
     /// The file's length in bytes.
     pub file_len: u64,
+    /// The file's modification time (when the shard was made durable), ms since the epoch.
+    pub modified_ms: i64,
+}
+
+/// A shard file found by a listing: its name parsed, its header read (not its chunks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedShard {
+    /// The shard.
+    pub key: ShardKey,
+    /// Chunk records in the file.
+    pub chunks: u64,
+    /// The file's length in bytes.
+    pub file_len: u64,
+    /// The file's modification time, ms since the epoch.
+    pub modified_ms: i64,
+}
+
+/// What a listing finds under one shard file name.
+#[derive(Debug)]
+pub enum ListedFile {
+    /// A shard whose header and length check out.
+    Shard(ListedShard),
+    /// A file under a shard's name that cannot be served as it is (damaged header, wrong
+    /// shard, partial record, unreadable); the scrubber should look at it.
+    Unreadable {
+        /// The shard the file name names.
+        key: ShardKey,
+        /// Why it cannot be served.
+        error: ShardStoreError,
+    },
+}
+
+/// Every shard a listing found, and the names whose files cannot be served.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardListing {
+    /// Servable shards, in file-name order.
+    pub shards: Vec<ListedShard>,
+    /// Shards whose files are damaged.
+    pub unreadable: Vec<ShardKey>,
+}
+
+/// Identifies one file on disk (not just one name), so that a damaged file is quarantined
+/// only if it is still the file found damaged, not a replacement written since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    /// The stamp of the file `meta` describes.
+    pub(crate) fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// What a quarantine did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Quarantine {
+    /// The file was moved to this path.
+    Moved(PathBuf),
+    /// No file holds the shard (deleted, or quarantined already).
+    Absent,
+    /// Another file holds the shard now (rewritten since it was checked); it was kept.
+    Replaced,
 }
 
 /// A handle on one data directory; cheap to clone.
@@ -92,6 +171,7 @@ struct StoreInner {
     root: PathBuf,
     shards_dir: PathBuf,
     tmp_dir: PathBuf,
+    quarantine_dir: PathBuf,
     /// Guards the running usage counter and every rename into or removal from `shards/`, so
     /// the counter always equals what a scan would find.
     usage: Mutex<StoreUsage>,
@@ -160,6 +240,7 @@ impl ShardStore {
         );
         Ok(Self {
             inner: Arc::new(StoreInner {
+                quarantine_dir: root.join(QUARANTINE_DIR),
                 root,
                 shards_dir,
                 tmp_dir,
@@ -172,6 +253,16 @@ impl ShardStore {
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// Where quarantined shard files are kept (created by the first quarantine).
+    pub fn quarantine_dir(&self) -> &Path {
+        &self.inner.quarantine_dir
+    }
+
+    /// The directory holding the prefix directories of shard files.
+    pub(crate) fn shards_dir(&self) -> &Path {
+        &self.inner.shards_dir
     }
 
     /// Where the shard's file lives once committed.
@@ -234,6 +325,112 @@ impl ShardStore {
             usage.shards = usage.shards.saturating_sub(1);
             usage.bytes = usage.bytes.saturating_sub(len);
             Ok(true)
+        })
+        .await
+    }
+
+    /// Moves a damaged shard's file to `ROOT/quarantine/<file name>.<unix ms>` and fsyncs both
+    /// directories; from then on the shard is neither listed nor served (reads answer not
+    /// found), so repair rebuilds it, and a later write of the shard stores it afresh. Returns
+    /// where the file went, or `None` if the shard was not stored.
+    pub async fn quarantine(
+        &self,
+        key: ShardKey,
+        reason: &str,
+    ) -> Result<Option<PathBuf>, ShardStoreError> {
+        let store = self.clone();
+        let reason = reason.to_owned();
+        let outcome = blocking(move || store.quarantine_blocking(key, &reason, None)).await?;
+        Ok(match outcome {
+            Quarantine::Moved(path) => Some(path),
+            Quarantine::Absent | Quarantine::Replaced => None,
+        })
+    }
+
+    /// Quarantines the file holding `key` (blocking); with `expected`, only if it is still
+    /// that file. The check and the rename happen under the lock every publish renames under,
+    /// so a shard rewritten meanwhile is never moved.
+    pub(crate) fn quarantine_blocking(
+        &self,
+        key: ShardKey,
+        reason: &str,
+        expected: Option<FileStamp>,
+    ) -> Result<Quarantine, ShardStoreError> {
+        let path = self.shard_path(&key);
+        let qdir = &self.inner.quarantine_dir;
+        if !qdir.is_dir() {
+            fs::create_dir_all(qdir).map_err(ShardStoreError::io("create dir", qdir))?;
+            sync_dir(&self.inner.root)?;
+        }
+        let dest = {
+            let mut usage = self.lock_usage();
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Quarantine::Absent),
+                Err(e) => return Err(ShardStoreError::io("stat", &path)(e)),
+            };
+            if expected.is_some_and(|stamp| stamp != FileStamp::of(&meta)) {
+                debug!(shard = %key, reason, "shard rewritten since checked; not quarantined");
+                return Ok(Quarantine::Replaced);
+            }
+            let dest = free_quarantine_name(qdir, &key.file_name(), now_ms());
+            fs::rename(&path, &dest).map_err(ShardStoreError::io("rename", &path))?;
+            usage.shards = usage.shards.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub(meta.len());
+            dest
+        };
+        sync_dir(qdir)?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        warn!(shard = %key, reason, to = %dest.display(), "shard quarantined");
+        Ok(Quarantine::Moved(dest))
+    }
+
+    /// Lists every stored shard (blocking; run it on the blocking pool): one [`ListedFile`]
+    /// per shard file, in name order, each from its header and length alone. `visit` may stop
+    /// the walk early. Files deleted during the walk are skipped; only a directory that cannot
+    /// be read fails it.
+    pub fn list_blocking(
+        &self,
+        mut visit: impl FnMut(ListedFile) -> ControlFlow<()>,
+    ) -> Result<(), ShardStoreError> {
+        for (prefix, dir) in prefix_dirs(&self.inner.shards_dir) {
+            for (name, key) in sorted_shard_files(&dir, &prefix, None)? {
+                let listed = match ShardReader::open_blocking(dir.join(&name), key) {
+                    Ok(reader) => {
+                        let stat = reader.stat();
+                        ListedFile::Shard(ListedShard {
+                            key,
+                            chunks: stat.chunks,
+                            file_len: stat.file_len,
+                            modified_ms: stat.modified_ms,
+                        })
+                    }
+                    Err(ShardStoreError::NotFound { .. }) => continue,
+                    Err(error) => ListedFile::Unreadable { key, error },
+                };
+                if visit(listed).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stored shard, collected; see [`list_blocking`](Self::list_blocking).
+    pub async fn list(&self) -> Result<ShardListing, ShardStoreError> {
+        let store = self.clone();
+        blocking(move || {
+            let mut listing = ShardListing::default();
+            store.list_blocking(|file| {
+                match file {
+                    ListedFile::Shard(shard) => listing.shards.push(shard),
+                    ListedFile::Unreadable { key, .. } => listing.unreadable.push(key),
+                }
+                ControlFlow::Continue(())
+            })?;
+            Ok(listing)
         })
         .await
     }
@@ -334,6 +531,31 @@ fn existing_header(path: &Path, header: &ShardFileHeader) -> Result<Existing, Sh
     } else {
         Existing::Different(stored)
     })
+}
+
+/// A quarantine path for `file_name` at `now_ms` that is not taken yet (two quarantines of
+/// one shard in one millisecond get distinct names).
+fn free_quarantine_name(qdir: &Path, file_name: &str, now_ms: i64) -> PathBuf {
+    let mut stamp = now_ms;
+    loop {
+        let dest = qdir.join(format!("{file_name}.{stamp}"));
+        if !dest.exists() {
+            return dest;
+        }
+        stamp += 1;
+    }
+}
+
+/// Milliseconds since the Unix epoch of `time` (0 before the epoch).
+pub(crate) fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    unix_ms(SystemTime::now())
 }
 
 /// Reads the header bytes at the start of `file`; fewer than `HEADER_LEN` if the file is short.

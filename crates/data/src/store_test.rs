@@ -464,3 +464,107 @@ async fn the_format_file_is_written_once_and_checked() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_quarantined_shard_is_gone_until_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ShardStore::open(dir.path()).await.unwrap();
+    let h = header(18, 2);
+    let key = ShardKey::of_header(&h);
+    write_shard(&store, h, 3).await;
+
+    let first = store.quarantine(key, "test").await.unwrap().unwrap();
+    assert_eq!(first.parent(), Some(store.quarantine_dir()));
+    let name = first.file_name().unwrap().to_str().unwrap().to_owned();
+    let stamp = name.strip_prefix(&format!("{}.", key.file_name())).unwrap();
+    assert!(stamp.parse::<i64>().unwrap() > 0, "{name}");
+    assert!(matches!(
+        store.open_read(key).await,
+        Err(ShardStoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.stat(key).await,
+        Err(ShardStoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list().await.unwrap(), ShardListing::default());
+    assert_eq!(store.usage(), StoreUsage::default());
+    assert_eq!(store.quarantine(key, "test").await.unwrap(), None);
+
+    // Repair writes the shard again on the same node.
+    write_shard(&store, h, 3).await;
+    let reader = store.open_read(key).await.unwrap();
+    assert_eq!(reader.count_corrupt_chunks().await.unwrap(), 0);
+    assert_eq!(store.usage().shards, 1);
+    let second = store.quarantine(key, "test").await.unwrap().unwrap();
+    assert_ne!(first, second);
+    assert!(first.exists() && second.exists());
+    // The quarantine survives a restart and is not counted as stored.
+    drop(store);
+    let store = ShardStore::open(dir.path()).await.unwrap();
+    assert_eq!(store.usage(), StoreUsage::default());
+    assert!(first.exists());
+}
+
+#[tokio::test]
+async fn a_listing_reads_names_headers_and_lengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ShardStore::open(dir.path()).await.unwrap();
+    let a = write_shard(&store, header(1, 0), 2).await;
+    let b = write_shard(&store, header(1, 3), 0).await;
+    let c = write_shard(&store, header(2, 1), 1).await;
+    // A damaged header under a shard's name, and files that are not shards at all.
+    let damaged = ShardKey::of_header(&header(3, 0));
+    write_shard(&store, header(3, 0), 1).await;
+    flip_byte(&store.shard_path(&damaged), 2);
+    let prefix = store.shards_dir().join("01");
+    let hex = format!("01{}", "ab".repeat(15));
+    for stray in [
+        "junk".to_owned(),
+        format!("{}.0", hex.to_uppercase()),
+        format!("{hex}.00"),
+        format!("{hex}.1.partial"),
+    ] {
+        fs::write(prefix.join(stray), b"x").unwrap();
+    }
+
+    let listing = store.list().await.unwrap();
+    let got: Vec<(ShardKey, u64, u64)> = listing
+        .shards
+        .iter()
+        .map(|s| (s.key, s.chunks, s.file_len))
+        .collect();
+    let key = |id, index| ShardKey::of_header(&header(id, index));
+    assert_eq!(
+        got,
+        vec![
+            (key(1, 0), 2, a.file_len),
+            (key(1, 3), 0, b.file_len),
+            (key(2, 1), 1, c.file_len),
+        ]
+    );
+    assert!(listing.shards.iter().all(|s| s.modified_ms > 0));
+    assert_eq!(listing.unreadable, vec![damaged]);
+}
+
+#[test]
+fn shard_file_names_have_one_spelling() {
+    let key = ShardKey::new(DataId::from_bytes([0xab; 16]), 17);
+    assert_eq!(key.file_name(), format!("{}.17", "ab".repeat(16)));
+    assert_eq!(ShardKey::from_file_name(&key.file_name()), Some(key));
+    let zero = ShardKey::new(DataId::from_bytes([0xab; 16]), 0);
+    assert_eq!(ShardKey::from_file_name(&zero.file_name()), Some(zero));
+    let hex = "ab".repeat(16);
+    for bad in [
+        format!("{}.17", hex.to_uppercase()),
+        format!("{hex}.017"),
+        format!("{hex}.+17"),
+        format!("{hex}."),
+        format!("{hex}.99999999999"),
+        format!("{hex}.1.partial"),
+        format!("{}.1", &hex[..30]),
+        hex.clone(),
+        ".1".to_owned(),
+    ] {
+        assert_eq!(ShardKey::from_file_name(&bad), None, "{bad}");
+    }
+}
