@@ -102,7 +102,12 @@ impl DevCluster {
             layout,
             processes: Vec::new(),
         };
-        let order = [NodeRole::Meta, NodeRole::Data, NodeRole::Gateway];
+        let order = [
+            NodeRole::Meta,
+            NodeRole::Data,
+            NodeRole::Gateway,
+            NodeRole::Repair,
+        ];
         for role in order {
             let specs: Vec<_> = cluster
                 .layout
@@ -336,6 +341,53 @@ impl DevCluster {
         self.write_files()
     }
 
+    /// Adds a new, empty data node to `zone` (kept in the layout, so restarts keep it) and
+    /// starts it; returns its id.
+    pub fn add_data_node(&mut self, zone: &str) -> Result<u64, DevClusterError> {
+        let id = self
+            .layout
+            .nodes
+            .iter()
+            .filter(|n| n.role == NodeRole::Data)
+            .map(|n| n.node_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let spec = crate::layout::NodeSpec {
+            role: NodeRole::Data,
+            node_id: id,
+            zone: Some(zone.to_string()),
+            port: crate::layout::free_port()?,
+            data_dir: self.spec.root.join(format!("data-{id}")),
+        };
+        self.layout.nodes.push(spec.clone());
+        self.layout.save(&self.spec.root.join("layout.json"))?;
+        self.spawn(&spec)?;
+        self.write_files()?;
+        Ok(id)
+    }
+
+    /// Starts one more repair daemon, `repair-<id>`, beside the layout's (not kept in the
+    /// layout); stopped with the cluster.
+    pub fn start_extra_repair(&mut self, id: u64) -> Result<(), DevClusterError> {
+        let spec = crate::layout::NodeSpec {
+            role: NodeRole::Repair,
+            node_id: id,
+            zone: None,
+            port: crate::layout::free_port()?,
+            data_dir: self.spec.root.join(format!("repair-{id}")),
+        };
+        self.spawn(&spec)
+    }
+
+    /// Role and id of every process that is running now.
+    pub fn running(&mut self) -> Vec<(NodeRole, u64)> {
+        self.processes
+            .iter_mut()
+            .filter_map(|p| p.is_running().then_some((p.spec.role, p.spec.node_id)))
+            .collect()
+    }
+
     /// Names of processes that are not running.
     pub fn exited(&mut self) -> Vec<String> {
         self.processes
@@ -355,7 +407,12 @@ impl DevCluster {
 
     /// Stops every process: gateway first, then data, then meta; SIGTERM with a grace period.
     pub async fn stop(&mut self) {
-        for role in [NodeRole::Gateway, NodeRole::Data, NodeRole::Meta] {
+        for role in [
+            NodeRole::Repair,
+            NodeRole::Gateway,
+            NodeRole::Data,
+            NodeRole::Meta,
+        ] {
             for p in self.processes.iter_mut().filter(|p| p.spec.role == role) {
                 p.terminate(Duration::from_secs(10)).await;
             }

@@ -18,6 +18,8 @@ pub enum NodeRole {
     Data,
     /// `tessera gateway`
     Gateway,
+    /// `tessera repair` (its port serves Prometheus metrics)
+    Repair,
 }
 
 impl NodeRole {
@@ -27,6 +29,7 @@ impl NodeRole {
             Self::Meta => "meta",
             Self::Data => "data",
             Self::Gateway => "gateway",
+            Self::Repair => "repair",
         }
     }
 }
@@ -145,6 +148,7 @@ impl ClusterLayout {
             },
             data_dir: root.join("gateway-1"),
         });
+        nodes.push(repair_spec(root)?);
         Ok(Self {
             format: 1,
             nodes,
@@ -154,16 +158,28 @@ impl ClusterLayout {
         })
     }
 
-    /// Reads a layout written before.
+    /// Reads a layout written before; a layout from before the repair daemon existed gets one.
     pub fn load(path: &Path) -> Result<Self, LayoutError> {
         let text = std::fs::read_to_string(path).map_err(|source| LayoutError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| LayoutError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })
+        let mut layout: ClusterLayout =
+            serde_json::from_str(&text).map_err(|source| LayoutError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if !layout.nodes.iter().any(|n| n.role == NodeRole::Repair) {
+            let root = path.parent().unwrap_or(Path::new("."));
+            layout.nodes.push(repair_spec(root)?);
+            layout.save(path)?;
+        }
+        Ok(layout)
+    }
+
+    /// The repair daemon's spec.
+    pub fn repair(&self) -> Option<&NodeSpec> {
+        self.nodes.iter().find(|n| n.role == NodeRole::Repair)
     }
 
     /// Writes the layout readable by its owner only.
@@ -192,6 +208,17 @@ impl ClusterLayout {
     pub fn gateway(&self) -> Option<&NodeSpec> {
         self.nodes.iter().find(|n| n.role == NodeRole::Gateway)
     }
+}
+
+/// The repair daemon of a cluster rooted at `root`; its port serves metrics.
+fn repair_spec(root: &Path) -> Result<NodeSpec, LayoutError> {
+    Ok(NodeSpec {
+        role: NodeRole::Repair,
+        node_id: 1,
+        zone: None,
+        port: free_port()?,
+        data_dir: root.join("repair-1"),
+    })
 }
 
 /// Writes a file with mode 0600 (it may hold credentials), atomically.
@@ -236,6 +263,7 @@ mod tests {
             6
         );
         assert!(layout.gateway().is_some());
+        assert!(layout.repair().is_some());
         let path = dir.join("layout.json");
         layout.save(&path).expect("save");
         let back = ClusterLayout::load(&path).expect("load");

@@ -66,6 +66,14 @@ pub fn command_args(spec: &NodeSpec, layout: &ClusterLayout) -> Vec<String> {
             "--region".into(),
             layout.region.clone(),
         ]),
+        NodeRole::Repair => args.extend([
+            "--id".into(),
+            format!("repair-{}", spec.node_id),
+            "--meta".into(),
+            meta,
+            "--metrics-listen".into(),
+            spec.addr(),
+        ]),
     }
     args
 }

@@ -151,11 +151,13 @@ impl NodeDirectory {
             .into_iter()
             .filter_map(|s| {
                 let node = s.node?;
+                // A draining node takes no new writes (and is read from last).
+                let draining = node.state == tessera_proto::meta::v1::NodeState::Draining as i32;
                 Some(DataNodeView {
                     id: NodeId(node.node_id),
                     zone: ZoneName(node.zone),
                     addr: node.addr,
-                    available: s.healthy,
+                    available: s.healthy && !draining,
                 })
             })
             .collect();

@@ -1,9 +1,17 @@
-//! `tessera admin`: cluster inspection. `status` shows every node with its zone, role, health
-//! and address, as seen by the meta node that answers.
+//! `tessera admin`: cluster inspection and operations. `status` shows every node with its zone,
+//! role, health and address, as seen by the meta node that answers; `repair status` the
+//! redundancy the repair daemon measured; `scrub` runs the data nodes' scrubbers; `locate`
+//! where each shard of an object is and whether it is intact; `node drain` empties a node.
 
-use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use tessera_client::MetaClient;
+use tessera_client::{DataClient, DataClientError, MetaClient};
+use tessera_core::names::DataId;
+use tessera_proto::convert::data::shard_id;
+use tessera_proto::meta::v1 as pb;
 
 /// Flags of `tessera admin`.
 #[derive(Debug, Args)]
@@ -19,6 +27,80 @@ pub struct AdminArgs {
 enum AdminCommand {
     /// Every node with its zone, role, health and address.
     Status,
+    /// Redundancy as the repair daemon measured it.
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
+    /// The data nodes' scrubbers.
+    Scrub {
+        #[command(subcommand)]
+        command: ScrubCommand,
+    },
+    /// Where each shard of an object is, and whether it is intact.
+    Locate {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// A version id (default: the current version).
+        #[arg(long)]
+        version_id: Option<String>,
+    },
+    /// Data node operations.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RepairCommand {
+    /// Objects and bytes by spare shards, backlog, rebuild rate, oldest degraded version.
+    Status {
+        /// Wait until a pass that began after this command finds nothing below full
+        /// redundancy (exit 1 on timeout).
+        #[arg(long)]
+        wait_healthy: bool,
+        /// Seconds to wait with --wait-healthy.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScrubCommand {
+    /// Runs a full pass on every live data node now, at full speed, and reports when done.
+    Start {
+        /// Return once the passes are requested.
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for the passes.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Each data node's scrubber progress and findings.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Stops new writes to a node and has repair move every shard off it; waits until empty.
+    Drain {
+        /// Data node id.
+        id: u64,
+        /// Return once the node is marked draining.
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for the node to be empty.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Takes a node back into service (undoes drain).
+    Activate {
+        /// Data node id.
+        id: u64,
+    },
 }
 
 /// Runs an admin command.
@@ -29,6 +111,35 @@ pub async fn run(args: AdminArgs) -> Result<()> {
     let meta = MetaClient::new(args.meta);
     match args.command {
         AdminCommand::Status => status(&meta).await,
+        AdminCommand::Repair {
+            command:
+                RepairCommand::Status {
+                    wait_healthy,
+                    timeout,
+                },
+        } => repair_status(&meta, wait_healthy, Duration::from_secs(timeout)).await,
+        AdminCommand::Scrub {
+            command: ScrubCommand::Start { no_wait, timeout },
+        } => scrub_start(&meta, no_wait, Duration::from_secs(timeout)).await,
+        AdminCommand::Scrub {
+            command: ScrubCommand::Status,
+        } => scrub_status(&meta).await,
+        AdminCommand::Locate {
+            bucket,
+            key,
+            version_id,
+        } => locate(&meta, bucket, key, version_id).await,
+        AdminCommand::Node {
+            command:
+                NodeCommand::Drain {
+                    id,
+                    no_wait,
+                    timeout,
+                },
+        } => drain(&meta, id, no_wait, Duration::from_secs(timeout)).await,
+        AdminCommand::Node {
+            command: NodeCommand::Activate { id },
+        } => set_state(&meta, id, pb::NodeState::Active).await,
     }
 }
 
@@ -59,7 +170,16 @@ async fn status(meta: &MetaClient) -> Result<()> {
     }
     for d in &s.data_nodes {
         let Some(n) = &d.node else { continue };
-        let health = if d.healthy { "healthy" } else { "down" };
+        let health = match pb::Liveness::try_from(d.liveness) {
+            Ok(pb::Liveness::Alive) => "healthy",
+            Ok(pb::Liveness::Suspect) => "suspect",
+            _ => "dead",
+        };
+        let health = if n.state == pb::NodeState::Draining as i32 {
+            format!("{health},draining")
+        } else {
+            health.to_owned()
+        };
         let beat = d
             .last_heartbeat_ms_ago
             .map_or("no heartbeat".to_string(), |ms| {
@@ -71,4 +191,411 @@ async fn status(meta: &MetaClient) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn age(now: i64, then_ms: i64) -> String {
+    if then_ms <= 0 {
+        return "never".into();
+    }
+    format!("{:.1} s ago", (now - then_ms).max(0) as f64 / 1000.0)
+}
+
+fn print_report(r: &pb::RepairReport, now: i64) {
+    println!(
+        "repair daemon {}   report {}",
+        r.reporter,
+        age(now, r.at_ms)
+    );
+    println!(
+        "  passes: {}   last pass started {}, finished {}",
+        r.scans_completed,
+        age(now, r.last_scan_started_ms),
+        age(now, r.last_scan_finished_ms)
+    );
+    println!("  {:>6}  {:>10}  {:>12}", "SPARE", "OBJECTS", "BYTES");
+    for s in &r.by_spare {
+        println!(
+            "  {:>6}  {:>10}  {:>12}",
+            s.spare,
+            s.objects,
+            human_bytes(s.bytes)
+        );
+    }
+    println!(
+        "  below full redundancy: {}   unreadable: {}   off the full spread: {}   backlog: {}",
+        r.below_full, r.unreadable, r.off_spread, r.backlog
+    );
+    let oldest = if r.oldest_degraded_ms > 0 {
+        format!("written {}", age(now, r.oldest_degraded_ms))
+    } else {
+        "none".into()
+    };
+    println!("  oldest degraded version: {oldest}");
+    println!(
+        "  rebuild rate: {}/s   rebuilt: {} shards, {}   failures: {}",
+        human_bytes(r.rebuild_bytes_per_sec as u64),
+        r.shards_rebuilt_total,
+        human_bytes(r.bytes_rebuilt_total),
+        r.rebuild_failures_total
+    );
+    println!(
+        "  time below full redundancy: {:.1} s",
+        r.below_full_ms_total as f64 / 1000.0
+    );
+    println!(
+        "  garbage records pending: {}   deleted shards: {} garbage, {} orphans",
+        r.garbage_records_pending, r.garbage_shards_deleted_total, r.orphan_shards_deleted_total
+    );
+}
+
+/// True when `r` comes from a pass that started after `since_ms` and found nothing to do.
+fn is_healthy_since(r: &pb::RepairReport, since_ms: i64) -> bool {
+    r.last_scan_started_ms > since_ms
+        && r.last_scan_finished_ms >= r.last_scan_started_ms
+        && r.backlog == 0
+        && r.below_full == 0
+        && r.unreadable == 0
+}
+
+async fn repair_status(meta: &MetaClient, wait_healthy: bool, timeout: Duration) -> Result<()> {
+    let since = now_ms();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = meta.cluster_status().await?;
+        let now = now_ms();
+        if !wait_healthy {
+            if s.repair_reports.is_empty() {
+                println!("no repair daemon has reported yet");
+            }
+            for r in &s.repair_reports {
+                print_report(r, now);
+            }
+            return Ok(());
+        }
+        if let Some(r) = s.repair_reports.iter().find(|r| is_healthy_since(r, since)) {
+            print_report(r, now);
+            println!("full redundancy: every blob has all its shards on the full spread");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            for r in &s.repair_reports {
+                print_report(r, now);
+            }
+            bail!("not back to full redundancy within {} s", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Alive data nodes: (id, zone, addr).
+async fn alive_data_nodes(meta: &MetaClient) -> Result<Vec<(u64, String, String)>> {
+    let s = meta.cluster_status().await?;
+    Ok(s.data_nodes
+        .iter()
+        .filter(|d| d.liveness == pb::Liveness::Alive as i32)
+        .filter_map(|d| d.node.as_ref())
+        .map(|n| (n.node_id, n.zone.clone(), n.addr.clone()))
+        .collect())
+}
+
+async fn scrub_start(meta: &MetaClient, no_wait: bool, timeout: Duration) -> Result<()> {
+    let data = DataClient::new();
+    let nodes = alive_data_nodes(meta).await?;
+    if nodes.is_empty() {
+        bail!("no live data node");
+    }
+    let mut started = Vec::new();
+    for (id, zone, addr) in &nodes {
+        let before = data
+            .scrub_status(addr)
+            .await
+            .with_context(|| format!("scrub status of data node {id}"))?;
+        let pass = data
+            .start_scrub(addr)
+            .await
+            .with_context(|| format!("starting the scrub on data node {id}"))?
+            .pass;
+        println!("data node {id} ({zone}): scrub pass {pass} started");
+        started.push((*id, addr.clone(), pass, before));
+    }
+    if no_wait {
+        return Ok(());
+    }
+    let deadline = Instant::now() + timeout;
+    let mut total_corrupt = 0;
+    for (id, addr, pass, before) in started {
+        let status = loop {
+            let st = data.scrub_status(&addr).await?;
+            if st.passes_completed >= pass {
+                break st;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "data node {id}: scrub pass {pass} not done within {} s",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let corrupt = status.corrupt_shards_found - before.corrupt_shards_found;
+        total_corrupt += corrupt;
+        println!(
+            "data node {id}: pass {pass} done: {} shards, {} checked, {corrupt} corrupt (quarantined; repair rebuilds them)",
+            status.shards_checked - before.shards_checked,
+            human_bytes(status.bytes_checked - before.bytes_checked),
+        );
+    }
+    println!("scrub complete: {total_corrupt} corrupt shards found");
+    Ok(())
+}
+
+async fn scrub_status(meta: &MetaClient) -> Result<()> {
+    let data = DataClient::new();
+    let now = now_ms();
+    for (id, zone, addr) in alive_data_nodes(meta).await? {
+        match data.scrub_status(&addr).await {
+            Ok(st) => {
+                println!(
+                    "data node {id} ({zone}): passes {}{}   last pass finished {}   checked {} shards, {}   corrupt {}   rate {}",
+                    st.passes_completed,
+                    if st.running { " (running)" } else { "" },
+                    age(now, st.last_pass_finished_ms),
+                    st.shards_checked,
+                    human_bytes(st.bytes_checked),
+                    st.corrupt_shards_found,
+                    if st.rate_bytes_per_sec == 0 {
+                        "unthrottled".to_owned()
+                    } else {
+                        format!("{}/s", human_bytes(st.rate_bytes_per_sec))
+                    }
+                );
+                for c in st.recent_corrupt.iter().rev().take(10) {
+                    let id = c.id.as_ref();
+                    println!(
+                        "    corrupt: {}.{} ({}, chunk {}) {}",
+                        id.map(|i| hex::encode(&i.data_id)).unwrap_or_default(),
+                        id.map_or(0, |i| i.shard_index),
+                        c.reason,
+                        c.chunk,
+                        age(now, c.found_ms)
+                    );
+                }
+            }
+            Err(e) => println!("data node {id} ({zone}): unreachable: {e}"),
+        }
+    }
+    Ok(())
+}
+
+async fn locate(
+    meta: &MetaClient,
+    bucket: String,
+    key: String,
+    version_id: Option<String>,
+) -> Result<()> {
+    let resp = meta
+        .get_object(pb::GetObjectRequest {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            version_id: version_id.clone(),
+        })
+        .await?;
+    if resp.no_such_bucket {
+        bail!("bucket {bucket} does not exist");
+    }
+    let Some(version) = resp.version else {
+        bail!("{bucket}/{key} does not exist");
+    };
+    println!(
+        "{bucket}/{key} version {} ({} bytes, etag {})",
+        version.version_id, version.size, version.etag
+    );
+    if version.delete_marker {
+        println!("  a delete marker: no data");
+        return Ok(());
+    }
+    let status = meta.cluster_status().await?;
+    let nodes: BTreeMap<u64, (String, String, i32)> = status
+        .data_nodes
+        .iter()
+        .filter_map(|d| {
+            d.node
+                .as_ref()
+                .map(|n| (n.node_id, (n.zone.clone(), n.addr.clone(), d.liveness)))
+        })
+        .collect();
+    let data = DataClient::new();
+    let mut unhealthy = 0;
+    for (i, part) in version.parts.iter().enumerate() {
+        let Some(blob) = &part.blob else { continue };
+        match &blob.storage {
+            Some(pb::blob::Storage::InlineData(d)) => {
+                println!(
+                    "  part {}: {} bytes stored inline in metadata (replicated by Raft)",
+                    i + 1,
+                    d.len()
+                );
+            }
+            Some(pb::blob::Storage::Erasure(e)) => {
+                let id = DataId::from_bytes(
+                    e.data_id
+                        .as_slice()
+                        .try_into()
+                        .context("malformed data id")?,
+                );
+                println!(
+                    "  part {}: {} bytes, RS({},{}), data id {}{}",
+                    i + 1,
+                    part.size,
+                    e.data_shards,
+                    e.parity_shards,
+                    hex::encode(id.as_bytes()),
+                    if e.degraded {
+                        ", degraded placement"
+                    } else {
+                        ""
+                    }
+                );
+                println!(
+                    "    {:>5}  {:>5}  {:<10} {:<9} path",
+                    "SHARD", "NODE", "ZONE", "HEALTH"
+                );
+                let mut shards = e.shards.clone();
+                shards.sort_by_key(|s| s.shard_index);
+                let geometry_chunks =
+                    tessera_core::layout::Layout::new(e.data_shards, e.parity_shards)
+                        .ok()
+                        .and_then(|l| {
+                            tessera_core::stripe::StripeGeometry::try_new(l, e.chunk_size).ok()
+                        })
+                        .map(|g| g.chunk_count(part.size));
+                for s in &shards {
+                    let (zone, addr, liveness) = nodes.get(&s.node_id).cloned().unwrap_or((
+                        "?".into(),
+                        String::new(),
+                        pb::Liveness::Dead as i32,
+                    ));
+                    let (health, path) = if liveness != pb::Liveness::Alive as i32 {
+                        ("node-down".to_owned(), String::new())
+                    } else {
+                        match data.verify_shard(&addr, shard_id(id, s.shard_index)).await {
+                            Ok(st) if st.corrupt_chunks > 0 => ("corrupt".to_owned(), st.path),
+                            Ok(st) if geometry_chunks.is_some_and(|c| c != st.chunks) => {
+                                ("corrupt".to_owned(), st.path)
+                            }
+                            Ok(st) => ("ok".to_owned(), st.path),
+                            Err(DataClientError::NotFound { .. }) => {
+                                ("missing".to_owned(), String::new())
+                            }
+                            Err(DataClientError::Corrupt { .. }) => {
+                                ("corrupt".to_owned(), String::new())
+                            }
+                            Err(e) => (format!("error: {}", e.code()), String::new()),
+                        }
+                    };
+                    if health != "ok" {
+                        unhealthy += 1;
+                    }
+                    println!(
+                        "    {:>5}  {:>5}  {:<10} {:<9} {}",
+                        s.shard_index, s.node_id, zone, health, path
+                    );
+                }
+                let n = e.data_shards + e.parity_shards;
+                let placed: std::collections::BTreeSet<u32> =
+                    e.shards.iter().map(|s| s.shard_index).collect();
+                for missing in (0..n).filter(|i| !placed.contains(i)) {
+                    unhealthy += 1;
+                    println!(
+                        "    {missing:>5}  {:>5}  {:<10} {:<9}",
+                        "-", "-", "unplaced"
+                    );
+                }
+            }
+            None => println!("  part {}: no storage", i + 1),
+        }
+    }
+    if unhealthy == 0 {
+        println!("all shards ok");
+    } else {
+        println!("{unhealthy} shards not ok (repair rebuilds them)");
+    }
+    Ok(())
+}
+
+async fn set_state(meta: &MetaClient, id: u64, state: pb::NodeState) -> Result<()> {
+    let cmd = pb::Command {
+        cmd: Some(pb::command::Cmd::SetDataNodeState(pb::SetDataNodeState {
+            node_id: id,
+            state: state as i32,
+        })),
+    };
+    if let Some(pb::command_result::Result::Error(e)) = meta.execute(cmd).await?.result {
+        bail!("{}", e.message);
+    }
+    println!("data node {id} is now {}", state.as_str_name());
+    Ok(())
+}
+
+async fn drain(meta: &MetaClient, id: u64, no_wait: bool, timeout: Duration) -> Result<()> {
+    let since = now_ms();
+    set_state(meta, id, pb::NodeState::Draining).await?;
+    if no_wait {
+        return Ok(());
+    }
+    let deadline = Instant::now() + timeout;
+    let mut last_printed = None;
+    loop {
+        let s = meta.cluster_status().await?;
+        let fresh = s
+            .repair_reports
+            .iter()
+            .filter(|r| {
+                r.last_scan_started_ms > since && r.last_scan_finished_ms >= r.last_scan_started_ms
+            })
+            .max_by_key(|r| r.last_scan_finished_ms);
+        if let Some(r) = fresh {
+            let left = r
+                .shards_per_node
+                .iter()
+                .find(|c| c.node_id == id)
+                .map_or(0, |c| c.shards);
+            if left == 0 {
+                println!("data node {id} holds no shards of committed objects; it can be stopped");
+                return Ok(());
+            }
+            if last_printed != Some(left) {
+                println!("data node {id}: {left} shards left to move");
+                last_printed = Some(left);
+            }
+        } else if s.repair_reports.is_empty() && Instant::now() > deadline {
+            bail!("no repair daemon is reporting; is `tessera repair` running?");
+        }
+        if Instant::now() > deadline {
+            bail!("data node {id} not drained within {} s", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

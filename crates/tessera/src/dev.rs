@@ -57,6 +57,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
         root.join("cluster.json").display()
     );
     println!("  Logs:              {}", root.join("logs").display());
+    if let Some(repair) = cluster.layout().repair() {
+        println!("  Repair metrics:    http://{}/metrics", repair.addr());
+    }
     println!();
     println!(
         "  Try:  set -a; . {}; set +a",

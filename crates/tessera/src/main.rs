@@ -33,6 +33,8 @@ enum Command {
     Data(roles::DataArgs),
     /// Run the S3 gateway.
     Gateway(roles::GatewayArgs),
+    /// Run the repair daemon (rebuilds lost or rotten shards, collects garbage).
+    Repair(roles::RepairArgs),
     /// Start a local three-zone cluster as child processes; Ctrl-C stops it.
     Dev(dev::DevArgs),
     /// Inspect and administer a cluster.
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
             Command::Meta(args) => roles::run_meta(args).await,
             Command::Data(args) => roles::run_data(args).await,
             Command::Gateway(args) => roles::run_gateway(args).await,
+            Command::Repair(args) => roles::run_repair(args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Admin(args) => admin::run(args).await,
             Command::Bench(args) => bench::run(args).await,

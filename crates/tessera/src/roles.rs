@@ -33,6 +33,12 @@ pub struct MetaArgs {
     /// Every voter, this one included: ID=HOST:PORT@ZONE (repeat the flag).
     #[arg(long = "peer")]
     peers: Vec<String>,
+    /// Milliseconds without a heartbeat before a data node is suspect (default 3000).
+    #[arg(long, env = "TESSERA_SUSPECT_AFTER_MS")]
+    suspect_after_ms: Option<u64>,
+    /// Milliseconds without a heartbeat before a data node is dead (default 60000).
+    #[arg(long, env = "TESSERA_DEAD_AFTER_MS")]
+    dead_after_ms: Option<u64>,
 }
 
 /// Flags of `tessera data`.
@@ -59,6 +65,12 @@ pub struct DataArgs {
     /// Meta nodes, comma-separated HOST:PORT.
     #[arg(long, env = "TESSERA_META", value_delimiter = ',')]
     meta: Vec<String>,
+    /// Scrubber read rate in bytes per second (0 = unthrottled).
+    #[arg(long, env = "TESSERA_SCRUB_RATE_BYTES")]
+    scrub_rate_bytes: Option<u64>,
+    /// Seconds between the end of one scrub pass and the start of the next.
+    #[arg(long, env = "TESSERA_SCRUB_INTERVAL_SECS")]
+    scrub_interval_secs: Option<u64>,
 }
 
 /// Flags of `tessera gateway`.
@@ -88,6 +100,32 @@ pub struct GatewayArgs {
     /// Seconds a client has to send its request headers (default 30).
     #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_SECS")]
     header_read_timeout_secs: Option<u64>,
+}
+
+/// Flags of `tessera repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Name of this daemon in repair reports (unique per daemon).
+    #[arg(long, env = "TESSERA_REPAIR_ID", default_value = "repair-1")]
+    id: String,
+    /// Meta nodes, comma-separated HOST:PORT.
+    #[arg(long, env = "TESSERA_META", value_delimiter = ',', required = true)]
+    meta: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, env = "TESSERA_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Milliseconds between passes when there is nothing to repair.
+    #[arg(long, env = "TESSERA_REPAIR_INTERVAL_MS", default_value_t = 10_000)]
+    scan_interval_ms: u64,
+    /// Seconds before garbage and orphaned shards are deleted.
+    #[arg(long, env = "TESSERA_GC_GRACE_SECS", default_value_t = 3600)]
+    gc_grace_secs: u64,
+    /// Blobs rebuilt at the same time.
+    #[arg(long, env = "TESSERA_REPAIR_CONCURRENCY", default_value_t = 4)]
+    concurrency: usize,
+    /// Cap on rebuilt bytes per second (0 = no cap).
+    #[arg(long, env = "TESSERA_REPAIR_RATE_BYTES", default_value_t = 0)]
+    rate_bytes_per_sec: u64,
 }
 
 fn parse_peer(s: &str) -> Result<tessera_meta::MetaPeer> {
@@ -121,6 +159,8 @@ pub async fn run_meta(args: MetaArgs) -> Result<()> {
             advertise: None,
             data_dir: args.data_dir.clone().context("--data-dir is required")?,
             peers: Vec::new(),
+            suspect_after_ms: tessera_meta::config::DEFAULT_SUSPECT_AFTER_MS,
+            dead_after_ms: tessera_meta::config::DEFAULT_DEAD_AFTER_MS,
         },
     };
     if let Some(id) = args.id {
@@ -137,6 +177,12 @@ pub async fn run_meta(args: MetaArgs) -> Result<()> {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(ms) = args.suspect_after_ms {
+        config.suspect_after_ms = ms;
+    }
+    if let Some(ms) = args.dead_after_ms {
+        config.dead_after_ms = ms;
     }
     if !args.peers.is_empty() {
         config.peers = args
@@ -164,7 +210,7 @@ pub async fn run_data(args: DataArgs) -> Result<()> {
             listen: args.listen.context("--listen is required")?,
             data_dir: args.data_dir.clone().context("--data-dir is required")?,
             meta_endpoints: Vec::new(),
-            advertise: None,
+            ..tessera_data::DataConfig::default()
         },
     };
     if let Some(id) = args.id {
@@ -184,6 +230,12 @@ pub async fn run_data(args: DataArgs) -> Result<()> {
     }
     if !args.meta.is_empty() {
         config.meta_endpoints = args.meta;
+    }
+    if let Some(rate) = args.scrub_rate_bytes {
+        config.scrub_rate_bytes_per_sec = rate;
+    }
+    if let Some(secs) = args.scrub_interval_secs {
+        config.scrub_interval_secs = secs;
     }
     config.validate()?;
     let span =
@@ -238,6 +290,26 @@ pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
     }
     let span = tracing::info_span!("node", role = "gateway", node_id = 1_u64);
     tessera_gateway::run(config, shutdown_on_signals())
+        .instrument(span)
+        .await?;
+    Ok(())
+}
+
+/// Runs the repair daemon.
+pub async fn run_repair(args: RepairArgs) -> Result<()> {
+    let config = tessera_repair::RepairConfig {
+        id: args.id,
+        meta_endpoints: args.meta,
+        metrics_listen: args.metrics_listen,
+        scan_interval: std::time::Duration::from_millis(args.scan_interval_ms),
+        gc_grace: std::time::Duration::from_secs(args.gc_grace_secs),
+        concurrency: args.concurrency,
+        rate_bytes_per_sec: args.rate_bytes_per_sec,
+        ..tessera_repair::RepairConfig::default()
+    };
+    config.validate()?;
+    let span = tracing::info_span!("node", role = "repair", id = %config.id);
+    tessera_repair::run(config, shutdown_on_signals())
         .instrument(span)
         .await?;
     Ok(())

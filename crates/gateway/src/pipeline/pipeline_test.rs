@@ -120,6 +120,7 @@ impl Cluster {
                 // node serves, which is all these tests need.
                 meta_endpoints: vec!["127.0.0.1:9".to_owned()],
                 advertise: None,
+                ..DataConfig::default()
             };
             let (proxy, proxy_addr) = Proxy::start(addr).await;
             let shutdown = Shutdown::new();

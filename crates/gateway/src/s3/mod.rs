@@ -92,6 +92,12 @@ fn meta_error(e: pb::MetaError) -> GatewayError {
             part_number: 0,
             size: 0,
         },
+        // A shard of the new blob was claimed by garbage collection while the write was
+        // slow to commit: nothing was stored; the client retries (503).
+        C::MetaErrorConflict => GatewayError::Meta(tessera_client::MetaClientError::Unavailable {
+            attempts: 1,
+            last: e.message,
+        }),
         C::MetaErrorUnspecified => GatewayError::internal(format!("meta error: {}", e.message)),
     }
 }
