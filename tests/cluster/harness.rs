@@ -7,8 +7,26 @@
 
 use aws_sdk_s3::Client;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tessera_client::{DataClient, MetaClient};
 use tessera_devcluster::{DevCluster, DevClusterSpec, NodeRole};
+use tessera_proto::meta::v1 as meta_pb;
+
+/// Settings for tests that watch repair: dead after 4 s, a pass every second.
+pub const FAST_REPAIR: &[(&str, &str)] = &[
+    ("TESSERA_SUSPECT_AFTER_MS", "2000"),
+    ("TESSERA_DEAD_AFTER_MS", "4000"),
+    ("TESSERA_REPAIR_INTERVAL_MS", "1000"),
+    ("TESSERA_GC_GRACE_SECS", "60"),
+];
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// A running test cluster and an S3 client for it.
 pub struct TestCluster {
@@ -110,6 +128,134 @@ impl TestCluster {
             .wait_ready(Duration::from_secs(60))
             .await
             .expect("cluster ready");
+    }
+
+    /// Kills one process of any role with SIGKILL.
+    pub async fn kill(&mut self, role: NodeRole, id: u64) {
+        phase(&format!("killing {role:?} {id}"));
+        self.cluster.kill_node(role, id).await.expect("kill");
+    }
+
+    /// Starts one process again.
+    pub async fn restart(&mut self, role: NodeRole, id: u64) {
+        phase(&format!("restarting {role:?} {id}"));
+        self.cluster.restart_node(role, id).await.expect("restart");
+    }
+
+    /// A meta client for the cluster.
+    pub fn meta(&self) -> MetaClient {
+        self.cluster.meta_client()
+    }
+
+    /// The current meta leader's id, if one is known.
+    pub async fn meta_leader(&self) -> Option<u64> {
+        self.meta().cluster_status().await.ok()?.leader_id
+    }
+
+    /// (id, zone, address) of every data node in the layout.
+    pub fn data_nodes(&self) -> Vec<(u64, String, String)> {
+        self.cluster
+            .layout()
+            .nodes
+            .iter()
+            .filter(|n| n.role == NodeRole::Data)
+            .map(|n| (n.node_id, n.zone.clone().unwrap_or_default(), n.addr()))
+            .collect()
+    }
+
+    /// A data node's folder.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.cluster
+            .layout()
+            .nodes
+            .iter()
+            .find(|n| n.role == NodeRole::Data && n.node_id == id)
+            .map(|n| n.data_dir.clone())
+            .expect("data node in layout")
+    }
+
+    /// Every shard file of a data node.
+    pub fn shard_files(&self, id: u64) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let Ok(dirs) = std::fs::read_dir(self.data_dir(id).join("shards")) else {
+            return files;
+        };
+        for dir in dirs.flatten() {
+            if let Ok(entries) = std::fs::read_dir(dir.path()) {
+                files.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// The newest report of any repair daemon.
+    pub async fn repair_report(&self) -> Option<meta_pb::RepairReport> {
+        let status = self.meta().cluster_status().await.ok()?;
+        status
+            .repair_reports
+            .into_iter()
+            .max_by_key(|r| r.last_scan_finished_ms)
+    }
+
+    /// Waits until a repair pass that began after this call finds every blob with all its
+    /// shards on the full spread; returns that report and how long it took.
+    pub async fn wait_full_redundancy(
+        &self,
+        timeout: Duration,
+    ) -> (meta_pb::RepairReport, Duration) {
+        let since = now_ms();
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Ok(status) = self.meta().cluster_status().await {
+                for r in status.repair_reports {
+                    if r.last_scan_started_ms > since
+                        && r.last_scan_finished_ms >= r.last_scan_started_ms
+                        && r.backlog == 0
+                        && r.below_full == 0
+                        && r.unreadable == 0
+                    {
+                        return (r, started.elapsed());
+                    }
+                    last = Some(r);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("not back to full redundancy within {timeout:?}; last report: {last:?}");
+    }
+
+    /// Runs a full scrub pass on every running data node and waits for it; returns the
+    /// corrupt shards found.
+    pub async fn scrub_all(&self) -> u64 {
+        let data = DataClient::new();
+        let mut found = 0;
+        let mut pending = Vec::new();
+        for (id, _, addr) in self.data_nodes() {
+            let Ok(before) = data.scrub_status(&addr).await else {
+                continue;
+            };
+            let pass = data.start_scrub(&addr).await.expect("start scrub").pass;
+            pending.push((id, addr, pass, before.corrupt_shards_found));
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for (id, addr, pass, before) in pending {
+            loop {
+                let st = data.scrub_status(&addr).await.expect("scrub status");
+                if st.passes_completed >= pass {
+                    found += st.corrupt_shards_found - before;
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "scrub of data node {id} did not finish"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        found
     }
 
     /// The cluster's folder.

@@ -3,6 +3,7 @@
 //! own cluster through the shared harness and tears it down.
 
 mod harness;
+mod repair;
 mod restart;
 mod s3_errors;
 mod s3_listing;
