@@ -28,9 +28,9 @@ async fn crash_loops_lose_nothing_and_converge() {
         &values,
         "crash",
         "c",
-        60,
-        4,
         Mix {
+            keys: 60,
+            clients: 4,
             put: 50,
             delete: 10,
         },

@@ -34,7 +34,7 @@ async fn get_load(
                     let started = Instant::now();
                     let got = s3
                         .get_object()
-                        .bucket("rb")
+                        .bucket("rebuild")
                         .key(format!("o{i}"))
                         .send()
                         .await;
@@ -72,7 +72,7 @@ async fn losing_a_data_node_is_rebuilt_to_full_redundancy() {
     let mut tc = TestCluster::start_with(2, FAST_REPAIR.to_vec()).await;
     tc.s3
         .create_bucket()
-        .bucket("rb")
+        .bucket("rebuild")
         .send()
         .await
         .expect("bucket");
@@ -84,7 +84,7 @@ async fn losing_a_data_node_is_rebuilt_to_full_redundancy() {
             tokio::spawn(async move {
                 for i in (w..objects).step_by(16) {
                     s3.put_object()
-                        .bucket("rb")
+                        .bucket("rebuild")
                         .key(format!("o{i}"))
                         .body(ByteStream::from(pattern(SIZE, i as u64)))
                         .send()

@@ -131,6 +131,10 @@ pub async fn get(s3: &Client, h: &History, client: u32, bucket: &str, key: &str)
 /// What the load does.
 #[derive(Clone, Copy, Debug)]
 pub struct Mix {
+    /// Keys the clients pick from.
+    pub keys: u32,
+    /// Concurrent clients.
+    pub clients: u32,
     /// Percent of operations that are puts.
     pub put: u32,
     /// Percent that are deletes (the rest are gets).
@@ -144,17 +148,16 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts `clients` clients over `keys` keys named `prefix<n>`.
+    /// Starts `mix.clients` clients over `mix.keys` keys named `prefix<n>`.
     pub fn start(
         s3: &Client,
         h: &Arc<History>,
         values: &Arc<Values>,
         bucket: &str,
         prefix: &str,
-        keys: u32,
-        clients: u32,
         mix: Mix,
     ) -> Load {
+        let (keys, clients) = (mix.keys, mix.clients);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let tasks = (0..clients)
             .map(|c| {
@@ -162,7 +165,7 @@ impl Load {
                 let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
                 tokio::spawn(async move {
                     let mut acked = 0;
-                    let mut x: u64 = 0x9E37_79B9 ^ u64::from(c + 1) * 0x1000_0001;
+                    let mut x: u64 = 0x9E37_79B9 ^ (u64::from(c + 1) * 0x1000_0001);
                     while !stop.load(Ordering::Relaxed) {
                         x ^= x << 13;
                         x ^= x >> 7;

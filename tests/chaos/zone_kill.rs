@@ -32,9 +32,12 @@ async fn zone_kill_under_load_loses_nothing_and_repair_restores_the_spread() {
             &values,
             "chaos",
             "k",
-            120,
-            4,
-            Mix { put: 60, delete: 5 },
+            Mix {
+                keys: 120,
+                clients: 4,
+                put: 60,
+                delete: 5,
+            },
         );
         tokio::time::sleep(Duration::from_secs(3)).await;
         let killed_at = h.now();
@@ -82,6 +85,10 @@ async fn zone_kill_under_load_loses_nothing_and_repair_restores_the_spread() {
         tc.wait_ready().await;
         phase("after the zone returns, repair restores the full spread");
         let (report, took) = tc.wait_full_redundancy(Duration::from_secs(180)).await;
+        assert_eq!(
+            report.off_spread, 0,
+            "degraded blobs not moved back: {report:?}"
+        );
         eprintln!(
             "[figure] round {round}: full redundancy {took:?} after restart; {} shards rebuilt so far",
             report.shards_rebuilt_total

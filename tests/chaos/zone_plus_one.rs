@@ -41,9 +41,12 @@ async fn zone_plus_one_node_lost_loses_nothing_acknowledged() {
             &values,
             "chaos",
             "z",
-            80,
-            4,
-            Mix { put: 70, delete: 0 },
+            Mix {
+                keys: 80,
+                clients: 4,
+                put: 70,
+                delete: 0,
+            },
         );
         tokio::time::sleep(Duration::from_secs(6)).await;
         tc.kill_zone(zone).await;

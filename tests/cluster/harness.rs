@@ -216,6 +216,7 @@ impl TestCluster {
                         && r.backlog == 0
                         && r.below_full == 0
                         && r.unreadable == 0
+                        && r.unconfirmed == 0
                     {
                         return (r, started.elapsed());
                     }

@@ -100,16 +100,16 @@ async fn garbage_and_orphans_are_collected_and_referenced_shards_never() {
     let tc = TestCluster::start_with(2, env_with(&[("TESSERA_GC_GRACE_SECS", "2")])).await;
     tc.s3
         .create_bucket()
-        .bucket("gc")
+        .bucket("gc-test")
         .send()
         .await
         .expect("bucket");
     for i in 0..10 {
-        put(&tc, "gc", &format!("keep{i}"), 100_000, i).await;
-        put(&tc, "gc", &format!("drop{i}"), 100_000, 100 + i).await;
+        put(&tc, "gc-test", &format!("keep{i}"), 100_000, i).await;
+        put(&tc, "gc-test", &format!("drop{i}"), 100_000, 100 + i).await;
     }
     // An overwrite turns the first version's blob into garbage too.
-    put(&tc, "gc", "keep0", 120_000, 1_000).await;
+    put(&tc, "gc-test", "keep0", 120_000, 1_000).await;
     assert_eq!(total_shard_files(&tc), 21 * 6);
 
     phase("an orphan: a shard no manifest references, as a failed upload leaves");
@@ -152,7 +152,7 @@ async fn garbage_and_orphans_are_collected_and_referenced_shards_never() {
     for i in 0..10 {
         tc.s3
             .delete_object()
-            .bucket("gc")
+            .bucket("gc-test")
             .key(format!("drop{i}"))
             .send()
             .await
@@ -179,7 +179,7 @@ async fn garbage_and_orphans_are_collected_and_referenced_shards_never() {
         } else {
             (100_000, i)
         };
-        read_back(&tc, "gc", &format!("keep{i}"), size, seed).await;
+        read_back(&tc, "gc-test", &format!("keep{i}"), size, seed).await;
     }
     // Several more passes must delete nothing else.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -201,18 +201,18 @@ async fn draining_a_node_moves_every_shard_off_and_stops_new_writes() {
     let mut tc = TestCluster::start_with(3, FAST_REPAIR.to_vec()).await;
     tc.s3
         .create_bucket()
-        .bucket("dr")
+        .bucket("drain")
         .send()
         .await
         .expect("bucket");
     for i in 0..30 {
-        put(&tc, "dr", &format!("o{i}"), 80_000, i).await;
+        put(&tc, "drain", &format!("o{i}"), 80_000, i).await;
     }
     let victim = 2;
     let on_victim = {
         let mut n = 0;
         for i in 0..30 {
-            n += placement(&tc, "dr", &format!("o{i}"))
+            n += placement(&tc, "drain", &format!("o{i}"))
                 .await
                 .1
                 .iter()
@@ -253,22 +253,23 @@ async fn draining_a_node_moves_every_shard_off_and_stops_new_writes() {
     // Let the gateway's view of the membership refresh.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for i in 30..45 {
-        put(&tc, "dr", &format!("o{i}"), 80_000, i).await;
+        put(&tc, "drain", &format!("o{i}"), 80_000, i).await;
     }
     for i in 0..45 {
-        let (_, shards) = placement(&tc, "dr", &format!("o{i}")).await;
+        let (_, shards) = placement(&tc, "drain", &format!("o{i}")).await;
         assert!(
             shards.iter().all(|(_, node)| *node != victim),
             "o{i} still on node {victim}"
         );
-        assert_eq!(shards.len(), 6);
-        read_back(&tc, "dr", &format!("o{i}"), 80_000, i).await;
+        // Three nodes per zone: RS(6,3), all nine shards placed.
+        assert_eq!(shards.len(), 9);
+        read_back(&tc, "drain", &format!("o{i}"), 80_000, i).await;
     }
     tc.wait_full_redundancy(Duration::from_secs(60)).await;
     // Once drained, it can be stopped without any loss of redundancy.
     tc.kill(NodeRole::Data, victim).await;
     for i in 0..45 {
-        read_back(&tc, "dr", &format!("o{i}"), 80_000, i).await;
+        read_back(&tc, "drain", &format!("o{i}"), 80_000, i).await;
     }
 }
 
@@ -277,7 +278,7 @@ async fn a_new_empty_node_joins_and_gets_new_writes() {
     let mut tc = TestCluster::start_with(2, FAST_REPAIR.to_vec()).await;
     tc.s3
         .create_bucket()
-        .bucket("jn")
+        .bucket("join")
         .send()
         .await
         .expect("bucket");
@@ -286,17 +287,17 @@ async fn a_new_empty_node_joins_and_gets_new_writes() {
     // The gateway refreshes its membership every second.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for i in 0..40 {
-        put(&tc, "jn", &format!("o{i}"), 50_000, i).await;
+        put(&tc, "join", &format!("o{i}"), 50_000, i).await;
     }
     let mut on_new = 0;
     for i in 0..40 {
-        on_new += placement(&tc, "jn", &format!("o{i}"))
+        on_new += placement(&tc, "join", &format!("o{i}"))
             .await
             .1
             .iter()
             .filter(|(_, n)| *n == new)
             .count();
-        read_back(&tc, "jn", &format!("o{i}"), 50_000, i).await;
+        read_back(&tc, "join", &format!("o{i}"), 50_000, i).await;
     }
     eprintln!("[figure] join: new node {new} took {on_new} of 80 zone-b shards");
     assert!(on_new >= 10, "new node {new} took only {on_new} shards");
@@ -363,12 +364,12 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
     let mut tc = TestCluster::start_with(2, FAST_REPAIR.to_vec()).await;
     tc.s3
         .create_bucket()
-        .bucket("loc")
+        .bucket("locate")
         .send()
         .await
         .expect("bucket");
-    put(&tc, "loc", "big", 300_000, 5).await;
-    put(&tc, "loc", "tiny", 100, 6).await;
+    put(&tc, "locate", "big", 300_000, 5).await;
+    put(&tc, "locate", "tiny", 100, 6).await;
     let meta = tc.cluster.layout().meta_endpoints().join(",");
     let admin = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
@@ -384,17 +385,17 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let out = admin(&["locate", "loc", "big"]);
+    let out = admin(&["locate", "locate", "big"]);
     assert_eq!(out.matches(" ok ").count(), 6, "{out}");
     assert!(
         out.contains("zone-a") && out.contains("zone-b") && out.contains("zone-c"),
         "{out}"
     );
     assert!(out.contains("/shards/"), "{out}");
-    assert!(admin(&["locate", "loc", "tiny"]).contains("inline"));
+    assert!(admin(&["locate", "locate", "tiny"]).contains("inline"));
 
     phase("a deleted shard file shows as missing, then repair puts it back");
-    let (id, shards) = placement(&tc, "loc", "big").await;
+    let (id, shards) = placement(&tc, "locate", "big").await;
     let (index, node) = shards[0];
     let hex = hex::encode(id.as_bytes());
     std::fs::remove_file(
@@ -404,11 +405,14 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
             .join(format!("{hex}.{index}")),
     )
     .expect("rm");
-    let out = admin(&["locate", "loc", "big"]);
+    let out = admin(&["locate", "locate", "big"]);
     assert!(out.contains("missing"), "{out}");
     let status = admin(&["repair", "status", "--wait-healthy", "--timeout", "60"]);
     assert!(status.contains("full redundancy"), "{status}");
-    assert_eq!(admin(&["locate", "loc", "big"]).matches(" ok ").count(), 6);
+    assert_eq!(
+        admin(&["locate", "locate", "big"]).matches(" ok ").count(),
+        6
+    );
 
     phase("a data node dies: status and metrics show the loss, then the return to zero");
     tc.kill(NodeRole::Data, 1).await;

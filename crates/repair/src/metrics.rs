@@ -140,6 +140,7 @@ impl RepairStats {
             unreadable: g.last.unreadable,
             rebuild_failures_total: g.rebuild_failures_total,
             off_spread: g.last.off_spread,
+            unconfirmed: g.last.too_new,
         }
     }
 
@@ -187,6 +188,12 @@ impl RepairStats {
             "Blobs below full redundancy (a shard missing, or a zone loss would leave fewer than k) in the last scan.",
             "gauge",
             &one(g.last.below_full as f64),
+        );
+        gauge(
+            "tessera_repair_unconfirmed",
+            "Blobs committed just before the last scan, judged by the next one.",
+            "gauge",
+            &one(g.last.too_new as f64),
         );
         gauge(
             "tessera_repair_off_spread",

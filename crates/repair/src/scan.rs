@@ -53,7 +53,7 @@ pub struct ScanOutcome {
 }
 
 /// How long before the listings began a blob must have been committed to be judged by them.
-const SETTLE_MS: i64 = 2_000;
+const SETTLE_MS: i64 = 1_000;
 
 /// Pages through the versions and upload parts and plans every blob.
 pub async fn scan(

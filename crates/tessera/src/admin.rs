@@ -247,6 +247,12 @@ fn print_report(r: &pb::RepairReport, now: i64) {
         "  below full redundancy: {}   unreadable: {}   off the full spread: {}   backlog: {}",
         r.below_full, r.unreadable, r.off_spread, r.backlog
     );
+    if r.unconfirmed > 0 {
+        println!(
+            "  {} blobs written just before the pass are judged by the next one",
+            r.unconfirmed
+        );
+    }
     let oldest = if r.oldest_degraded_ms > 0 {
         format!("written {}", age(now, r.oldest_degraded_ms))
     } else {
@@ -277,6 +283,7 @@ fn is_healthy_since(r: &pb::RepairReport, since_ms: i64) -> bool {
         && r.backlog == 0
         && r.below_full == 0
         && r.unreadable == 0
+        && r.unconfirmed == 0
 }
 
 async fn repair_status(meta: &MetaClient, wait_healthy: bool, timeout: Duration) -> Result<()> {

@@ -775,3 +775,25 @@ async fn losing_a_zone_mid_upload_loses_the_quorum_and_commits_nothing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(cluster.committed_files(), 0);
 }
+
+#[test]
+fn small_blobs_get_chunks_just_large_enough() {
+    let layout = tessera_core::layout::Layout::new(3, 3).expect("layout");
+    let full = 256 * 1024;
+    assert_eq!(super::write::chunk_size_for(full, layout, None), full);
+    // 64 KiB over 3 data chunks: 21,846 bytes each, rounded up to 24 KiB.
+    assert_eq!(
+        super::write::chunk_size_for(full, layout, Some(65_536)),
+        24_576
+    );
+    assert_eq!(super::write::chunk_size_for(full, layout, Some(1)), 4096);
+    // Larger than one stripe: the configured size.
+    assert_eq!(
+        super::write::chunk_size_for(full, layout, Some(10 << 20)),
+        full
+    );
+    assert_eq!(
+        super::write::chunk_size_for(full, layout, Some(3 * 256 * 1024)),
+        full
+    );
+}

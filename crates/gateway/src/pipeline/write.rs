@@ -38,6 +38,21 @@ pub const SHARD_QUEUE_CHUNKS: usize = 2;
 /// node that hangs must not hang the whole upload.
 pub const SHARD_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Chunk sizes are multiples of this (small blobs get smaller chunks).
+const CHUNK_ALIGN: u64 = 4096;
+
+/// The chunk size of a blob: the configured one, or for a blob whose length is known and fits
+/// in one stripe, just enough (rounded up to 4 KiB) for its k data chunks, so a small object
+/// does not occupy n full-size chunks on disk.
+pub(super) fn chunk_size_for(configured: u32, layout: Layout, expected_len: Option<u64>) -> u32 {
+    let Some(len) = expected_len else {
+        return configured;
+    };
+    let k = u64::from(layout.data_shards().max(1));
+    let needed = len.div_ceil(k).div_ceil(CHUNK_ALIGN).max(1) * CHUNK_ALIGN;
+    u32::try_from(needed).map_or(configured, |n| n.min(configured))
+}
+
 /// How long to wait for a failed shard stream to say why it failed.
 const FAILURE_REASON_WAIT: Duration = Duration::from_secs(2);
 
@@ -98,7 +113,7 @@ where
         });
     }
 
-    let mut writer = ErasureWriter::start(store, digests).await?;
+    let mut writer = ErasureWriter::start(store, digests, opts.expected_len).await?;
     for piece in head {
         writer.push(&piece).await?;
     }
@@ -422,7 +437,11 @@ impl ErasureWriter {
     /// Chooses the layout and the nodes and opens one stream per shard. When the node view
     /// cannot place the blob (a gateway that just started, or one that missed a node coming
     /// back), it asks meta once for a fresh view before giving up.
-    async fn start(store: &BlobStore, digests: BodyDigests) -> Result<Self, PipelineError> {
+    async fn start(
+        store: &BlobStore,
+        digests: BodyDigests,
+        expected_len: Option<u64>,
+    ) -> Result<Self, PipelineError> {
         let (snapshot, layout, placement, data_id) = match select_nodes(store) {
             Err(PipelineError::InsufficientNodes { .. }) => {
                 if let Err(e) = store.nodes.refresh().await {
@@ -433,10 +452,10 @@ impl ErasureWriter {
             other => other?,
         };
         let codec = Codec::new(layout).map_err(|e| PipelineError::internal("codec", e))?;
-        let chunk_size = store.config.chunk_size;
-        if chunk_size == 0 {
+        if store.config.chunk_size == 0 {
             return Err(PipelineError::internal("config", "chunk size is 0"));
         }
+        let chunk_size = chunk_size_for(store.config.chunk_size, layout, expected_len);
 
         let by_id: BTreeMap<NodeId, _> = snapshot.iter().map(|n| (n.id, n)).collect();
         let mut uploads = Vec::with_capacity(placement.shards.len());
