@@ -18,8 +18,10 @@ use tracing::{info, warn};
 use crate::scan::ScanOutcome;
 use crate::view::ClusterView;
 
-/// Copies claimed per meta command.
-const CLAIM_BATCH: usize = 500;
+/// Copies claimed (or released) per meta command.
+const CLAIM_BATCH: usize = 1000;
+/// Garbage records collected per pass at most.
+const MAX_RECORDS: usize = 20_000;
 
 /// What one collection did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -43,7 +45,10 @@ pub async fn collect(
     let now = crate::rebuild::now_ms();
     let mut out = GcOutcome::default();
 
-    // Garbage records.
+    // Garbage records older than the grace period, at most MAX_RECORDS per pass. Copies on
+    // nodes that are down are not claimed (a claim would only block repair from reusing them);
+    // their records wait until the node returns or leaves the membership.
+    let mut records: Vec<(Vec<u8>, Vec<pb::ShardRef>, bool)> = Vec::new();
     let mut after = Vec::new();
     loop {
         let page = meta
@@ -51,34 +56,64 @@ pub async fn collect(
             .await?;
         for record in page.blobs {
             out.garbage_records_pending += 1;
-            if record.time_ms > now.saturating_sub(grace_ms) {
+            if record.time_ms > now.saturating_sub(grace_ms) || records.len() >= MAX_RECORDS {
                 continue;
             }
             let Some(blob) = &record.blob else { continue };
-            let refs: Vec<pb::ShardRef> = blob
-                .shards
-                .iter()
-                .map(|s| pb::ShardRef {
+            let mut refs = Vec::new();
+            let mut waiting = false;
+            for s in &blob.shards {
+                let node = NodeId(s.node_id);
+                if view.nodes.contains_key(&node) && !view.is_reachable(node) {
+                    waiting = true;
+                    continue;
+                }
+                refs.push(pb::ShardRef {
                     data_id: blob.data_id.clone(),
                     shard_index: s.shard_index,
                     node_id: s.node_id,
-                })
-                .collect();
-            let claimed = claim(meta, refs.clone()).await?;
-            let (deleted, pending) = delete_all(data, view, &claimed).await;
-            out.garbage_shards_deleted += deleted.len() as u64;
-            let keys = if pending == 0 {
-                out.garbage_records_pending -= 1;
-                vec![record.record_key.clone()]
-            } else {
-                Vec::new()
-            };
-            release(meta, deleted, keys).await?;
+                });
+            }
+            records.push((record.record_key.clone(), refs, waiting));
         }
         if page.done || page.next_after.is_empty() {
             break;
         }
         after = page.next_after;
+    }
+    let all: Vec<pb::ShardRef> = records.iter().flat_map(|(_, r, _)| r.clone()).collect();
+    let claimed = claim(meta, all).await?;
+    let (deleted, _) = delete_all(data, view, &claimed).await;
+    let key_of = |r: &pb::ShardRef| (r.data_id.clone(), r.shard_index, r.node_id);
+    let claimed_set: std::collections::HashSet<_> = claimed.iter().map(key_of).collect();
+    let deleted_set: std::collections::HashSet<_> = deleted.iter().map(key_of).collect();
+    out.garbage_shards_deleted += deleted.len() as u64;
+    // A record is collected when none of its copies waits for a node and every claimed copy
+    // was deleted (an unclaimed copy is referenced again: not garbage any more).
+    let done: Vec<Vec<u8>> = records
+        .iter()
+        .filter(|(_, refs, waiting)| {
+            !waiting
+                && refs
+                    .iter()
+                    .all(|r| !claimed_set.contains(&key_of(r)) || deleted_set.contains(&key_of(r)))
+        })
+        .map(|(key, _, _)| key.clone())
+        .collect();
+    out.garbage_records_pending = out
+        .garbage_records_pending
+        .saturating_sub(done.len() as u64);
+    let mut keys = done.into_iter();
+    for batch in deleted.chunks(CLAIM_BATCH) {
+        let batch_keys: Vec<Vec<u8>> = keys.by_ref().take(CLAIM_BATCH).collect();
+        release(meta, batch.to_vec(), batch_keys).await?;
+    }
+    loop {
+        let batch_keys: Vec<Vec<u8>> = keys.by_ref().take(CLAIM_BATCH).collect();
+        if batch_keys.is_empty() {
+            break;
+        }
+        release(meta, Vec::new(), batch_keys).await?;
     }
 
     // Orphans: listed copies no placement referenced at scan time, older than the grace.

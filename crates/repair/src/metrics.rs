@@ -67,11 +67,10 @@ impl RepairStats {
         g.bytes_rebuilt_total += bytes;
         g.rebuild_failures_total += failures;
         g.superseded_total += superseded;
-        g.rebuild_bytes_per_sec = if seconds > 0.0 {
-            bytes as f64 / seconds
-        } else {
-            0.0
-        };
+        // The rate of the last pass that rebuilt anything (an idle pass keeps it).
+        if bytes > 0 && seconds > 0.0 {
+            g.rebuild_bytes_per_sec = bytes as f64 / seconds;
+        }
     }
 
     /// Garbage collection of a pass ended.
@@ -220,7 +219,7 @@ impl RepairStats {
         );
         gauge(
             "tessera_repair_rebuild_bytes_per_second",
-            "Rebuilt bytes per second during the last pass's repair work.",
+            "Rebuilt bytes per second during the last pass that rebuilt anything.",
             "gauge",
             &one(g.rebuild_bytes_per_sec),
         );

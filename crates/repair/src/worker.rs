@@ -53,10 +53,10 @@ pub async fn run(config: RepairConfig, shutdown: Shutdown) -> Result<(), RepairE
     while !shutdown.is_triggered() {
         let pause = match pass(&config, &meta, &data, &stats, &throttle, &shutdown).await {
             Ok(true) => std::time::Duration::from_millis(200),
-            Ok(false) => config.scan_interval,
+            Ok(false) => config.scan_interval(),
             Err(e) => {
                 warn!(error = %e, "repair pass failed; retrying after the scan interval");
-                config.scan_interval
+                config.scan_interval()
             }
         };
         tokio::select! {
@@ -153,7 +153,7 @@ async fn pass(
         &view,
         &outcome,
         listed_at,
-        config.gc_grace,
+        config.gc_grace(),
         config.page_size,
     )
     .await

@@ -105,27 +105,30 @@ pub struct GatewayArgs {
 /// Flags of `tessera repair`.
 #[derive(Debug, Args)]
 pub struct RepairArgs {
-    /// Name of this daemon in repair reports (unique per daemon).
-    #[arg(long, env = "TESSERA_REPAIR_ID", default_value = "repair-1")]
-    id: String,
+    /// TOML config file (flags override it).
+    #[arg(long, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Name of this daemon in repair reports (unique per daemon; default repair-1).
+    #[arg(long, env = "TESSERA_REPAIR_ID")]
+    id: Option<String>,
     /// Meta nodes, comma-separated HOST:PORT.
-    #[arg(long, env = "TESSERA_META", value_delimiter = ',', required = true)]
+    #[arg(long, env = "TESSERA_META", value_delimiter = ',')]
     meta: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, env = "TESSERA_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Milliseconds between passes when there is nothing to repair.
-    #[arg(long, env = "TESSERA_REPAIR_INTERVAL_MS", default_value_t = 10_000)]
-    scan_interval_ms: u64,
-    /// Seconds before garbage and orphaned shards are deleted.
-    #[arg(long, env = "TESSERA_GC_GRACE_SECS", default_value_t = 3600)]
-    gc_grace_secs: u64,
-    /// Blobs rebuilt at the same time.
-    #[arg(long, env = "TESSERA_REPAIR_CONCURRENCY", default_value_t = 4)]
-    concurrency: usize,
-    /// Cap on rebuilt bytes per second (0 = no cap).
-    #[arg(long, env = "TESSERA_REPAIR_RATE_BYTES", default_value_t = 0)]
-    rate_bytes_per_sec: u64,
+    /// Milliseconds between passes when there is nothing to repair (default 10000).
+    #[arg(long, env = "TESSERA_REPAIR_INTERVAL_MS")]
+    scan_interval_ms: Option<u64>,
+    /// Seconds before garbage and orphaned shards are deleted (default 3600).
+    #[arg(long, env = "TESSERA_GC_GRACE_SECS")]
+    gc_grace_secs: Option<u64>,
+    /// Blobs rebuilt at the same time (default 4).
+    #[arg(long, env = "TESSERA_REPAIR_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Cap on rebuilt bytes per second (0 = no cap, the default).
+    #[arg(long, env = "TESSERA_REPAIR_RATE_BYTES")]
+    rate_bytes_per_sec: Option<u64>,
 }
 
 fn parse_peer(s: &str) -> Result<tessera_meta::MetaPeer> {
@@ -297,16 +300,33 @@ pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
 
 /// Runs the repair daemon.
 pub async fn run_repair(args: RepairArgs) -> Result<()> {
-    let config = tessera_repair::RepairConfig {
-        id: args.id,
-        meta_endpoints: args.meta,
-        metrics_listen: args.metrics_listen,
-        scan_interval: std::time::Duration::from_millis(args.scan_interval_ms),
-        gc_grace: std::time::Duration::from_secs(args.gc_grace_secs),
-        concurrency: args.concurrency,
-        rate_bytes_per_sec: args.rate_bytes_per_sec,
-        ..tessera_repair::RepairConfig::default()
+    let mut config: tessera_repair::RepairConfig = match &args.config {
+        Some(path) => tessera_runtime::config::load_required(path)?,
+        None => tessera_repair::RepairConfig::default(),
     };
+    if let Some(id) = args.id {
+        config.id = id;
+    }
+    if !args.meta.is_empty() {
+        config.meta_endpoints = args.meta;
+    } else if args.config.is_none() {
+        bail!("--meta is required");
+    }
+    if args.metrics_listen.is_some() {
+        config.metrics_listen = args.metrics_listen;
+    }
+    if let Some(ms) = args.scan_interval_ms {
+        config.scan_interval_ms = ms;
+    }
+    if let Some(secs) = args.gc_grace_secs {
+        config.gc_grace_secs = secs;
+    }
+    if let Some(n) = args.concurrency {
+        config.concurrency = n;
+    }
+    if let Some(rate) = args.rate_bytes_per_sec {
+        config.rate_bytes_per_sec = rate;
+    }
     config.validate()?;
     let span = tracing::info_span!("node", role = "repair", id = %config.id);
     tessera_repair::run(config, shutdown_on_signals())
@@ -338,6 +358,10 @@ mod tests {
             tessera_runtime::config::load_required(&template("gateway.toml"))
                 .expect("gateway.toml");
         gateway.validate().expect("gateway config valid");
+        let repair: tessera_repair::RepairConfig =
+            tessera_runtime::config::load_required(&template("repair.toml")).expect("repair.toml");
+        repair.validate().expect("repair config valid");
+        assert_eq!(repair.meta_endpoints.len(), 3);
         assert!(
             !format!("{gateway:?}").contains("CHANGE-ME-SECRET"),
             "secret leaked in Debug"
