@@ -6,45 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tessera_client::DataClient;
-use tessera_core::names::DataId;
-use tessera_proto::convert::data::shard_id;
-use tessera_proto::meta::v1 as pb;
-
 use crate::harness::{FAST_REPAIR, TestCluster, phase};
 use crate::history::{History, Outcome, ReadResult};
 use crate::workload::{self, Values};
-
-/// One erasure-coded object's shards: (index, node) and the data id.
-async fn placement(tc: &TestCluster, key: &str) -> Option<(DataId, Vec<(u32, u64)>, u64)> {
-    let resp = tc
-        .meta()
-        .get_object(pb::GetObjectRequest {
-            bucket: "rot".into(),
-            key: key.into(),
-            version_id: None,
-        })
-        .await
-        .expect("get object");
-    let v = resp.version?;
-    let part = v.parts.first()?;
-    let Some(pb::blob::Storage::Erasure(e)) = part.blob.as_ref()?.storage.as_ref() else {
-        return None;
-    };
-    let id = DataId::from_bytes(e.data_id.as_slice().try_into().ok()?);
-    let chunks = tessera_core::layout::Layout::new(e.data_shards, e.parity_shards)
-        .ok()
-        .and_then(|l| tessera_core::stripe::StripeGeometry::try_new(l, e.chunk_size).ok())
-        .map_or(0, |g| g.chunk_count(part.size));
-    Some((
-        id,
-        e.shards
-            .iter()
-            .map(|s| (s.shard_index, s.node_id))
-            .collect(),
-        chunks,
-    ))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bit_rot_is_detected_never_served_and_repaired_in_one_scrub_pass() {
@@ -88,10 +52,8 @@ async fn bit_rot_is_detected_never_served_and_repaired_in_one_scrub_pass() {
         x ^= x << 17;
         x
     };
-    let mut all = Vec::new();
     for key in &keys {
-        let (id, shards, chunks) = placement(&tc, key).await.expect("erasure placement");
-        all.push((id, shards.clone(), chunks));
+        let (id, shards, _) = tc.placement("rot", key).await.expect("erasure placement");
         let first = (next() % shards.len() as u64) as usize;
         let second = (first + 1 + (next() % (shards.len() as u64 - 1)) as usize) % shards.len();
         for pick in [first, second] {
@@ -152,23 +114,8 @@ async fn bit_rot_is_detected_never_served_and_repaired_in_one_scrub_pass() {
     );
 
     phase("every shard of every object verifies; repair spread no corruption");
-    let data = DataClient::new();
-    let addrs: BTreeMap<u64, String> = tc
-        .data_nodes()
-        .into_iter()
-        .map(|(id, _, a)| (id, a))
-        .collect();
-    for (key, (id, _, chunks)) in keys.iter().zip(&all) {
-        let (_, now_shards, _) = placement(&tc, key).await.expect("placement");
-        assert_eq!(now_shards.len(), 6, "{key} has {} shards", now_shards.len());
-        for (index, node) in now_shards {
-            let st = data
-                .verify_shard(&addrs[&node], shard_id(*id, index))
-                .await
-                .unwrap_or_else(|e| panic!("{key} shard {index} on node {node}: {e}"));
-            assert_eq!(st.corrupt_chunks, 0, "{key} shard {index} still corrupt");
-            assert_eq!(st.chunks, *chunks, "{key} shard {index} has a wrong length");
-        }
+    for key in &keys {
+        assert_eq!(tc.verify_shards("rot", key).await, 6, "{key} lacks shards");
     }
     workload::final_reads(&tc.s3, &h, "rot", keys.clone(), Duration::from_secs(10)).await;
     workload::assert_consistent(&h);

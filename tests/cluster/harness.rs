@@ -259,6 +259,75 @@ impl TestCluster {
         found
     }
 
+    /// The erasure placement of the current version of `bucket/key`: its data id, its shard
+    /// copies as (index, node), and the chunks each shard holds; `None` when the key does not
+    /// exist or is stored inline.
+    pub async fn placement(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Option<(tessera_core::names::DataId, Vec<(u32, u64)>, u64)> {
+        let resp = self
+            .meta()
+            .get_object(meta_pb::GetObjectRequest {
+                bucket: bucket.into(),
+                key: key.into(),
+                version_id: None,
+            })
+            .await
+            .expect("get object");
+        let part = resp.version?.parts.first()?.clone();
+        let Some(meta_pb::blob::Storage::Erasure(e)) = part.blob?.storage else {
+            return None;
+        };
+        let id = tessera_core::names::DataId::from_bytes(e.data_id.as_slice().try_into().ok()?);
+        let chunks = tessera_core::layout::Layout::new(e.data_shards, e.parity_shards)
+            .ok()
+            .and_then(|l| tessera_core::stripe::StripeGeometry::try_new(l, e.chunk_size).ok())
+            .map_or(0, |g| g.chunk_count(part.size));
+        Some((
+            id,
+            e.shards
+                .iter()
+                .map(|s| (s.shard_index, s.node_id))
+                .collect(),
+            chunks,
+        ))
+    }
+
+    /// Asserts that every shard of `bucket/key` is on its node, with every chunk's hash intact
+    /// and the right number of chunks; returns how many shards it checked.
+    pub async fn verify_shards(&self, bucket: &str, key: &str) -> usize {
+        let (id, shards, chunks) = self
+            .placement(bucket, key)
+            .await
+            .unwrap_or_else(|| panic!("{key} is not erasure coded"));
+        let addrs: std::collections::BTreeMap<u64, String> = self
+            .data_nodes()
+            .into_iter()
+            .map(|(node, _, addr)| (node, addr))
+            .collect();
+        let data = DataClient::new();
+        for (index, node) in &shards {
+            let st = data
+                .verify_shard(
+                    &addrs[node],
+                    tessera_proto::convert::data::shard_id(id, *index),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{key} shard {index} on node {node}: {e}"));
+            assert_eq!(
+                st.corrupt_chunks, 0,
+                "{key} shard {index} on node {node} is corrupt"
+            );
+            assert_eq!(
+                st.chunks, chunks,
+                "{key} shard {index} on node {node} has a wrong length"
+            );
+        }
+        shards.len()
+    }
+
     /// The cluster's folder.
     pub fn root(&self) -> PathBuf {
         self.cluster.root().to_path_buf()

@@ -2,7 +2,6 @@
 //! orphans, never a referenced shard), node drain, a new node joining, two repair daemons at
 //! once, and the operator's views (`admin locate`, `admin repair status`, `/metrics`).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -12,7 +11,6 @@ use tessera_core::names::DataId;
 use tessera_devcluster::NodeRole;
 use tessera_proto::convert::data::shard_id;
 use tessera_proto::data::v1 as data_pb;
-use tessera_proto::meta::v1 as pb;
 
 use crate::harness::{FAST_REPAIR, TestCluster, pattern, phase};
 
@@ -55,29 +53,11 @@ async fn read_back(tc: &TestCluster, bucket: &str, key: &str, size: usize, seed:
 
 /// The erasure placement of the current version of `key`: (data id, [(index, node)]).
 async fn placement(tc: &TestCluster, bucket: &str, key: &str) -> (DataId, Vec<(u32, u64)>) {
-    let v = tc
-        .meta()
-        .get_object(pb::GetObjectRequest {
-            bucket: bucket.into(),
-            key: key.into(),
-            version_id: None,
-        })
+    let (id, shards, _) = tc
+        .placement(bucket, key)
         .await
-        .expect("get object")
-        .version
-        .expect("version");
-    let blob = v.parts[0].blob.clone().expect("blob");
-    let Some(pb::blob::Storage::Erasure(e)) = blob.storage else {
-        panic!("{key} is not erasure coded");
-    };
-    let id = DataId::from_bytes(e.data_id.as_slice().try_into().expect("data id"));
-    (
-        id,
-        e.shards
-            .iter()
-            .map(|s| (s.shard_index, s.node_id))
-            .collect(),
-    )
+        .unwrap_or_else(|| panic!("{key} is not erasure coded"));
+    (id, shards)
 }
 
 fn total_shard_files(tc: &TestCluster) -> usize {
@@ -329,22 +309,8 @@ async fn two_repair_daemons_at_once_rebuild_without_corrupting_placements() {
     tc.restart(NodeRole::Data, victim).await;
     tc.wait_ready().await;
     tc.wait_full_redundancy(Duration::from_secs(120)).await;
-    let data = DataClient::new();
-    let addrs: BTreeMap<u64, String> = tc
-        .data_nodes()
-        .into_iter()
-        .map(|(id, _, a)| (id, a))
-        .collect();
     for i in 0..60 {
-        let (id, shards) = placement(&tc, "two", &format!("o{i}")).await;
-        assert_eq!(shards.len(), 6);
-        for (index, node) in shards {
-            let st = data
-                .verify_shard(&addrs[&node], shard_id(id, index))
-                .await
-                .expect("shard");
-            assert_eq!(st.corrupt_chunks, 0);
-        }
+        assert_eq!(tc.verify_shards("two", &format!("o{i}")).await, 6);
         read_back(&tc, "two", &format!("o{i}"), 90_000, i).await;
     }
     let status = tc.meta().cluster_status().await.expect("status");

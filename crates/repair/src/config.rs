@@ -37,7 +37,7 @@ impl Default for RepairConfig {
             metrics_listen: None,
             scan_interval_ms: 10_000,
             gc_grace_secs: 3600,
-            concurrency: 4,
+            concurrency: 16,
             rate_bytes_per_sec: 0,
             page_size: 1000,
         }

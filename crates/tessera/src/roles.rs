@@ -123,7 +123,7 @@ pub struct RepairArgs {
     /// Seconds before garbage and orphaned shards are deleted (default 3600).
     #[arg(long, env = "TESSERA_GC_GRACE_SECS")]
     gc_grace_secs: Option<u64>,
-    /// Blobs rebuilt at the same time (default 4).
+    /// Blobs rebuilt at the same time (default 16).
     #[arg(long, env = "TESSERA_REPAIR_CONCURRENCY")]
     concurrency: Option<usize>,
     /// Cap on rebuilt bytes per second (0 = no cap, the default).
