@@ -351,6 +351,7 @@ mod tests {
             tessera_runtime::config::load_required(&template("meta.toml")).expect("meta.toml");
         meta.validate().expect("meta config valid");
         assert_eq!(meta.peers.len(), 3);
+        assert_eq!((meta.suspect_after_ms, meta.dead_after_ms), (3000, 60_000));
         let data: tessera_data::DataConfig =
             tessera_runtime::config::load_required(&template("data.toml")).expect("data.toml");
         data.validate().expect("data config valid");
