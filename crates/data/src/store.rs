@@ -22,7 +22,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+
 use tessera_core::names::DataId;
 use tessera_core::shard_format::{HEADER_LEN, ShardFileHeader};
 use tracing::{debug, info, warn};
@@ -546,17 +546,7 @@ fn free_quarantine_name(qdir: &Path, file_name: &str, now_ms: i64) -> PathBuf {
     }
 }
 
-/// Milliseconds since the Unix epoch of `time` (0 before the epoch).
-pub(crate) fn unix_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    unix_ms(SystemTime::now())
-}
+pub(crate) use tessera_runtime::clock::{now_ms, unix_ms};
 
 /// Reads the header bytes at the start of `file`; fewer than `HEADER_LEN` if the file is short.
 pub(crate) fn read_header_bytes(file: &mut File) -> io::Result<Vec<u8>> {

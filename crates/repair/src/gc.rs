@@ -9,10 +9,12 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use tessera_client::{DataClient, MetaClient, MetaClientError};
 use tessera_core::names::NodeId;
 use tessera_proto::convert::data::{data_id, shard_id};
 use tessera_proto::meta::v1 as pb;
+use tessera_runtime::clock::now_ms;
 use tracing::{info, warn};
 
 use crate::scan::ScanOutcome;
@@ -42,7 +44,7 @@ pub async fn collect(
     page_size: u32,
 ) -> Result<GcOutcome, MetaClientError> {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    let now = crate::rebuild::now_ms();
+    let now = now_ms();
     let mut out = GcOutcome::default();
 
     // Garbage records older than the grace period, at most MAX_RECORDS per pass. Copies on
@@ -245,5 +247,3 @@ async fn delete_all(
     }
     (deleted, pending)
 }
-
-use futures::StreamExt;

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tessera_proto::meta::v1 as pb;
 use tessera_runtime::Shutdown;
+use tessera_runtime::clock::now_ms;
 use tracing::{info, warn};
 
 use crate::gc::GcOutcome;
@@ -299,14 +300,15 @@ impl RepairStats {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until shutdown.
-pub async fn serve(
-    addr: SocketAddr,
-    stats: RepairStats,
-    shutdown: Shutdown,
-) -> std::io::Result<()> {
+/// Binds the metrics listener (so that a bad address fails the daemon's start).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!(addr = %listener.local_addr()?, "metrics listening");
+    Ok(listener)
+}
+
+/// Serves `GET /metrics` on `listener` until shutdown.
+pub async fn serve(listener: tokio::net::TcpListener, stats: RepairStats, shutdown: Shutdown) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -316,7 +318,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = shutdown.wait() => return Ok(()),
+            () = shutdown.wait() => return,
         };
         let stats = stats.clone();
         tokio::spawn(async move {
@@ -326,9 +328,7 @@ pub async fn serve(
                     let response = if req.uri().path() == "/metrics" {
                         http::Response::builder()
                             .header("content-type", "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(
-                                stats.prometheus(crate::rebuild::now_ms()),
-                            )))
+                            .body(Full::new(Bytes::from(stats.prometheus(now_ms()))))
                     } else {
                         http::Response::builder()
                             .status(404)

@@ -20,6 +20,7 @@ use tessera_proto::convert::data::shard_id;
 use tessera_proto::data::v1 as data_pb;
 use tessera_proto::data::v1::write_shard_request::Msg;
 use tessera_proto::meta::v1 as pb;
+use tessera_runtime::clock::now_ms;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -207,14 +208,6 @@ async fn commit(meta: &MetaClient, work: &BlobWork) -> Result<bool, RebuildError
         }
         _ => Ok(true),
     }
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 struct Source {

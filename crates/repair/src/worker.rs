@@ -12,9 +12,10 @@ use tracing::{info, warn};
 use crate::config::{RepairConfig, RepairConfigError};
 use crate::gc;
 use crate::metrics::{self, RepairStats};
-use crate::rebuild::{RebuildCtx, RebuildOutcome, Throttle, now_ms, rebuild};
+use crate::rebuild::{RebuildCtx, RebuildOutcome, Throttle, rebuild};
 use crate::scan;
 use crate::view::ClusterView;
+use tessera_runtime::clock::now_ms;
 
 /// Why the daemon stopped or a pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,16 +38,8 @@ pub async fn run(config: RepairConfig, shutdown: Shutdown) -> Result<(), RepairE
     let data = DataClient::new();
     let stats = RepairStats::default();
     if let Some(addr) = config.metrics_listen {
-        let listener_stats = stats.clone();
-        let listener_shutdown = shutdown.clone();
-        // Bind now so a bad address fails the start, then serve in the background.
-        let probe = std::net::TcpListener::bind(addr).map_err(RepairError::Metrics)?;
-        drop(probe);
-        tokio::spawn(async move {
-            if let Err(e) = metrics::serve(addr, listener_stats, listener_shutdown).await {
-                warn!(error = %e, "metrics listener stopped");
-            }
-        });
+        let listener = metrics::bind(addr).await.map_err(RepairError::Metrics)?;
+        tokio::spawn(metrics::serve(listener, stats.clone(), shutdown.clone()));
     }
     let throttle = Throttle::new(config.rate_bytes_per_sec);
     info!(id = %config.id, "repair daemon started");

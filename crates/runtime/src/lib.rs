@@ -1,6 +1,7 @@
-//! Process plumbing shared by every Tessera role: telemetry, shutdown, secrets and config
-//! loading. No storage or protocol logic lives here.
+//! Process plumbing shared by every Tessera role: telemetry, shutdown, secrets, config
+//! loading and the wall clock. No storage or protocol logic lives here.
 
+pub mod clock;
 pub mod config;
 pub mod secret;
 pub mod shutdown;

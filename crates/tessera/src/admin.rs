@@ -12,6 +12,7 @@ use tessera_client::{DataClient, DataClientError, MetaClient};
 use tessera_core::names::DataId;
 use tessera_proto::convert::data::shard_id;
 use tessera_proto::meta::v1 as pb;
+use tessera_runtime::clock::now_ms;
 
 /// Flags of `tessera admin`.
 #[derive(Debug, Args)]
@@ -191,13 +192,6 @@ async fn status(meta: &MetaClient) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn human_bytes(b: u64) -> String {

@@ -12,12 +12,7 @@ use tessera_proto::meta::v1::command::Cmd;
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
-fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
+use tessera_runtime::clock::now_ms;
 
 /// The current time in ms since the epoch; the gateway stamps it into commands because the
 /// state machine must not read clocks.
