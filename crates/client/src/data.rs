@@ -230,12 +230,7 @@ impl DataClient {
         addr: &str,
         id: pb::ShardId,
     ) -> Result<pb::StatShardResponse, DataClientError> {
-        let mut client = self.client(addr)?;
-        let request = pb::StatShardRequest {
-            id: Some(id),
-            verify: false,
-        };
-        with_timeout(addr, UNARY_TIMEOUT, client.stat_shard(request)).await
+        self.stat(addr, id, false, UNARY_TIMEOUT).await
     }
 
     /// As [`stat_shard`](Self::stat_shard), and the node also reads every chunk of the shard
@@ -245,12 +240,22 @@ impl DataClient {
         addr: &str,
         id: pb::ShardId,
     ) -> Result<pb::StatShardResponse, DataClientError> {
+        self.stat(addr, id, true, VERIFY_TIMEOUT).await
+    }
+
+    async fn stat(
+        &self,
+        addr: &str,
+        id: pb::ShardId,
+        verify: bool,
+        limit: Duration,
+    ) -> Result<pb::StatShardResponse, DataClientError> {
         let mut client = self.client(addr)?;
         let request = pb::StatShardRequest {
             id: Some(id),
-            verify: true,
+            verify,
         };
-        with_timeout(addr, VERIFY_TIMEOUT, client.stat_shard(request)).await
+        with_timeout(addr, limit, client.stat_shard(request)).await
     }
 
     /// Every shard the node at `addr` stores (quarantined ones excluded), collected from its
