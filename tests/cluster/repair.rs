@@ -206,26 +206,9 @@ async fn draining_a_node_moves_every_shard_off_and_stops_new_writes() {
     phase(&format!(
         "draining node {victim} ({on_victim} shards) with the admin command"
     ));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
-            "admin",
-            "node",
-            "drain",
-            &victim.to_string(),
-            "--timeout",
-            "120",
-        ])
-        .env(
-            "TESSERA_META",
-            tc.cluster.layout().meta_endpoints().join(","),
-        )
-        .output()
-        .expect("admin node drain");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "drain failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = admin_ok(
+        &tc,
+        &["node", "drain", &victim.to_string(), "--timeout", "120"],
     );
     assert!(stdout.contains("holds no shards"), "{stdout}");
 
@@ -251,6 +234,44 @@ async fn draining_a_node_moves_every_shard_off_and_stops_new_writes() {
     for i in 0..45 {
         read_back(&tc, "drain", &format!("o{i}"), 80_000, i).await;
     }
+
+    phase("admin status shows the drain; an unknown node is refused; activate undoes the drain");
+    let status = admin_ok(&tc, &["status"]);
+    assert!(status.contains("draining"), "{status}");
+    let unknown = admin_output(&tc, &["node", "drain", "999", "--no-wait"]);
+    assert!(
+        !unknown.status.success(),
+        "draining an unknown node succeeded"
+    );
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("no such data node"), "{stderr}");
+    let activated = admin_ok(&tc, &["node", "activate", &victim.to_string()]);
+    assert!(activated.contains("NODE_STATE_ACTIVE"), "{activated}");
+    assert!(!admin_ok(&tc, &["status"]).contains("draining"));
+}
+
+/// Runs `tessera admin ARGS` against the cluster.
+fn admin_output(tc: &TestCluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("admin")
+        .args(args)
+        .env(
+            "TESSERA_META",
+            tc.cluster.layout().meta_endpoints().join(","),
+        )
+        .output()
+        .expect("tessera admin")
+}
+
+/// Runs `tessera admin ARGS`, which must succeed; returns its output.
+fn admin_ok(tc: &TestCluster, args: &[&str]) -> String {
+    let out = admin_output(tc, args);
+    assert!(
+        out.status.success(),
+        "admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -336,29 +357,14 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
         .expect("bucket");
     put(&tc, "locate", "big", 300_000, 5).await;
     put(&tc, "locate", "tiny", 100, 6).await;
-    let meta = tc.cluster.layout().meta_endpoints().join(",");
-    let admin = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .arg("admin")
-            .args(args)
-            .env("TESSERA_META", &meta)
-            .output()
-            .expect("admin");
-        assert!(
-            out.status.success(),
-            "admin {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let out = admin(&["locate", "locate", "big"]);
+    let out = admin_ok(&tc, &["locate", "locate", "big"]);
     assert_eq!(out.matches(" ok ").count(), 6, "{out}");
     assert!(
         out.contains("zone-a") && out.contains("zone-b") && out.contains("zone-c"),
         "{out}"
     );
     assert!(out.contains("/shards/"), "{out}");
-    assert!(admin(&["locate", "locate", "tiny"]).contains("inline"));
+    assert!(admin_ok(&tc, &["locate", "locate", "tiny"]).contains("inline"));
 
     phase("a deleted shard file shows as missing, then repair puts it back");
     let (id, shards) = placement(&tc, "locate", "big").await;
@@ -371,12 +377,17 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
             .join(format!("{hex}.{index}")),
     )
     .expect("rm");
-    let out = admin(&["locate", "locate", "big"]);
+    let out = admin_ok(&tc, &["locate", "locate", "big"]);
     assert!(out.contains("missing"), "{out}");
-    let status = admin(&["repair", "status", "--wait-healthy", "--timeout", "60"]);
+    let status = admin_ok(
+        &tc,
+        &["repair", "status", "--wait-healthy", "--timeout", "60"],
+    );
     assert!(status.contains("full redundancy"), "{status}");
     assert_eq!(
-        admin(&["locate", "locate", "big"]).matches(" ok ").count(),
+        admin_ok(&tc, &["locate", "locate", "big"])
+            .matches(" ok ")
+            .count(),
         6
     );
 
@@ -398,13 +409,20 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
     ] {
         assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
     }
-    let text = admin(&["repair", "status"]);
+    let text = admin_ok(&tc, &["repair", "status"]);
     assert!(
         text.contains("SPARE") && text.contains("backlog: 0"),
         "{text}"
     );
-    let scrub = admin(&["scrub", "start"]);
+    let scrub = admin_ok(&tc, &["scrub", "start"]);
     assert!(scrub.contains("scrub complete: 0 corrupt"), "{scrub}");
+    let scrub_status = admin_ok(&tc, &["scrub", "status"]);
+    assert_eq!(
+        scrub_status.matches("data node ").count(),
+        6,
+        "{scrub_status}"
+    );
+    assert!(scrub_status.contains("corrupt 0"), "{scrub_status}");
 }
 
 async fn http_get(addr: &str, path: &str) -> String {
