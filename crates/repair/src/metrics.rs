@@ -237,6 +237,12 @@ impl RepairStats {
             &one(g.bytes_rebuilt_total as f64),
         );
         gauge(
+            "tessera_repair_superseded_total",
+            "Rebuilds skipped or refused because the blob changed since the scan.",
+            "counter",
+            &one(g.superseded_total as f64),
+        );
+        gauge(
             "tessera_repair_failures_total",
             "Rebuilds that failed (retried next pass).",
             "counter",
@@ -414,6 +420,7 @@ mod tests {
             "tessera_repair_below_full_redundancy 1",
             "tessera_repair_oldest_degraded_age_seconds 5",
             "tessera_repair_shards_rebuilt_total 6",
+            "tessera_repair_superseded_total 2",
             "tessera_gc_shards_deleted_total{kind=\"orphan\"} 7",
             "tessera_repair_node_shards{node=\"4\"} 6",
             "# TYPE tessera_repair_scans_total counter",

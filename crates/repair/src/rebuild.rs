@@ -134,6 +134,11 @@ pub async fn rebuild(
     ctx: &RebuildCtx<'_>,
     work: &BlobWork,
 ) -> Result<RebuildOutcome, RebuildError> {
+    // The scan may be minutes old: skip a blob that another daemon, an overwrite or a delete
+    // has changed since, rather than rebuild it only to lose the compare-and-set.
+    if !still_as_scanned(ctx.meta, work).await? {
+        return Ok(RebuildOutcome::Superseded);
+    }
     let mut excluded: Vec<(u32, NodeId)> = Vec::new();
     let mut written = (0u64, 0u64);
     if !work.plan.writes.is_empty() {
@@ -168,6 +173,25 @@ pub async fn rebuild(
             RebuildOutcome::Superseded
         }
     })
+}
+
+/// Whether the blob is still owned and placed as the scan saw it.
+async fn still_as_scanned(meta: &MetaClient, work: &BlobWork) -> Result<bool, RebuildError> {
+    let Some(current) = meta.get_blob(work.data_id.as_bytes()).await? else {
+        return Ok(false);
+    };
+    let key = |s: &pb::ShardPlacement| (s.shard_index, s.node_id);
+    let mut now: Vec<_> = current
+        .blob
+        .map(|b| b.shards)
+        .unwrap_or_default()
+        .iter()
+        .map(key)
+        .collect();
+    let mut then: Vec<_> = work.blob.shards.iter().map(key).collect();
+    now.sort_unstable();
+    then.sort_unstable();
+    Ok(now == then)
 }
 
 /// Swaps the placement; false when meta says the blob changed or is gone.
