@@ -213,6 +213,7 @@ async fn register(meta: &MetaClient, mut node: meta_pb::DataNode) -> meta_pb::Da
             cmd: Some(Cmd::RegisterDataNode(meta_pb::RegisterDataNode {
                 node: Some(node.clone()),
             })),
+            ..meta_pb::Command::default()
         };
         match meta.execute(command).await {
             Ok(meta_pb::CommandResult {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use std::ops::ControlFlow;
 use std::time::Duration;
 use tessera_core::shard_format::ShardFileHeader;
-use tessera_proto::convert::data::{data_id, shard_id};
+use tessera_proto::convert::data::data_id;
 use tessera_proto::data::v1 as pb;
 use tessera_proto::data::v1::data_service_server::{DataService, DataServiceServer};
 use tessera_proto::data::v1::write_shard_request::Msg;
@@ -152,17 +152,21 @@ fn file_header(header: pb::ShardHeader) -> Result<ShardFileHeader, Status> {
 /// The wire form of a stored header.
 fn wire_header(header: &ShardFileHeader) -> pb::ShardHeader {
     pb::ShardHeader {
-        id: Some(shard_id(header.data_id, header.shard_index)),
+        id: Some(legacy_shard_id(header.data_id, header.shard_index)),
         data_shards: header.data_shards,
         parity_shards: header.parity_shards,
         chunk_size: header.chunk_size,
+        lease_id: 0,
     }
 }
 
 /// The wire form of a scrubber finding.
 fn wire_finding(finding: &CorruptFinding) -> pb::CorruptShard {
     pb::CorruptShard {
-        id: Some(shard_id(finding.key.data_id, finding.key.shard_index)),
+        id: Some(legacy_shard_id(
+            finding.key.data_id,
+            finding.key.shard_index,
+        )),
         reason: finding.reason.as_str().to_owned(),
         chunk: finding.chunk,
         found_ms: finding.found_ms,
@@ -207,6 +211,7 @@ impl DataServiceImpl {
                     return Ok(pb::WriteShardResponse {
                         chunks: written.chunks,
                         bytes: written.data_bytes,
+                        digest: Bytes::new(),
                     });
                 }
                 Some(Msg::Header(_)) => {
@@ -270,8 +275,11 @@ impl DataService for DataServiceImpl {
                     Ok(ChunkRead::Intact { index, data, hash }) => Ok(pb::ReadShardResponse {
                         index,
                         data,
-                        blake3: hash,
                         corrupt: false,
+                        hashes: Some(pb::ShardHashes {
+                            chunks: 1,
+                            hashes: hash,
+                        }),
                     }),
                     Ok(ChunkRead::Corrupt { index }) => {
                         info!(shard = %key, index, "corrupt chunk reported to reader");
@@ -281,8 +289,8 @@ impl DataService for DataServiceImpl {
                         Ok(pb::ReadShardResponse {
                             index,
                             data: Bytes::new(),
-                            blake3: Bytes::new(),
                             corrupt: true,
+                            hashes: None,
                         })
                     }
                     Err(e) => Err(store_status("read", e)),
@@ -337,6 +345,7 @@ impl DataService for DataServiceImpl {
             chunks: stat.chunks,
             path: self.store.shard_path(&key).display().to_string(),
             corrupt_chunks,
+            digest: Bytes::new(),
         }))
     }
 
@@ -356,10 +365,11 @@ impl DataService for DataServiceImpl {
             let walked = store.list_blocking(|file| {
                 match file {
                     ListedFile::Shard(shard) => batch.push(pb::ShardEntry {
-                        id: Some(shard_id(shard.key.data_id, shard.key.shard_index)),
+                        id: Some(legacy_shard_id(shard.key.data_id, shard.key.shard_index)),
                         chunks: shard.chunks,
                         bytes: shard.file_len,
-                        modified_ms: shard.modified_ms,
+                        lease_id: 0,
+                        digest: Bytes::new(),
                     }),
                     ListedFile::Unreadable { key, error } => {
                         debug!(shard = %key, code = error.code(), "unlisted damaged shard sent to scrubber");
@@ -437,3 +447,12 @@ impl DataService for DataServiceImpl {
 #[cfg(test)]
 #[path = "service_test.rs"]
 mod tests;
+
+/// Temporary bridge to the generation-less store (replaced by the format-2 store).
+fn legacy_shard_id(data_id: tessera_core::names::DataId, shard_index: u32) -> pb::ShardId {
+    pb::ShardId {
+        data_id: data_id.as_bytes().to_vec().into(),
+        shard_index,
+        generation: 0,
+    }
+}

@@ -46,6 +46,7 @@ fn rule(code: MetaErrorCode, message: impl Into<String>) -> Fail {
     Fail::Rule(MetaError {
         code: code as i32,
         message: message.into(),
+        ..MetaError::default()
     })
 }
 
@@ -131,6 +132,9 @@ impl Applier<'_> {
             command::Cmd::ClaimShards(c) => self.claim_shards(c),
             command::Cmd::ReleaseShards(c) => self.release_shards(c),
             command::Cmd::PutRepairReport(c) => self.put_repair_report(c),
+            command::Cmd::GrantLease(_)
+            | command::Cmd::RenewLease(_)
+            | command::Cmd::ReleaseLease(_) => Err(invalid("write leases are not supported yet")),
         }
     }
 
@@ -320,27 +324,27 @@ impl Applier<'_> {
             let found = records::version_by_id(&self.view, &c.bucket, &c.key, version_id)?;
             let delete_marker = found.as_ref().is_some_and(|v| v.delete_marker);
             if let Some(v) = found {
-                self.remove_version(&v, c.now_ms)?;
+                self.remove_version(&v, 0)?;
             }
             return Ok(deleted(version_id.clone(), delete_marker));
         }
         match versioning(&bucket) {
             VersioningState::VersioningUnversioned => {
                 if let Some(old) = self.null_version(&c.bucket, &c.key)? {
-                    self.remove_version(&old, c.now_ms)?;
+                    self.remove_version(&old, 0)?;
                 }
                 Ok(deleted(String::new(), false))
             }
             VersioningState::VersioningEnabled => {
                 let marker =
-                    self.delete_marker(&c.bucket, &c.key, VersionId::from_seq(self.seq), c.now_ms);
+                    self.delete_marker(&c.bucket, &c.key, VersionId::from_seq(self.seq), 0);
                 Ok(deleted(marker.version_id, true))
             }
             VersioningState::VersioningSuspended => {
                 if let Some(old) = self.null_version(&c.bucket, &c.key)? {
-                    self.remove_version(&old, c.now_ms)?;
+                    self.remove_version(&old, 0)?;
                 }
-                let marker = self.delete_marker(&c.bucket, &c.key, VersionId::null(), c.now_ms);
+                let marker = self.delete_marker(&c.bucket, &c.key, VersionId::null(), 0);
                 Ok(deleted(marker.version_id, true))
             }
         }
@@ -484,7 +488,7 @@ impl Applier<'_> {
     fn abort_upload(&mut self, c: &AbortUpload) -> Result<command_result::Result, Fail> {
         let (upload_key, _) = self.existing_upload(&c.upload_id)?;
         for (key, part) in records::parts(&self.view, &c.upload_id)? {
-            self.discard_blob(&key, part.blob.as_ref(), c.now_ms)?;
+            self.discard_blob(&key, part.blob.as_ref(), 0)?;
             self.delete(&key);
         }
         self.delete(&upload_key);

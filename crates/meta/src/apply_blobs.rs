@@ -29,6 +29,7 @@ fn placements(copies: impl IntoIterator<Item = Copy>) -> Vec<ShardPlacement> {
         .map(|(shard_index, node_id)| ShardPlacement {
             shard_index,
             node_id,
+            generation: 0,
         })
         .collect()
 }
@@ -218,20 +219,20 @@ impl Applier<'_> {
             if let Some(blob::Storage::Erasure(e)) = &mut garbage.storage {
                 e.shards = placements(removed);
             }
-            self.put_garbage(garbage, c.now_ms);
+            self.put_garbage(garbage, 0);
         }
         Ok(ok())
     }
 
     pub(super) fn claim_shards(&mut self, c: &ClaimShards) -> Result<command_result::Result, Fail> {
-        for r in &c.shards {
+        for r in &c.orphans {
             check_data_id(&r.data_id)?;
         }
         // Placement of each blob met, by data id (None: no owner).
         let mut known: BTreeMap<Vec<u8>, Option<BTreeSet<Copy>>> = BTreeMap::new();
         let mut seen = BTreeSet::new();
         let mut claimed = Vec::new();
-        for r in &c.shards {
+        for r in &c.orphans {
             if !seen.insert((r.data_id.as_slice(), r.shard_index, r.node_id)) {
                 continue;
             }

@@ -339,6 +339,24 @@ impl MetaService for MetaGrpc {
         ))
     }
 
+    async fn report_workers(
+        &self,
+        _request: Request<pb::WorkerReport>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        Err(Status::unimplemented(
+            "worker reports are not supported yet",
+        ))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        Err(Status::unimplemented(
+            "worker reports are not supported yet",
+        ))
+    }
+
     /// Answered locally, without a read barrier, so it works without a quorum: the meta view
     /// comes from this node's Raft metrics and probes of its peers, data nodes and repair
     /// reports from its own state machine, liveness from its heartbeat memory.
@@ -393,6 +411,8 @@ impl MetaService for MetaGrpc {
             })
             .collect();
         Ok(Response::new(pb::ClusterStatusResponse {
+            applied_index: 0,
+            meta_time_ms: 0,
             answered_by: self.node_id,
             leader_id: metrics.current_leader,
             term: metrics.current_term,

@@ -198,6 +198,7 @@ pub fn get_upload(
     let view = store.snapshot_view()?;
     Ok(GetUploadResponse {
         upload: records::upload_by_id(&view, &req.upload_id)?.map(|(_, u)| u),
+        completed: None,
     })
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tessera_client::{DataClient, MetaClient, MetaClientError};
 use tessera_core::names::NodeId;
-use tessera_proto::convert::data::{data_id, shard_id};
+use tessera_proto::convert::data::data_id;
 use tessera_proto::meta::v1 as pb;
 use tessera_runtime::clock::now_ms;
 use tracing::{info, warn};
@@ -74,6 +74,7 @@ pub async fn collect(
                     data_id: blob.data_id.clone(),
                     shard_index: s.shard_index,
                     node_id: s.node_id,
+                    ..pb::ShardRef::default()
                 });
             }
             records.push((record.record_key.clone(), refs, waiting));
@@ -132,6 +133,7 @@ pub async fn collect(
                 data_id: id.as_bytes().to_vec(),
                 shard_index: *index,
                 node_id: node.0,
+                ..pb::ShardRef::default()
             });
         }
     }
@@ -160,8 +162,10 @@ async fn claim(
     for batch in refs.chunks(CLAIM_BATCH) {
         let cmd = pb::Command {
             cmd: Some(pb::command::Cmd::ClaimShards(pb::ClaimShards {
-                shards: batch.to_vec(),
+                orphans: batch.to_vec(),
+                ..pb::ClaimShards::default()
             })),
+            ..pb::Command::default()
         };
         match meta.execute(cmd).await?.result {
             Some(pb::command_result::Result::ClaimShards(r)) => granted.extend(r.claimed),
@@ -195,6 +199,7 @@ async fn release(
             shards,
             garbage_keys,
         })),
+        ..pb::Command::default()
     };
     if let Some(pb::command_result::Result::Error(e)) = meta.execute(cmd).await?.result {
         return Err(MetaClientError::Decode(format!(
@@ -224,7 +229,7 @@ async fn delete_all(
             return (r, true);
         };
         let addr = view.addr(node).unwrap_or_default();
-        match data.delete_shard(addr, shard_id(id, r.shard_index)).await {
+        match data.delete_shard(addr, legacy_shard_id(id, r.shard_index)).await {
             Ok(_) => (r, true),
             Err(e) => {
                 warn!(node = r.node_id, error = %e, "deleting a garbage shard failed; retried later");
@@ -246,4 +251,16 @@ async fn delete_all(
         }
     }
     (deleted, pending)
+}
+
+/// Temporary bridge to generation-less shard ids (replaced by exact-generation deletes).
+pub(crate) fn legacy_shard_id(
+    data_id: tessera_core::names::DataId,
+    shard_index: u32,
+) -> tessera_proto::data::v1::ShardId {
+    tessera_proto::data::v1::ShardId {
+        data_id: data_id.as_bytes().to_vec().into(),
+        shard_index,
+        generation: 0,
+    }
 }

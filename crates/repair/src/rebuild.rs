@@ -16,11 +16,9 @@ use tessera_core::layout::Layout;
 use tessera_core::names::NodeId;
 use tessera_core::shard_format::{chunk_hash, verify_chunk};
 use tessera_core::stripe::{Codec, StripeGeometry};
-use tessera_proto::convert::data::shard_id;
 use tessera_proto::data::v1 as data_pb;
 use tessera_proto::data::v1::write_shard_request::Msg;
 use tessera_proto::meta::v1 as pb;
-use tessera_runtime::clock::now_ms;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -207,11 +205,13 @@ async fn commit(meta: &MetaClient, work: &BlobWork) -> Result<bool, RebuildError
                 .map(|(index, node)| pb::ShardPlacement {
                     shard_index: *index,
                     node_id: node.0,
+                    generation: 0,
                 })
                 .collect(),
             degraded: work.plan.degraded,
-            now_ms: now_ms(),
+            ..pb::UpdatePlacement::default()
         })),
+        ..pb::Command::default()
     };
     let result = meta.execute(cmd).await?;
     match result.result {
@@ -310,7 +310,7 @@ async fn write_shards(
         let addr = ctx.view.addr(node).unwrap_or_default().to_owned();
         let stream = ctx
             .data
-            .read_shard(&addr, shard_id(work.data_id, index), 0, 0)
+            .read_shard(&addr, crate::gc::legacy_shard_id(work.data_id, index), 0, 0)
             .await
             .map_err(|e| RebuildError::Source {
                 index,
@@ -349,10 +349,11 @@ async fn write_shards(
         };
         target
             .send(Msg::Header(data_pb::ShardHeader {
-                id: Some(shard_id(work.data_id, *index)),
+                id: Some(crate::gc::legacy_shard_id(work.data_id, *index)),
                 data_shards: blob.data_shards,
                 parity_shards: blob.parity_shards,
                 chunk_size: blob.chunk_size,
+                lease_id: 0,
             }))
             .await?;
         targets.push(target);
@@ -392,6 +393,7 @@ async fn write_shards(
         target
             .send(Msg::Commit(data_pb::ShardCommit {
                 chunks: chunk_count,
+                ..data_pb::ShardCommit::default()
             }))
             .await?;
         target.tx = None;
@@ -452,7 +454,12 @@ async fn next_chunk(
             item.data.len()
         )));
     }
-    if !verify_chunk(&item.data, &item.blake3) {
+    let hash = item
+        .hashes
+        .as_ref()
+        .map(|h| h.hashes.clone())
+        .unwrap_or_default();
+    if !verify_chunk(&item.data, &hash) {
         return Err(fail(format!("chunk {expected} fails its hash")));
     }
     Ok((source.index, item.data.to_vec()))

@@ -89,7 +89,7 @@ impl ClusterView {
                             (data_id, sid.shard_index),
                             ListedShard {
                                 chunks: e.chunks,
-                                modified_ms: e.modified_ms,
+                                modified_ms: 0,
                             },
                         );
                     }

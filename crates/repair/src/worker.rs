@@ -166,6 +166,7 @@ async fn publish(meta: &MetaClient, stats: &RepairStats, id: &str) {
         cmd: Some(pb::command::Cmd::PutRepairReport(pb::PutRepairReport {
             report: Some(report),
         })),
+        ..pb::Command::default()
     };
     if let Err(e) = meta.execute(cmd).await {
         warn!(error = %e, "publishing the repair report failed");

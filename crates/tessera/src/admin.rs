@@ -501,7 +501,13 @@ async fn locate(
                     let (health, path) = if liveness != pb::Liveness::Alive as i32 {
                         ("node-down".to_owned(), String::new())
                     } else {
-                        match data.verify_shard(&addr, shard_id(id, s.shard_index)).await {
+                        match data
+                            .verify_shard(
+                                &addr,
+                                shard_id(id, s.shard_index, legacy_generation(s.generation)),
+                            )
+                            .await
+                        {
                             Ok(st) if st.corrupt_chunks > 0 => ("corrupt".to_owned(), st.path),
                             Ok(st) if geometry_chunks.is_some_and(|c| c != st.chunks) => {
                                 ("corrupt".to_owned(), st.path)
@@ -552,6 +558,7 @@ async fn set_state(meta: &MetaClient, id: u64, state: pb::NodeState) -> Result<(
             node_id: id,
             state: state as i32,
         })),
+        ..pb::Command::default()
     };
     if let Some(pb::command_result::Result::Error(e)) = meta.execute(cmd).await?.result {
         bail!("{}", e.message);
@@ -599,4 +606,9 @@ async fn drain(meta: &MetaClient, id: u64, no_wait: bool, timeout: Duration) -> 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Temporary: placements written before generations existed carry 0.
+fn legacy_generation(value: u64) -> tessera_core::blob::Generation {
+    tessera_core::blob::Generation::from_random(value)
 }

@@ -18,7 +18,6 @@ use tessera_core::layout::Layout;
 use tessera_core::names::{DataId, NodeId, ZoneName};
 use tessera_core::placement::{NodeInfo, Placement, PlacementError, meets_write_rule, place};
 use tessera_core::stripe::Codec;
-use tessera_proto::convert::data::shard_id;
 use tessera_proto::data::v1 as data_pb;
 use tessera_proto::data::v1::write_shard_request::Msg;
 use tessera_proto::meta::v1 as pb;
@@ -106,6 +105,7 @@ where
             blob: pb::Blob {
                 size,
                 storage: Some(pb::blob::Storage::InlineData(data)),
+                ..pb::Blob::default()
             },
             size,
             md5,
@@ -289,7 +289,10 @@ impl ShardUpload {
     /// Sends the commit and waits for the node to make the shard durable.
     async fn commit(&mut self, chunks: u64) -> Result<(), ShardFault> {
         let commit = data_pb::WriteShardRequest {
-            msg: Some(Msg::Commit(data_pb::ShardCommit { chunks })),
+            msg: Some(Msg::Commit(data_pb::ShardCommit {
+                chunks,
+                ..data_pb::ShardCommit::default()
+            })),
         };
         self.send(commit).await?;
         self.tx = None;
@@ -502,10 +505,15 @@ impl ErasureWriter {
         let sends = self.uploads.iter_mut().map(|upload| async move {
             let header = data_pb::WriteShardRequest {
                 msg: Some(Msg::Header(data_pb::ShardHeader {
-                    id: Some(shard_id(data_id, upload.index)),
+                    id: Some(data_pb::ShardId {
+                        data_id: data_id.as_bytes().to_vec().into(),
+                        shard_index: upload.index,
+                        generation: 0,
+                    }),
                     data_shards: layout.data_shards(),
                     parity_shards: layout.parity_shards(),
                     chunk_size,
+                    lease_id: 0,
                 })),
             };
             let sent = upload.send(header).await;
@@ -669,6 +677,7 @@ impl ErasureWriter {
             .map(|u| pb::ShardPlacement {
                 shard_index: u.index,
                 node_id: u.node.0,
+                generation: 0,
             })
             .collect();
         if !meets_write_rule(&self.layout, &durable) {
@@ -709,7 +718,9 @@ impl ErasureWriter {
                     chunk_size: self.chunk_size,
                     shards,
                     degraded,
+                    ..pb::ErasureBlob::default()
                 })),
+                ..pb::Blob::default()
             },
             size,
             md5,

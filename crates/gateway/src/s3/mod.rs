@@ -39,7 +39,13 @@ pub struct Ops {
 impl Ops {
     /// Applies a command through Raft; a rule the command broke becomes a gateway error.
     pub async fn execute(&self, cmd: Cmd) -> Result<CmdResult, GatewayError> {
-        let result = self.meta.execute(pb::Command { cmd: Some(cmd) }).await?;
+        let result = self
+            .meta
+            .execute(pb::Command {
+                cmd: Some(cmd),
+                ..pb::Command::default()
+            })
+            .await?;
         match result.result {
             Some(CmdResult::Error(e)) => Err(meta_error(e)),
             Some(other) => Ok(other),
@@ -98,6 +104,12 @@ fn meta_error(e: pb::MetaError) -> GatewayError {
             attempts: 1,
             last: e.message,
         }),
+        C::MetaErrorLeaseExpired | C::MetaErrorSessionExpired => {
+            GatewayError::Meta(tessera_client::MetaClientError::Unavailable {
+                attempts: 1,
+                last: e.message,
+            })
+        }
         C::MetaErrorUnspecified => GatewayError::internal(format!("meta error: {}", e.message)),
     }
 }

@@ -157,7 +157,10 @@ pub async fn create_multipart_upload(
 async fn record_part(ops: &Ops, part: pb::UploadedPart) -> Result<(), GatewayError> {
     let blob = part.blob.clone().unwrap_or_default();
     if let Err(e) = ops
-        .execute(Cmd::PutPart(pb::PutPart { part: Some(part) }))
+        .execute(Cmd::PutPart(pb::PutPart {
+            part: Some(part),
+            lease_id: 0,
+        }))
         .await
     {
         log_orphan(&blob, "part not recorded");
@@ -491,6 +494,7 @@ pub async fn complete_multipart_upload(
         parts,
         multipart: true,
         storage_class: upload.storage_class.clone(),
+        upload_id: String::new(),
     };
     let precondition =
         object::write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
@@ -549,7 +553,6 @@ pub async fn abort_multipart_upload(
     upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
     ops.execute(Cmd::AbortUpload(pb::AbortUpload {
         upload_id: input.upload_id,
-        now_ms: wall_clock_ms(),
     }))
     .await?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))

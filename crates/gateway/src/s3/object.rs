@@ -121,6 +121,7 @@ pub fn single_part_version(
         }],
         multipart: false,
         storage_class,
+        upload_id: String::new(),
     }
 }
 
@@ -238,6 +239,7 @@ pub async fn commit_version(
         .execute(Cmd::PutVersion(pb::PutVersion {
             version: Some(version),
             precondition,
+            lease_id: 0,
         }))
         .await;
     match result {
@@ -627,7 +629,6 @@ async fn delete_one(
             bucket: bucket.to_string(),
             key: key.to_string(),
             version_id: version_id.map(str::to_string),
-            now_ms: wall_clock_ms(),
         }))
         .await?
     {

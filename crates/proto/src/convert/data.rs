@@ -1,6 +1,7 @@
-//! Shard identifiers on the wire (`ShardId`) to and from core's `DataId`.
+//! Shard identifiers on the wire (`ShardId`) to and from core's `DataId` and `Generation`.
 
 use crate::data::v1 as pb;
+use tessera_core::blob::Generation;
 use tessera_core::names::DataId;
 
 /// A wire value that does not make a valid core value.
@@ -12,6 +13,9 @@ pub enum ConvertError {
         /// The length received.
         len: usize,
     },
+    /// A shard id whose generation is 0 (every stored copy has a nonzero one).
+    #[error("shard generation must be nonzero")]
+    ZeroGeneration,
     /// A required field was absent.
     #[error("missing field {field}")]
     Missing {
@@ -39,10 +43,16 @@ pub fn data_id(bytes: &[u8]) -> Result<DataId, ConvertError> {
     DataIdWire::try_from(bytes).map(|w| w.0)
 }
 
-/// Builds a wire shard id.
-pub fn shard_id(data_id: DataId, shard_index: u32) -> pb::ShardId {
+/// Builds a wire shard id naming one generation of a shard.
+pub fn shard_id(data_id: DataId, shard_index: u32, generation: Generation) -> pb::ShardId {
     pb::ShardId {
         data_id: data_id.as_bytes().to_vec().into(),
         shard_index,
+        generation: generation.get(),
     }
+}
+
+/// The generation a wire shard id names.
+pub fn generation(id: &pb::ShardId) -> Result<Generation, ConvertError> {
+    Generation::new(id.generation).ok_or(ConvertError::ZeroGeneration)
 }

@@ -1,3 +1,4 @@
 //! Conversions between wire types and `tessera-core` types, one module per domain.
 
 pub mod data;
+pub mod meta;
