@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod rate;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
