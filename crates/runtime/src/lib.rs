@@ -3,10 +3,12 @@
 
 pub mod clock;
 pub mod config;
+mod cursor_file;
 pub mod rate;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
+pub mod worker;
 
 pub use secret::Secret;
 pub use shutdown::Shutdown;
