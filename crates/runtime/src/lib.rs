@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 mod cursor_file;
 pub mod dirlock;
+pub mod metrics;
 pub mod rate;
 pub mod secret;
 pub mod shutdown;
