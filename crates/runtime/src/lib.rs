@@ -6,6 +6,7 @@ pub mod config;
 mod cursor_file;
 pub mod dirlock;
 pub mod metrics;
+pub mod metrics_server;
 pub mod rate;
 pub mod secret;
 pub mod shutdown;
