@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod meta;
+pub mod workers;
 
 pub use data::{DataClient, DataClientError};
 pub use meta::{MetaClient, MetaClientError};

@@ -369,6 +369,34 @@ impl MetaClient {
         .await
     }
 
+    /// Sends a process's worker report to every meta node at once (each keeps the latest
+    /// report in memory), each bounded by [`HEARTBEAT_TIMEOUT`]; failures are ignored, the
+    /// next report follows within seconds.
+    pub async fn report_workers_all(&self, report: pb::WorkerReport) {
+        let sends = self.nodes.iter().filter_map(|node| {
+            let channel = node.channel.as_ref().ok()?.clone();
+            let report = report.clone();
+            let addr = node.addr.as_str();
+            Some(async move {
+                let mut client = Self::service(channel);
+                let sent =
+                    tokio::time::timeout(HEARTBEAT_TIMEOUT, client.report_workers(report)).await;
+                if !matches!(sent, Ok(Ok(_))) {
+                    debug!(addr = %addr, "worker report not delivered");
+                }
+            })
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    /// Every process's latest worker report, as one meta node holds it.
+    pub async fn list_workers(&self) -> Result<pb::ListWorkersResponse, MetaClientError> {
+        self.call("list_workers", |mut c| async move {
+            c.list_workers(pb::ListWorkersRequest {}).await
+        })
+        .await
+    }
+
     /// Sends a data node's heartbeat to every meta node at once (each keeps liveness in its own
     /// memory), each bounded by [`HEARTBEAT_TIMEOUT`]; failures are ignored, the next beat
     /// follows within a second.
