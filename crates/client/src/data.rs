@@ -1,19 +1,25 @@
-//! The client of data nodes: shard write and read streams, delete, stat (and verify), ping,
-//! shard listings and the scrubber's controls, over a pool of lazily connected gRPC channels,
-//! one per node address.
+//! The client of data nodes: delete, stat (and verify), ping, shard listings and the
+//! scrubber's controls, over a pool of lazily connected gRPC channels, one per node address.
+//! Shard streams are opened through [`crate::shard`] (the one writer and the one verifying
+//! reader every caller uses).
 //!
 //! Invariant: every failure is classified once, here, into a [`DataClientError`] whose
 //! `is_retryable()` says whether the node may answer differently later (unreachable, timed
-//! out) or has answered for good (not found, corrupt, rejected). The client never commits a
-//! write on the caller's behalf: the caller's stream carries the commit or nothing is stored.
+//! out) and whose `blames_node()` says whether the node, rather than the shard asked for, is in
+//! trouble. Every shard is named with its generation, so no call can reach another write of the
+//! same shard. The client never commits a write on the caller's behalf.
 
-use futures::{Stream, StreamExt};
 use std::collections::HashMap;
 use std::error::Error as _;
+use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tessera_core::blob::{Generation, ShardCopy, ShardRef};
+use tessera_core::names::{DataId, NodeId};
+use tessera_core::shard_file::ShardDigest;
+use tessera_proto::convert::data::{data_id, generation};
 use tessera_proto::data::v1 as pb;
 use tessera_proto::data::v1::data_service_client::DataServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -47,10 +53,115 @@ const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The chunks of a shard as the node streams them, in order; each carries its stored blake3
-/// hash (for the caller to verify) or `corrupt = true` and no data.
-pub type ShardChunkStream =
-    Pin<Box<dyn Stream<Item = Result<pb::ReadShardResponse, DataClientError>> + Send + 'static>>;
+/// One stored copy of one shard as a data node names it: shard `shard_index` of blob
+/// `data_id`, written as `generation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardId {
+    /// The blob.
+    pub data_id: DataId,
+    /// Which of the blob's n shards.
+    pub shard_index: u32,
+    /// The write that made the file.
+    pub generation: Generation,
+}
+
+impl ShardId {
+    /// The id of a shard write.
+    pub fn new(data_id: DataId, shard_index: u32, generation: Generation) -> ShardId {
+        ShardId {
+            data_id,
+            shard_index,
+            generation,
+        }
+    }
+
+    /// The id of a placed copy of blob `data_id`.
+    pub fn of_copy(data_id: DataId, copy: &ShardCopy) -> ShardId {
+        ShardId::new(data_id, copy.shard_index, copy.generation)
+    }
+
+    /// The copy this id names on `node`.
+    pub fn copy_on(&self, node: NodeId) -> ShardCopy {
+        ShardCopy {
+            shard_index: self.shard_index,
+            node,
+            generation: self.generation,
+        }
+    }
+
+    /// The wire form.
+    pub fn to_pb(&self) -> pb::ShardId {
+        tessera_proto::convert::data::shard_id(self.data_id, self.shard_index, self.generation)
+    }
+
+    /// The id a wire shard id names; `None` for a malformed data id or a zero generation.
+    pub fn from_pb(id: &pb::ShardId) -> Option<ShardId> {
+        Some(ShardId {
+            data_id: data_id(&id.data_id).ok()?,
+            shard_index: id.shard_index,
+            generation: generation(id).ok()?,
+        })
+    }
+}
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}",
+            self.data_id, self.shard_index, self.generation
+        )
+    }
+}
+
+/// One shard file a node lists, as its header and footer describe it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedShard {
+    /// The copy.
+    pub id: ShardId,
+    /// The write lease its writer held (0: none).
+    pub lease_id: u64,
+    /// Chunks stored.
+    pub chunks: u64,
+    /// File size on disk.
+    pub bytes: u64,
+    /// The stored digest of its hash table.
+    pub digest: ShardDigest,
+}
+
+impl ListedShard {
+    /// The exact copy this file is on `node`, as garbage collection claims it.
+    pub fn shard_ref(&self, node: NodeId) -> ShardRef {
+        ShardRef {
+            data_id: self.id.data_id,
+            copy: self.id.copy_on(node),
+            lease_id: self.lease_id,
+        }
+    }
+}
+
+/// What a node says of one stored shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStat {
+    /// The copy asked for.
+    pub id: ShardId,
+    /// k of its blob's layout, from the header.
+    pub data_shards: u32,
+    /// m of its blob's layout.
+    pub parity_shards: u32,
+    /// Bytes of every chunk.
+    pub chunk_size: u32,
+    /// The write lease its writer held (0: none).
+    pub lease_id: u64,
+    /// Chunks stored.
+    pub chunks: u64,
+    /// The file's path on the node (for operators).
+    pub path: String,
+    /// With verification: chunks that failed their hash (0 without).
+    pub corrupt_chunks: u64,
+    /// The stored digest of its hash table (checked against the table when verifying).
+    pub digest: ShardDigest,
+}
 
 /// A data-node call that failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,7 +174,7 @@ pub enum DataClientError {
         /// What happened.
         message: String,
     },
-    /// The node does not hold the shard.
+    /// The node does not hold the shard (NOT_FOUND).
     #[error("shard not found on data node {addr}: {message}")]
     NotFound {
         /// The node's address.
@@ -71,7 +182,7 @@ pub enum DataClientError {
         /// The node's explanation.
         message: String,
     },
-    /// The node holds the shard but its header or layout is damaged.
+    /// The node holds the shard but its file is damaged (DATA_LOSS).
     #[error("shard corrupt on data node {addr}: {message}")]
     Corrupt {
         /// The node's address.
@@ -79,15 +190,45 @@ pub enum DataClientError {
         /// The node's explanation.
         message: String,
     },
-    /// The node refused the request (protocol violation, conflict, internal failure).
-    #[error("data node {addr} rejected the request ({code:?}): {message}")]
-    Rejected {
+    /// The shard id (generation included) is already stored (ALREADY_EXISTS): a write never
+    /// replaces a file.
+    #[error("shard already stored on data node {addr}: {message}")]
+    AlreadyExists {
+        /// The node's address.
+        addr: String,
+        /// The node's explanation.
+        message: String,
+    },
+    /// The node refused the request as malformed or inconsistent (INVALID_ARGUMENT,
+    /// OUT_OF_RANGE, FAILED_PRECONDITION): chunks out of order, a hash or digest that does not
+    /// match, a range beyond the shard.
+    #[error("data node {addr} refused the request ({code:?}): {message}")]
+    InvalidArgument {
         /// The node's address.
         addr: String,
         /// The gRPC status code.
         code: Code,
         /// The node's explanation.
         message: String,
+    },
+    /// The node failed on its side (INTERNAL, RESOURCE_EXHAUSTED, UNIMPLEMENTED, ...): a disk
+    /// error, a full disk, an older node.
+    #[error("data node {addr} failed ({code:?}): {message}")]
+    NodeFailure {
+        /// The node's address.
+        addr: String,
+        /// The gRPC status code.
+        code: Code,
+        /// The node's explanation.
+        message: String,
+    },
+    /// The node's answer lacks a field or carries a malformed one.
+    #[error("malformed answer from data node {addr}: {field}")]
+    Malformed {
+        /// The node's address.
+        addr: String,
+        /// The field.
+        field: &'static str,
     },
     /// The address is not a valid `host:port`.
     #[error("invalid data node address {addr:?}: {message}")]
@@ -106,8 +247,26 @@ impl DataClientError {
             Self::Unavailable { .. } => true,
             Self::NotFound { .. }
             | Self::Corrupt { .. }
-            | Self::Rejected { .. }
+            | Self::AlreadyExists { .. }
+            | Self::InvalidArgument { .. }
+            | Self::NodeFailure { .. }
+            | Self::Malformed { .. }
             | Self::InvalidAddress { .. } => false,
+        }
+    }
+
+    /// Whether the node, rather than the one shard asked for, is in trouble: unreachable,
+    /// failing on its side, answering nonsense, or unaddressable.
+    pub fn blames_node(&self) -> bool {
+        match self {
+            Self::Unavailable { .. }
+            | Self::NodeFailure { .. }
+            | Self::Malformed { .. }
+            | Self::InvalidAddress { .. } => true,
+            Self::NotFound { .. }
+            | Self::Corrupt { .. }
+            | Self::AlreadyExists { .. }
+            | Self::InvalidArgument { .. } => false,
         }
     }
 
@@ -117,7 +276,10 @@ impl DataClientError {
             Self::Unavailable { .. } => "data_unavailable",
             Self::NotFound { .. } => "shard_not_found",
             Self::Corrupt { .. } => "shard_corrupt",
-            Self::Rejected { .. } => "data_rejected",
+            Self::AlreadyExists { .. } => "shard_already_exists",
+            Self::InvalidArgument { .. } => "data_invalid_argument",
+            Self::NodeFailure { .. } => "data_node_failure",
+            Self::Malformed { .. } => "data_malformed_answer",
             Self::InvalidAddress { .. } => "data_invalid_address",
         }
     }
@@ -128,7 +290,10 @@ impl DataClientError {
             Self::Unavailable { addr, .. }
             | Self::NotFound { addr, .. }
             | Self::Corrupt { addr, .. }
-            | Self::Rejected { addr, .. }
+            | Self::AlreadyExists { addr, .. }
+            | Self::InvalidArgument { addr, .. }
+            | Self::NodeFailure { addr, .. }
+            | Self::Malformed { addr, .. }
             | Self::InvalidAddress { addr, .. } => addr,
         }
     }
@@ -148,11 +313,33 @@ impl DataClientError {
             _ if local_transport_failure => Self::Unavailable { addr, message },
             Code::NotFound => Self::NotFound { addr, message },
             Code::DataLoss => Self::Corrupt { addr, message },
-            code => Self::Rejected {
+            Code::AlreadyExists => Self::AlreadyExists { addr, message },
+            code @ (Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition) => {
+                Self::InvalidArgument {
+                    addr,
+                    code,
+                    message,
+                }
+            }
+            code @ (Code::Ok
+            | Code::Unknown
+            | Code::Internal
+            | Code::ResourceExhausted
+            | Code::Unimplemented
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::Aborted) => Self::NodeFailure {
                 addr,
                 code,
                 message,
             },
+        }
+    }
+
+    fn malformed(addr: &str, field: &'static str) -> Self {
+        Self::Malformed {
+            addr: addr.to_owned(),
+            field,
         }
     }
 }
@@ -163,104 +350,76 @@ pub struct DataClient {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
+fn digest_of(addr: &str, bytes: &[u8]) -> Result<ShardDigest, DataClientError> {
+    ShardDigest::try_from(bytes).map_err(|_| DataClientError::malformed(addr, "digest"))
+}
+
 impl DataClient {
     /// An empty pool; channels are made on first use of each address.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Streams one shard to the node at `addr`: the caller's stream must send the header,
-    /// the chunks in order and the commit. A stream that ends without a commit stores nothing
-    /// and fails with `Rejected { code: InvalidArgument, .. }`.
-    pub async fn write_shard(
-        &self,
-        addr: &str,
-        messages: impl Stream<Item = pb::WriteShardRequest> + Send + 'static,
-    ) -> Result<pb::WriteShardResponse, DataClientError> {
+    /// Removes exactly the copy `id` from the node at `addr`; whether it was stored.
+    pub async fn delete_shard(&self, addr: &str, id: &ShardId) -> Result<bool, DataClientError> {
         let mut client = self.client(addr)?;
-        client
-            .write_shard(messages)
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| DataClientError::from_status(addr, &s))
-    }
-
-    /// Streams chunks `[first_chunk, first_chunk + chunk_count)` of shard `id` from the node at
-    /// `addr` (`chunk_count = 0`: to the end). A missing or damaged shard fails here, before
-    /// the stream; a failure mid-stream ends the stream with that error.
-    pub async fn read_shard(
-        &self,
-        addr: &str,
-        id: pb::ShardId,
-        first_chunk: u64,
-        chunk_count: u64,
-    ) -> Result<ShardChunkStream, DataClientError> {
-        let mut client = self.client(addr)?;
-        let request = pb::ReadShardRequest {
-            id: Some(id),
-            first_chunk,
-            chunk_count,
+        let request = pb::DeleteShardRequest {
+            id: Some(id.to_pb()),
         };
-        let stream = client
-            .read_shard(request)
-            .await
-            .map_err(|s| DataClientError::from_status(addr, &s))?
-            .into_inner();
-        let addr = addr.to_owned();
-        Ok(Box::pin(stream.map(move |item| {
-            item.map_err(|s| DataClientError::from_status(&addr, &s))
-        })))
+        let resp = with_timeout(addr, UNARY_TIMEOUT, client.delete_shard(request)).await?;
+        Ok(resp.existed)
     }
 
-    /// Removes shard `id` from the node at `addr`; `existed` says whether it was stored.
-    pub async fn delete_shard(
-        &self,
-        addr: &str,
-        id: pb::ShardId,
-    ) -> Result<pb::DeleteShardResponse, DataClientError> {
-        let mut client = self.client(addr)?;
-        let request = pb::DeleteShardRequest { id: Some(id) };
-        with_timeout(addr, UNARY_TIMEOUT, client.delete_shard(request)).await
-    }
-
-    /// The header, chunk count and file path of shard `id` on the node at `addr`, without
+    /// The header, chunk count and digest of the copy `id` on the node at `addr`, without
     /// reading its chunks.
-    pub async fn stat_shard(
-        &self,
-        addr: &str,
-        id: pb::ShardId,
-    ) -> Result<pb::StatShardResponse, DataClientError> {
+    pub async fn stat_shard(&self, addr: &str, id: &ShardId) -> Result<ShardStat, DataClientError> {
         self.stat(addr, id, false, UNARY_TIMEOUT).await
     }
 
-    /// As [`stat_shard`](Self::stat_shard), and the node also reads every chunk of the shard
-    /// and counts those that fail their hash in `corrupt_chunks` (it quarantines nothing).
+    /// As [`stat_shard`](Self::stat_shard), and the node also reads every chunk and checks the
+    /// stored table against its digest, counting chunks that fail their hash in
+    /// `corrupt_chunks` (it quarantines nothing).
     pub async fn verify_shard(
         &self,
         addr: &str,
-        id: pb::ShardId,
-    ) -> Result<pb::StatShardResponse, DataClientError> {
+        id: &ShardId,
+    ) -> Result<ShardStat, DataClientError> {
         self.stat(addr, id, true, VERIFY_TIMEOUT).await
     }
 
     async fn stat(
         &self,
         addr: &str,
-        id: pb::ShardId,
+        id: &ShardId,
         verify: bool,
         limit: Duration,
-    ) -> Result<pb::StatShardResponse, DataClientError> {
+    ) -> Result<ShardStat, DataClientError> {
         let mut client = self.client(addr)?;
         let request = pb::StatShardRequest {
-            id: Some(id),
+            id: Some(id.to_pb()),
             verify,
         };
-        with_timeout(addr, limit, client.stat_shard(request)).await
+        let resp = with_timeout(addr, limit, client.stat_shard(request)).await?;
+        let header = resp
+            .header
+            .ok_or_else(|| DataClientError::malformed(addr, "header"))?;
+        Ok(ShardStat {
+            id: *id,
+            data_shards: header.data_shards,
+            parity_shards: header.parity_shards,
+            chunk_size: header.chunk_size,
+            lease_id: header.lease_id,
+            chunks: resp.chunks,
+            path: resp.path,
+            corrupt_chunks: resp.corrupt_chunks,
+            digest: digest_of(addr, &resp.digest)?,
+        })
     }
 
     /// Every shard the node at `addr` stores (quarantined ones excluded), collected from its
-    /// batched stream; the whole listing must arrive within [`LIST_TIMEOUT`].
-    pub async fn list_shards(&self, addr: &str) -> Result<Vec<pb::ShardEntry>, DataClientError> {
+    /// batched stream; the whole listing must arrive within [`LIST_TIMEOUT`]. A malformed entry
+    /// fails the whole listing: a collector must not judge a node it cannot read.
+    pub async fn list_shards(&self, addr: &str) -> Result<Vec<ListedShard>, DataClientError> {
         let mut client = self.client(addr)?;
         let collect = async {
             let mut stream = client
@@ -273,11 +432,27 @@ impl DataClient {
             }
             Ok::<_, Status>(shards)
         };
-        match tokio::time::timeout(LIST_TIMEOUT, collect).await {
-            Ok(Ok(shards)) => Ok(shards),
-            Ok(Err(status)) => Err(DataClientError::from_status(addr, &status)),
-            Err(_) => Err(timed_out(addr, LIST_TIMEOUT)),
-        }
+        let entries = match tokio::time::timeout(LIST_TIMEOUT, collect).await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(status)) => return Err(DataClientError::from_status(addr, &status)),
+            Err(_) => return Err(timed_out(addr, LIST_TIMEOUT)),
+        };
+        entries
+            .iter()
+            .map(|e| {
+                let id =
+                    e.id.as_ref()
+                        .and_then(ShardId::from_pb)
+                        .ok_or_else(|| DataClientError::malformed(addr, "shard id"))?;
+                Ok(ListedShard {
+                    id,
+                    lease_id: e.lease_id,
+                    chunks: e.chunks,
+                    bytes: e.bytes,
+                    digest: digest_of(addr, &e.digest)?,
+                })
+            })
+            .collect()
     }
 
     /// Asks the node's scrubber for a full pass now (aborting the one in progress, if any);
@@ -322,7 +497,8 @@ impl DataClient {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn client(&self, addr: &str) -> Result<DataServiceClient<Channel>, DataClientError> {
+    /// A gRPC client of the node at `addr` on the pooled channel.
+    pub(crate) fn client(&self, addr: &str) -> Result<DataServiceClient<Channel>, DataClientError> {
         Ok(DataServiceClient::new(self.channel(addr)?)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE))
@@ -378,7 +554,7 @@ async fn with_timeout<T>(
 }
 
 /// The error of a call that ran out of time: the node may answer later.
-fn timed_out(addr: &str, limit: Duration) -> DataClientError {
+pub(crate) fn timed_out(addr: &str, limit: Duration) -> DataClientError {
     DataClientError::Unavailable {
         addr: addr.to_owned(),
         message: format!("no answer within {} ms", limit.as_millis()),
@@ -386,60 +562,5 @@ fn timed_out(addr: &str, limit: Duration) -> DataClientError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_from_the_node_are_classified_by_code() {
-        let a = "10.0.0.1:7101";
-        let cases = [
-            (Status::unavailable("down"), "data_unavailable", true),
-            (Status::deadline_exceeded("slow"), "data_unavailable", true),
-            (Status::cancelled("gone"), "data_unavailable", true),
-            (Status::not_found("no shard"), "shard_not_found", false),
-            (Status::data_loss("bad header"), "shard_corrupt", false),
-            (Status::invalid_argument("order"), "data_rejected", false),
-            (Status::already_exists("conflict"), "data_rejected", false),
-            (Status::internal("disk"), "data_rejected", false),
-        ];
-        for (status, code, retryable) in cases {
-            let err = DataClientError::from_status(a, &status);
-            assert_eq!(err.code(), code, "{status:?}");
-            assert_eq!(err.is_retryable(), retryable, "{status:?}");
-            assert_eq!(err.addr(), a);
-        }
-    }
-
-    #[test]
-    fn a_local_transport_failure_is_unavailable() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        let status = Status::from_error(Box::new(io));
-        let err = DataClientError::from_status("n:1", &status);
-        assert!(err.is_retryable(), "{err:?}");
-    }
-
-    #[test]
-    fn addresses_with_or_without_a_scheme_are_accepted() {
-        assert!(endpoint("127.0.0.1:7101").is_ok());
-        assert!(endpoint("http://node-a:7101").is_ok());
-        assert!(matches!(
-            endpoint("not a uri"),
-            Err(DataClientError::InvalidAddress { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_closed_port_is_unavailable_within_the_ping_timeout() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        drop(listener);
-        let client = DataClient::new();
-        let started = std::time::Instant::now();
-        let err = client.ping(&addr).await.unwrap_err();
-        assert!(err.is_retryable(), "{err:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
-        // The pooled channel is reused, and forgetting it is harmless.
-        assert!(client.ping(&addr).await.is_err());
-        client.forget(&addr);
-    }
-}
+#[path = "data_test.rs"]
+mod tests;
