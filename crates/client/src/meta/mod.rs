@@ -10,7 +10,7 @@
 //! Exactly once: a client (with all its clones) draws a random 16-byte client id once and
 //! numbers its commands 1, 2, 3, ...; every attempt of a command carries the same
 //! `CommandSession { client_id, seq, first_unacked }`, where `first_unacked` is the smallest seq
-//! still in flight (see [`session`](self) and the state machine's session table). A command that
+//! still in flight (the `session` module; the state machine keeps a session table). A command that
 //! timed out or lost its connection may have committed; its retry is answered with the first
 //! result instead of being applied again.
 //!

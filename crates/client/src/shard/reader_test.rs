@@ -203,7 +203,13 @@ async fn a_chunk_the_node_finds_rotten_is_corrupt_on_node() {
         rotten[7] ^= 1;
         shard.chunks[2] = Bytes::from(rotten);
     }
-    let mut reader = VerifiedShardReader::open(&DataClient::new(), &addr, spec)
+    let data = DataClient::new();
+    let verified = data.verify_shard(&addr, &id(1, 5)).await.expect("verify");
+    assert_eq!(
+        verified.corrupt_chunks, 1,
+        "the node's own check finds it too"
+    );
+    let mut reader = VerifiedShardReader::open(&data, &addr, spec)
         .await
         .expect("open");
     assert!(reader.next_chunk().await.expect("0").is_some());
