@@ -1,6 +1,7 @@
 //! The client of the meta service, over every meta node's address: one typed method per
 //! command and per query, speaking core's domain types (`tessera_core::object`, `::blob`,
-//! `::lease`); wire types stay inside this module.
+//! `::lease`); wire types stay inside this module, except in cluster status, heartbeats and
+//! worker and repair reports.
 //!
 //! Leader following: any node answers (followers forward to the leader), so the client only
 //! moves on when a node is down or has no leader: it sticks to the last node that answered and,
@@ -8,11 +9,12 @@
 //! long enough to ride out a leader election.
 //!
 //! Exactly once: a client (with all its clones) draws a random 16-byte client id once and
-//! numbers its commands 1, 2, 3, ...; every attempt of a command carries the same
-//! `CommandSession { client_id, seq, first_unacked }`, where `first_unacked` is the smallest seq
-//! still in flight (the `session` module; the state machine keeps a session table). A command that
-//! timed out or lost its connection may have committed; its retry is answered with the first
-//! result instead of being applied again.
+//! numbers its commands 1, 2, 3, ...; every attempt of a command carries
+//! `CommandSession { client_id, seq, first_unacked }` with the same client id and seq, where
+//! `first_unacked` is the smallest seq still in flight (it may rise between attempts, never
+//! above the seq; see the `session` module). A command that timed out or lost its connection
+//! may have committed; its retry is answered with the first result instead of being applied
+//! again.
 //!
 //! Invariant: a call returns either the answer of a node, a status a node gave for good, or
 //! `Unavailable` after the deadline; never a transport error of one node while another could
