@@ -330,7 +330,6 @@ impl Scrubber {
 
     /// Does one unit of work: a suspect, a pass start, one copy of the pass, or a pass end.
     pub(crate) async fn advance(&mut self) -> Result<Step, ShardStoreError> {
-        self.held_back = false;
         let step = self.advance_inner().await;
         self.held_back = self.pacer.take_held_back();
         step

@@ -6,7 +6,7 @@
 //! `ROOT/tmp/`, and that file is removed when the writer fails, is aborted or is dropped. A
 //! committed file holds exactly the chunks received, the hashes they were verified against,
 //! and a footer whose digest is the one the writer sent. The writer is consumed by every step,
-//! so a failed writer cannot be used again. It publishes through [`ShardDir`] and never calls
+//! so a failed writer cannot be used again. It publishes through `ShardDir` and never calls
 //! the store.
 
 use crate::shard_dir::{ShardDir, blocking};

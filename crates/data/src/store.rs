@@ -12,7 +12,7 @@
 //! from then on it is neither listed nor served, so it reads as missing and repair rebuilds it.
 //!
 //! One process per folder: the store holds `ROOT/LOCK` ([`DirLock`]) from open until its last
-//! handle (store, reader's owner, writer, scrubber) is dropped. A folder of format 1 (an
+//! handle (a clone of the store, held by the service and scrubber, or a writer) is dropped. A folder of format 1 (an
 //! earlier development build) is refused at open.
 //!
 //! All file I/O runs on tokio's blocking pool; each reader or writer holds at most one chunk
