@@ -6,7 +6,6 @@
 //! - [`placement`]: zone-aware rendezvous placement of shards, and the write rule.
 //! - [`repair`]: the repair planner: rebuild, wait or give up, and where shards go.
 //! - [`stripe`]: stripe geometry and the Reed-Solomon codec wrapper.
-//! - [`shard_format`]: the versioned on-disk format of shard files.
 //! - [`checksum`]: S3 additional checksums, COMPOSITE and FULL_OBJECT multipart checksums.
 //! - [`etag`]: ETags and the If-Match / If-None-Match comparisons.
 //! - [`multipart`]: multipart limits and the checks of CompleteMultipartUpload.
@@ -30,5 +29,4 @@ pub mod placement;
 pub mod repair;
 pub mod sealing;
 pub mod shard_file;
-pub mod shard_format;
 pub mod stripe;

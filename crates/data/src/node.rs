@@ -1,34 +1,33 @@
-//! The data node process: opens the shard store, starts the scrubber, serves `DataService`,
-//! registers with meta and sends heartbeats until shutdown.
+//! The data node process: opens (and locks) the shard store, serves `DataService`, and runs its
+//! workers until shutdown: the scrubber, the membership worker (registration, then
+//! heartbeats) and the reporter that tells every meta node about the node's workers.
 //!
-//! Invariant: serving never waits for meta. Registration retries with backoff in the
-//! background (meta may start after us), and heartbeats begin once it succeeded.
+//! Invariant: serving never waits for meta (registration retries in the background, as meta
+//! may start after us), and two processes never share one data folder (the store holds its
+//! lock for the node's whole life). On shutdown the server drains its streams (up to
+//! [`SHUTDOWN_GRACE`]) before the workers stop, so the node keeps heartbeating while it still
+//! serves.
 
 use crate::config::DataConfig;
+use crate::membership::Membership;
 use crate::scrub::Scrubber;
 use crate::service::{DataServiceImpl, server_builder};
-use crate::store::{ShardStore, now_ms};
+use crate::store::ShardStore;
 use crate::store_error::ShardStoreError;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tessera_client::MetaClient;
+use tessera_client::workers::{ProcessIdentity, WorkerReporter};
 use tessera_proto::meta::v1 as meta_pb;
-use tessera_proto::meta::v1::command::Cmd;
-use tessera_proto::meta::v1::command_result::Result as CommandOutcome;
 use tessera_runtime::Shutdown;
 use tessera_runtime::config::ConfigError;
+use tessera_runtime::worker::{WorkerRegistry, spawn_worker};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tracing::{Instrument, debug, info, info_span, warn};
-
-/// How often a registered node reports its usage to meta.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+use tracing::{Instrument, info, info_span, warn};
 
 /// How long in-flight streams may run on after shutdown before the server is dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-const REGISTER_BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const REGISTER_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Why a data node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +35,8 @@ pub enum DataNodeError {
     /// The config breaks a rule.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The shard store could not be opened.
+    /// The shard store could not be opened (locked by another process, of an earlier format,
+    /// unreadable).
     #[error("shard store: {0}")]
     Store(#[from] ShardStoreError),
     /// The listen address could not be bound.
@@ -94,15 +94,30 @@ pub async fn run_on(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), DataNodeError> {
+    run_with_registry(config, listener, shutdown, WorkerRegistry::new()).await
+}
+
+/// As [`run_on`], with the node's workers registered in `registry` (so the caller can list
+/// them, or export them as metrics).
+pub async fn run_with_registry(
+    config: DataConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+    registry: WorkerRegistry,
+) -> Result<(), DataNodeError> {
     config.validate()?;
-    let span = info_span!("data_node", node_id = config.node_id, zone = %config.zone);
-    serve(config, listener, shutdown).instrument(span).await
+    let span =
+        info_span!("data_node", node_id = config.node_id, zone = %config.zone, role = "data");
+    serve(config, listener, shutdown, registry)
+        .instrument(span)
+        .await
 }
 
 async fn serve(
     config: DataConfig,
     listener: TcpListener,
     shutdown: Shutdown,
+    registry: WorkerRegistry,
 ) -> Result<(), DataNodeError> {
     let store = ShardStore::open(&config.data_dir).await?;
     let local = listener
@@ -115,17 +130,11 @@ async fn serve(
         .advertise
         .clone()
         .unwrap_or_else(|| local.to_string());
-    let (scrubber, scrub) = Scrubber::open(store.clone(), config.scrub()).await?;
-    let scrubbing = tokio::spawn(
-        scrubber
-            .run(shutdown.clone())
-            .instrument(info_span!("worker", worker = "scrubber")),
-    );
-    let service = DataServiceImpl::new(store.clone(), scrub, config.node_id, config.zone.clone());
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(30)));
 
+    // Workers stop only after the server has drained: see the module invariant.
+    let workers_stop = Shutdown::new();
+    let (scrubber, scrub) = Scrubber::open(store.clone(), config.scrub()).await?;
+    let mut workers = vec![scrubber.spawn(&registry, workers_stop.clone())];
     let node = meta_pb::DataNode {
         node_id: config.node_id,
         zone: config.zone.clone(),
@@ -135,10 +144,27 @@ async fn serve(
         state: meta_pb::NodeState::Active.into(),
     };
     let meta = MetaClient::new(config.meta_endpoints.clone());
-    let membership = tokio::spawn(
-        membership(meta, node, store, shutdown.clone()).instrument(tracing::Span::current()),
-    );
+    workers.push(spawn_worker(
+        Membership::new(meta.clone(), node, store.clone()),
+        &registry,
+        workers_stop.clone(),
+    ));
+    let process = ProcessIdentity {
+        role: "data".to_owned(),
+        id: config.node_id.to_string(),
+        zone: config.zone.clone(),
+        addr: addr.clone(),
+    };
+    workers.push(spawn_worker(
+        WorkerReporter::new(meta, process, registry.clone()),
+        &registry,
+        workers_stop.clone(),
+    ));
 
+    let service = DataServiceImpl::new(store, scrub, config.node_id, config.zone.clone());
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(30)));
     info!(
         node_id = config.node_id,
         zone = %config.zone,
@@ -157,92 +183,23 @@ async fn serve(
             Ok(())
         }
     };
-    membership.abort();
-    // The task was aborted or finished; either way there is nothing left to report.
-    let _ = membership.await;
-    if !shutdown.is_triggered() {
-        // The server failed on its own; on shutdown the scrubber saves its cursor and stops.
-        scrubbing.abort();
+    workers_stop.trigger();
+    for worker in workers {
+        worker.stopped().await;
     }
-    // Finished or aborted; the scrubber logs its own failures.
-    let _ = scrubbing.await;
     result?;
     info!("data node stopped");
     Ok(())
-}
-
-/// Registers the node with meta (retrying), then heartbeats until shutdown.
-async fn membership(
-    meta: MetaClient,
-    node: meta_pb::DataNode,
-    store: ShardStore,
-    shutdown: Shutdown,
-) {
-    let node = tokio::select! {
-        () = shutdown.wait() => return,
-        node = register(&meta, node) => node,
-    };
-    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.wait() => return,
-            _ = tick.tick() => {}
-        }
-        let usage = store.usage();
-        let request = meta_pb::HeartbeatRequest {
-            node: Some(node.clone()),
-            shards: usage.shards,
-            used_bytes: usage.bytes,
-        };
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = meta.heartbeat_all(request) => {}
-        }
-    }
-}
-
-/// Sends `RegisterDataNode` until meta accepts it; returns the node as registered.
-async fn register(meta: &MetaClient, mut node: meta_pb::DataNode) -> meta_pb::DataNode {
-    let mut delay = REGISTER_BACKOFF_FIRST;
-    let mut attempt: u64 = 0;
-    loop {
-        attempt += 1;
-        node.registered_ms = now_ms();
-        let command = meta_pb::Command {
-            cmd: Some(Cmd::RegisterDataNode(meta_pb::RegisterDataNode {
-                node: Some(node.clone()),
-            })),
-            ..meta_pb::Command::default()
-        };
-        match meta.execute(command).await {
-            Ok(meta_pb::CommandResult {
-                result: Some(CommandOutcome::Error(refusal)),
-            }) => warn!(
-                attempt,
-                code = refusal.code,
-                message = %refusal.message,
-                "data node registration refused"
-            ),
-            Ok(_) => {
-                info!(attempt, addr = %node.addr, "data node registered");
-                return node;
-            }
-            Err(e) if attempt < 5 => {
-                debug!(attempt, error = %e, "meta not reachable yet; registration retried");
-            }
-            Err(e) => warn!(attempt, error = %e, "data node registration failed; retrying"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(REGISTER_BACKOFF_MAX);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Instant;
-    use tessera_client::DataClient;
+    use tessera_proto::data::v1 as pb;
+    use tessera_proto::data::v1::data_service_client::DataServiceClient;
+    use tessera_runtime::worker::WorkerStatus;
+    use tonic::transport::Channel;
 
     #[tokio::test]
     async fn an_invalid_config_is_refused_before_binding() {
@@ -254,31 +211,65 @@ mod tests {
         assert!(!err.is_retryable());
     }
 
-    #[tokio::test]
-    async fn the_node_serves_while_meta_is_unreachable_and_stops_on_shutdown() {
-        let dir = tempfile::tempdir().unwrap();
-        let unreachable_meta = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = DataConfig {
+    fn node_config(dir: &std::path::Path, addr: SocketAddr, meta: String) -> DataConfig {
+        DataConfig {
             node_id: 3,
             zone: "zone-c".into(),
             listen: addr,
-            data_dir: dir.path().join("data"),
-            meta_endpoints: vec![unreachable_meta],
+            data_dir: dir.join("data"),
+            meta_endpoints: vec![meta],
             ..DataConfig::default()
-        };
-        let shutdown = Shutdown::new();
-        let node = tokio::spawn(run_on(config, listener, shutdown.clone()));
+        }
+    }
 
-        let client = DataClient::new();
+    fn unreachable_meta() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    }
+
+    /// Polls `registry` until worker `name` satisfies `done` (deadline 15 s).
+    async fn worker_until(
+        registry: &WorkerRegistry,
+        name: &str,
+        done: impl Fn(&WorkerStatus) -> bool,
+    ) -> WorkerStatus {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = registry.get(name).filter(|s| done(s)) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {name}: {:?}",
+                registry.get(name)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_node_serves_while_meta_is_unreachable_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = node_config(dir.path(), addr, unreachable_meta());
+        let shutdown = Shutdown::new();
+        let registry = WorkerRegistry::new();
+        let node = tokio::spawn(run_with_registry(
+            config.clone(),
+            listener,
+            shutdown.clone(),
+            registry.clone(),
+        ));
+
         let deadline = Instant::now() + Duration::from_secs(10);
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let mut client = DataServiceClient::new(channel);
         let ping = loop {
-            match client.ping(&addr.to_string()).await {
-                Ok(ping) => break ping,
+            match client.ping(pb::PingRequest {}).await {
+                Ok(ping) => break ping.into_inner(),
                 Err(e) => {
                     assert!(Instant::now() < deadline, "node never answered: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -286,13 +277,50 @@ mod tests {
             }
         };
         assert_eq!((ping.node_id, ping.zone.as_str()), (3, "zone-c"));
-        assert!(dir.path().join("data").join("FORMAT").exists());
+        let data = dir.path().join("data");
+        assert_eq!(
+            std::fs::read_to_string(data.join("FORMAT")).unwrap().trim(),
+            "tessera-data 2"
+        );
+
+        // A second node on the same folder is refused, naming the holder.
+        let second = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let second_addr = second.local_addr().unwrap();
+        let err = run_on(
+            DataConfig {
+                node_id: 4,
+                ..node_config(dir.path(), second_addr, unreachable_meta())
+            },
+            second,
+            Shutdown::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, DataNodeError::Store(ShardStoreError::Locked { .. })),
+            "{err}"
+        );
+        assert_eq!(err.code(), "store_locked");
+        assert!(
+            err.to_string()
+                .contains(&format!("{} data", std::process::id())),
+            "{err}"
+        );
 
         // The scrubber runs from the start and answers for a requested pass.
-        let pass = client.start_scrub(&addr.to_string()).await.unwrap().pass;
+        let pass = client
+            .start_scrub(pb::StartScrubRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pass;
         assert!(pass >= 1);
         loop {
-            let status = client.scrub_status(&addr.to_string()).await.unwrap();
+            let status = client
+                .scrub_status(pb::ScrubStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner();
             if status.passes_completed >= pass {
                 break;
             }
@@ -302,10 +330,31 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(dir.path().join("data").join("scrub.state").exists());
+        assert!(data.join("scrub.state").exists());
+
+        // Every worker is registered: the scrubber, membership (still registering, as meta
+        // is unreachable) and the reporter.
+        let scrub = worker_until(&registry, "scrub", |s| s.steps > 0).await;
+        assert!(scrub.progress.text.starts_with("pass "), "{scrub:?}");
+        let heartbeat = worker_until(&registry, "heartbeat", |s| s.steps > 0).await;
+        assert!(
+            heartbeat.progress.text.starts_with("registering: attempt"),
+            "{heartbeat:?}"
+        );
+        worker_until(&registry, "worker-report", |s| s.steps > 0).await;
 
         shutdown.trigger();
         let stopped = tokio::time::timeout(Duration::from_secs(5), node).await;
         assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+        for worker in registry.snapshot() {
+            assert_eq!(
+                worker.state,
+                tessera_runtime::worker::WorkerState::Stopped,
+                "{worker:?}"
+            );
+        }
+
+        // The folder is free again once the node stopped.
+        drop(ShardStore::open(&data).await.unwrap());
     }
 }

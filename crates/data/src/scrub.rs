@@ -1,62 +1,57 @@
-//! The scrubber: a background worker that reads every shard file in name order, checks its
-//! header, its length and every chunk's blake3 hash, and quarantines the files it finds
-//! damaged, so that repair sees those shards missing and rebuilds them.
+//! The scrubber: a [`Worker`] that reads every shard file in name order, checks everything a
+//! node can check alone (see `scrub_check`), and quarantines the files it finds damaged, so
+//! that repair sees those copies missing and rebuilds them.
 //!
 //! Invariant: a shard file found damaged is moved out of `shards/` (and counted, logged and
 //! kept among the recent findings) only while it is still the very file that was checked, so
-//! a shard rewritten meanwhile is never lost. The pass in progress and the last file it
-//! checked are persisted (`scrub.state`), so a restart resumes the pass where it stood.
+//! a copy written since is never lost. The pass in progress and the last file it checked are
+//! persisted (`scrub.state`) at every pass start and end and at most [`PERSIST_EVERY`] apart in
+//! between, so a restart resumes the pass where it stood, repeating at most that much work.
 //!
 //! A pass is throttled to the configured byte rate and pauses (one chunk at a time) while
-//! clients stream shards; a pass asked for through [`ScrubHandle::request_pass`] aborts the
-//! pass in progress, runs at full speed and does not pause. Shards a client read found
-//! damaged (suspects) are checked before anything else, at full speed.
+//! clients stream shards; a pass asked for through [`ScrubHandle::request_pass`] abandons the
+//! pass in progress, runs at full speed and does not pause. Copies a client read found damaged
+//! (suspects) are checked before anything else, at full speed.
 
+pub use crate::scrub_check::CorruptReason;
+use crate::scrub_check::{Verdict, check_copy};
 use crate::scrub_state::{LoadedState, ScrubCursor, load_blocking, save_blocking};
-use crate::scrub_throttle::{ClientLoad, ClientLoadGuard, RateLimiter};
-use crate::shard_reader::ChunkRead;
+use crate::scrub_throttle::{ClientLoad, ClientLoadGuard, Pace, Pacer};
+use crate::shard_dir::{FileStamp, Quarantine, blocking};
+use crate::shard_key::ShardKey;
 use crate::shard_walk::ShardWalk;
-use crate::store::{FileStamp, Quarantine, ShardKey, ShardStore, blocking, now_ms};
+use crate::store::ShardStore;
 use crate::store_error::ShardStoreError;
 use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tessera_core::shard_format::{HEADER_LEN, ShardFormatError, chunk_record_len};
 use tessera_runtime::Shutdown;
-use tokio::sync::{Notify, mpsc};
+use tessera_runtime::clock::now_ms;
+use tessera_runtime::worker::{
+    StepOutcome, Worker, WorkerError, WorkerHandle, WorkerProgress, WorkerRegistry, WorkerWaker,
+    spawn_worker,
+};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
+
+/// The name the scrubber is registered under.
+pub const WORKER_NAME: &str = "scrub";
 
 /// Findings kept for `ScrubStatus` (newest last); older ones are dropped.
 pub const RECENT_FINDINGS: usize = 1000;
 
-/// How often a paused scrubber looks whether clients are still streaming.
-pub const LOAD_POLL: Duration = Duration::from_millis(50);
-
-/// Longest a throttled scrubber waits for client streams to end before it reads one more
-/// chunk anyway: a node that always has a client stream open is still scrubbed, slowly.
-pub const MAX_LOAD_PAUSE: Duration = Duration::from_secs(1);
-
 /// How often, at most, the cursor is written to disk during a pass (and at every pass start
-/// and end, and at shutdown): a crash repeats at most this much work.
+/// and end): a crash or shutdown repeats at most this much work.
 pub const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
-/// Shards reported by client reads that may wait for the scrubber; more are dropped (the
+/// Longest single idle wait between passes; the wait is recomputed after it.
+pub const MAX_IDLE_SLEEP: Duration = Duration::from_secs(60);
+
+/// Copies reported by client reads that may wait for the scrubber; more are dropped (the
 /// pass finds them anyway).
 const SUSPECT_QUEUE: usize = 1024;
-
-/// Longest single sleep while pacing, so a requested pass takes over promptly.
-const PACE_SLICE: Duration = Duration::from_millis(100);
-
-/// Longest single sleep between passes; the wait is recomputed after it.
-const MAX_IDLE_SLEEP: Duration = Duration::from_secs(60);
-
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
-
-/// EIO: the device could not read the data; the same number on Linux, the BSDs and macOS.
-const EIO: i32 = 5;
 
 /// How the scrubber runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,35 +62,10 @@ pub struct ScrubConfig {
     pub interval: Duration,
 }
 
-/// Why the scrubber quarantined a shard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CorruptReason {
-    /// A chunk does not match its stored blake3 hash.
-    ChunkHash,
-    /// The file is not a header plus whole chunk records.
-    Truncated,
-    /// The header does not decode, breaks a rule, or names another shard.
-    Header,
-    /// The device failed to read the file.
-    Io,
-}
-
-impl CorruptReason {
-    /// The reason's wire name: "chunk_hash", "truncated", "header" or "io".
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::ChunkHash => "chunk_hash",
-            Self::Truncated => "truncated",
-            Self::Header => "header",
-            Self::Io => "io",
-        }
-    }
-}
-
-/// One damaged shard the scrubber moved to quarantine.
+/// One damaged copy the scrubber moved to quarantine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CorruptFinding {
-    /// The shard.
+    /// The copy.
     pub key: ShardKey,
     /// What was wrong.
     pub reason: CorruptReason,
@@ -121,18 +91,18 @@ pub struct ScrubStatus {
     pub shards_checked: u64,
     /// Bytes read by checks since the node started.
     pub bytes_checked: u64,
-    /// Shards quarantined since the node started.
+    /// Copies quarantined since the node started.
     pub corrupt_shards_found: u64,
     /// The latest findings, at most [`RECENT_FINDINGS`], newest last.
     pub recent_corrupt: Vec<CorruptFinding>,
-    /// File name of the last shard the current pass checked; empty between passes.
+    /// File name of the last copy the current pass checked; empty between passes.
     pub cursor: String,
     /// The current pass's rate limit in bytes per second; 0 = unthrottled.
     pub rate_bytes_per_sec: u64,
 }
 
 /// What the service holds of the scrubber: ask for a pass, read its status, report suspect
-/// shards, count client streams. Cheap to clone.
+/// copies, count client streams. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ScrubHandle {
     shared: Arc<Shared>,
@@ -142,14 +112,14 @@ pub struct ScrubHandle {
 #[derive(Debug)]
 struct Shared {
     progress: Mutex<Progress>,
-    /// Wakes an idle scrubber for a requested pass.
-    wake: Notify,
+    /// Wakes the worker from its idle wait; set once it is spawned.
+    waker: Mutex<Option<WorkerWaker>>,
     load: ClientLoad,
     rate: u64,
 }
 
 /// Everything the worker and the handles share; one lock, so a pass request and a pass end
-/// are ordered: a request made before the end turns that pass into an aborted one.
+/// are ordered: a request made before the end turns that pass into an abandoned one.
 #[derive(Debug, Default)]
 struct Progress {
     cursor: ScrubCursor,
@@ -161,9 +131,11 @@ struct Progress {
     bytes_checked: u64,
     corrupt_found: u64,
     recent: VecDeque<CorruptFinding>,
-    /// Shards and findings of the current pass, for its log line.
+    /// Copies checked and quarantined by the current (or last) pass.
     pass_shards: u64,
     pass_corrupt: u64,
+    /// Copies stored when the current (or last) pass started (or resumed).
+    pass_total: u64,
 }
 
 impl Shared {
@@ -172,11 +144,22 @@ impl Shared {
         // panic elsewhere while holding the lock cannot leave them half-written.
         self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn wake(&self) {
+        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(waker) = waker.as_ref() {
+            waker.wake();
+        }
+    }
+
+    fn requested(&self) -> bool {
+        self.lock().requested
+    }
 }
 
 impl ScrubHandle {
     /// Asks for a full pass now: the pass in progress (if any) is abandoned and a new one
-    /// starts from the first shard, unthrottled. Returns the `passes_completed` value the
+    /// starts from the first copy, unthrottled. Returns the `passes_completed` value the
     /// requested pass will reach when it ends.
     pub fn request_pass(&self) -> u64 {
         let pass = {
@@ -184,7 +167,7 @@ impl ScrubHandle {
             progress.requested = true;
             progress.cursor.passes_completed + 1
         };
-        self.shared.wake.notify_one();
+        self.shared.wake();
         info!(pass, "scrub pass requested");
         pass
     }
@@ -215,12 +198,15 @@ impl ScrubHandle {
         }
     }
 
-    /// Reports a shard a client read found damaged; the scrubber checks it before anything
+    /// Reports a copy a client read found damaged; the scrubber checks it before anything
     /// else (and quarantines it if the damage is real). Never blocks: when the queue is full
-    /// the report is dropped, and the pass will find the shard.
+    /// the report is dropped, and the pass will find the copy.
     pub fn report_suspect(&self, key: ShardKey) {
         match self.suspects.try_send(key) {
-            Ok(()) => debug!(shard = %key, "suspect shard queued for the scrubber"),
+            Ok(()) => {
+                debug!(shard = %key, "suspect shard queued for the scrubber");
+                self.shared.wake();
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 debug!(shard = %key, "suspect queue full; the pass will check the shard");
             }
@@ -235,16 +221,16 @@ impl ScrubHandle {
     }
 }
 
-/// What one step of the worker did.
+/// What one step of the scrubber did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    /// Checked a suspect shard.
+    /// Checked a suspect copy.
     Suspect,
     /// Started this pass.
     PassStarted(u64),
-    /// Checked the next shard of the pass.
+    /// Checked the next copy of the pass.
     Checked,
-    /// Gave up the current shard or pass for a requested pass.
+    /// Gave up the current copy or pass for a requested pass.
     Aborted,
     /// Ended this pass.
     PassFinished(u64),
@@ -252,52 +238,25 @@ pub(crate) enum Step {
     Idle(Duration),
 }
 
-/// What checking one shard found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
-    /// Header, length and every chunk check out; `bytes` were read.
-    Intact { bytes: u64 },
-    /// The file is damaged.
-    Damaged {
-        reason: CorruptReason,
-        chunk: u64,
-        bytes: u64,
-    },
-    /// No file holds the shard any more (deleted since it was listed), or it could not be
-    /// checked this time (logged).
-    Gone,
-    /// A pass was requested; the check was abandoned.
-    Aborted,
-}
-
-/// How a check reads chunks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pace {
-    /// At the configured rate, pausing for client streams; gives way to a requested pass.
-    Throttled,
-    /// At full speed; gives way to a newer requested pass.
-    Requested,
-    /// At full speed, to the end (a suspect).
-    Urgent,
-}
-
-/// The worker; owned by its task (or driven step by step in tests).
+/// The worker; spawned with [`Scrubber::spawn`] (or driven step by step in tests).
 #[derive(Debug)]
 pub struct Scrubber {
     store: ShardStore,
     shared: Arc<Shared>,
     suspects: mpsc::Receiver<ShardKey>,
-    /// Suspects received while idle, checked first.
+    /// Suspects to check again (the file changed under a quarantine), checked first.
     queued: VecDeque<ShardKey>,
     walk: ShardWalk,
-    limiter: RateLimiter,
+    pacer: Pacer,
     interval: Duration,
     persist_every: Duration,
     last_persist: Instant,
+    /// Whether the last step was held back by the rate or by clients.
+    held_back: bool,
 }
 
 impl Scrubber {
-    /// Reads the persisted cursor (a pass in progress resumes after its last checked shard)
+    /// Reads the persisted cursor (a pass in progress resumes after its last checked copy)
     /// and returns the worker and the handle the service uses.
     pub async fn open(
         store: ShardStore,
@@ -316,13 +275,15 @@ impl Scrubber {
         if cursor.in_pass() {
             walk.restart_after(&cursor.cursor);
         }
+        let load = ClientLoad::default();
         let shared = Arc::new(Shared {
             progress: Mutex::new(Progress {
                 cursor,
+                pass_total: store.usage().shards,
                 ..Progress::default()
             }),
-            wake: Notify::new(),
-            load: ClientLoad::default(),
+            waker: Mutex::new(None),
+            load: load.clone(),
             rate: config.rate_bytes_per_sec,
         });
         let (tx, rx) = mpsc::channel(SUSPECT_QUEUE);
@@ -336,21 +297,22 @@ impl Scrubber {
             suspects: rx,
             queued: VecDeque::new(),
             walk,
-            limiter: RateLimiter::new(config.rate_bytes_per_sec, Instant::now()),
+            pacer: Pacer::new(config.rate_bytes_per_sec, load),
             interval: config.interval,
             persist_every: PERSIST_EVERY,
             last_persist: Instant::now(),
+            held_back: false,
         };
         Ok((scrubber, handle))
     }
 
-    /// Runs passes until `shutdown` trips, then persists the cursor. Failures (a directory
-    /// that cannot be listed, a state file that cannot be written) back off and retry.
-    pub async fn run(mut self, shutdown: Shutdown) {
+    /// Runs the scrubber as a worker of `registry` until `shutdown` trips; requests and
+    /// suspects wake it from its idle wait.
+    pub fn spawn(self, registry: &WorkerRegistry, shutdown: Shutdown) -> WorkerHandle {
         {
             let progress = self.shared.lock();
             info!(
-                rate_bytes_per_sec = self.limiter.rate(),
+                rate_bytes_per_sec = self.pacer.rate(),
                 interval_s = self.interval.as_secs(),
                 pass = progress.cursor.pass,
                 passes_completed = progress.cursor.passes_completed,
@@ -358,49 +320,22 @@ impl Scrubber {
                 "scrubber started"
             );
         }
-        let mut backoff = BACKOFF_FIRST;
-        loop {
-            let step = tokio::select! {
-                biased;
-                () = shutdown.wait() => break,
-                step = self.step() => step,
-            };
-            match step {
-                Ok(Step::Idle(wait)) => {
-                    backoff = BACKOFF_FIRST;
-                    tokio::select! {
-                        biased;
-                        () = shutdown.wait() => break,
-                        () = self.shared.wake.notified() => {}
-                        Some(key) = self.suspects.recv() => self.queued.push_back(key),
-                        () = tokio::time::sleep(wait.min(MAX_IDLE_SLEEP)) => {}
-                    }
-                }
-                Ok(_) => backoff = BACKOFF_FIRST,
-                Err(e) => {
-                    warn!(
-                        code = e.code(),
-                        error = %e,
-                        backoff_ms = backoff.as_millis() as u64,
-                        "scrub step failed; retrying"
-                    );
-                    tokio::select! {
-                        biased;
-                        () = shutdown.wait() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
-        }
-        if let Err(e) = self.persist(true).await {
-            warn!(code = e.code(), error = %e, "scrub cursor not saved at shutdown");
-        }
-        info!("scrubber stopped");
+        let shared = Arc::clone(&self.shared);
+        let handle = spawn_worker(self, registry, shutdown);
+        *shared.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle.waker());
+        // A request or suspect that came before the waker was set is not lost.
+        handle.wake();
+        handle
     }
 
-    /// Does one unit of work: a suspect, a pass start, one shard of the pass, or a pass end.
-    pub(crate) async fn step(&mut self) -> Result<Step, ShardStoreError> {
+    /// Does one unit of work: a suspect, a pass start, one copy of the pass, or a pass end.
+    pub(crate) async fn advance(&mut self) -> Result<Step, ShardStoreError> {
+        let step = self.advance_inner().await;
+        self.held_back = self.pacer.take_held_back();
+        step
+    }
+
+    async fn advance_inner(&mut self) -> Result<Step, ShardStoreError> {
         if let Some(key) = self.next_suspect() {
             self.check(key, Pace::Urgent).await;
             return Ok(Step::Suspect);
@@ -423,15 +358,17 @@ impl Scrubber {
         let Some((name, key)) = self.walk.next().await? else {
             return self.finish_pass().await;
         };
-        if self.check(key, pace).await == Verdict::Aborted {
-            return Ok(Step::Aborted);
+        match self.check(key, pace).await {
+            Verdict::Aborted => return Ok(Step::Aborted),
+            Verdict::Intact { .. } | Verdict::Damaged { .. } => self.shared.lock().pass_shards += 1,
+            Verdict::Gone => {}
         }
         self.shared.lock().cursor.cursor = name;
         self.persist(false).await?;
         Ok(Step::Checked)
     }
 
-    /// The next suspect to check: those received while idle, then the channel.
+    /// The next suspect to check: those queued again, then the channel.
     fn next_suspect(&mut self) -> Option<ShardKey> {
         self.queued
             .pop_front()
@@ -441,6 +378,7 @@ impl Scrubber {
     /// Starts a pass if one was requested, or if none is in progress and the interval since
     /// the last one ended has passed; returns its number.
     fn begin_pass_if_due(&mut self) -> Option<u64> {
+        let total = self.store.usage().shards;
         let pass = {
             let mut progress = self.shared.lock();
             let requested = progress.requested;
@@ -453,15 +391,21 @@ impl Scrubber {
             progress.unthrottled = requested;
             progress.pass_shards = 0;
             progress.pass_corrupt = 0;
+            progress.pass_total = total;
             let cursor = &mut progress.cursor;
             cursor.pass = cursor.passes_completed + 1;
             cursor.cursor.clear();
             cursor.last_pass_started_ms = now_ms();
-            info!(pass = cursor.pass, requested, "scrub pass started");
+            info!(
+                pass = cursor.pass,
+                requested,
+                shards = total,
+                "scrub pass started"
+            );
             cursor.pass
         };
         self.walk.restart_after("");
-        self.limiter.restart(Instant::now());
+        self.pacer.restart();
         Some(pass)
     }
 
@@ -477,7 +421,7 @@ impl Scrubber {
 
     /// Ends the pass whose walk is exhausted, unless a pass was requested meanwhile: then
     /// this one counts as abandoned and the requested one starts next.
-    async fn finish_pass(&mut self) -> Result<Step, ShardStoreError> {
+    pub(crate) async fn finish_pass(&mut self) -> Result<Step, ShardStoreError> {
         let pass = {
             let mut progress = self.shared.lock();
             if progress.requested {
@@ -496,15 +440,14 @@ impl Scrubber {
         Ok(Step::PassFinished(pass))
     }
 
-    /// Checks one shard and quarantines it if damaged. Failures that do not show damage
-    /// (a transient I/O error) skip the shard with a warning; the next pass tries again.
-    async fn check(&mut self, key: ShardKey, pace: Pace) -> Verdict {
+    /// Checks one copy and quarantines it if damaged. Failures that show no damage (a
+    /// transient I/O error) skip the copy with a warning; the next pass tries again.
+    pub(crate) async fn check(&mut self, key: ShardKey, pace: Pace) -> Verdict {
         let path = self.store.shard_path(&key);
-        let stat_path = path.clone();
-        let stamp = match blocking(move || match fs::metadata(&stat_path) {
+        let stamp = match blocking(move || match fs::metadata(&path) {
             Ok(meta) => Ok(Some(FileStamp::of(&meta))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ShardStoreError::io("stat", &stat_path)(e)),
+            Err(e) => Err(ShardStoreError::io("stat", &path)(e)),
         })
         .await
         {
@@ -515,7 +458,12 @@ impl Scrubber {
                 return Verdict::Gone;
             }
         };
-        let verdict = match self.verify(key, pace).await {
+        let shared = Arc::clone(&self.shared);
+        let verdict = check_copy(&self.store, key, pace, &mut self.pacer, || {
+            shared.requested()
+        })
+        .await;
+        let verdict = match verdict {
             Ok(verdict) => verdict,
             Err(e) => {
                 warn!(shard = %key, code = e.code(), error = %e, "shard not checked; skipped");
@@ -530,7 +478,6 @@ impl Scrubber {
             let mut progress = self.shared.lock();
             progress.shards_checked += 1;
             progress.bytes_checked += bytes;
-            progress.pass_shards += 1;
         }
         if let Verdict::Damaged { reason, chunk, .. } = verdict {
             self.quarantine(key, reason, chunk, stamp).await;
@@ -538,90 +485,8 @@ impl Scrubber {
         verdict
     }
 
-    /// Reads the shard's header and every chunk.
-    async fn verify(&mut self, key: ShardKey, pace: Pace) -> Result<Verdict, ShardStoreError> {
-        let reader = match self.store.open_read(key).await {
-            Ok(reader) => reader,
-            Err(ShardStoreError::NotFound { .. }) => return Ok(Verdict::Gone),
-            Err(e) => {
-                return match damage_of(&e) {
-                    Some(reason) => Ok(Verdict::Damaged {
-                        reason,
-                        chunk: 0,
-                        bytes: 0,
-                    }),
-                    None => Err(e),
-                };
-            }
-        };
-        let record_len = chunk_record_len(reader.header().chunk_size);
-        let mut bytes = HEADER_LEN;
-        for index in 0..reader.chunk_count() {
-            if !self.pace(pace).await {
-                return Ok(Verdict::Aborted);
-            }
-            let read = reader.read_chunk(index).await;
-            if pace == Pace::Throttled {
-                self.limiter.consumed(record_len);
-            }
-            bytes += record_len;
-            let reason = match read {
-                Ok(ChunkRead::Intact { .. }) => continue,
-                Ok(ChunkRead::Corrupt { .. }) => {
-                    if reader
-                        .file_len_now()
-                        .is_ok_and(|len| len < reader.stat().file_len)
-                    {
-                        CorruptReason::Truncated
-                    } else {
-                        CorruptReason::ChunkHash
-                    }
-                }
-                Err(e) => damage_of(&e).ok_or(e)?,
-            };
-            return Ok(Verdict::Damaged {
-                reason,
-                chunk: index,
-                bytes,
-            });
-        }
-        Ok(Verdict::Intact { bytes })
-    }
-
-    /// Waits before the next chunk as `pace` demands; `false` if the check should give way
-    /// to a requested pass.
-    async fn pace(&mut self, pace: Pace) -> bool {
-        match pace {
-            Pace::Urgent => return true,
-            Pace::Requested => return !self.shared.lock().requested,
-            Pace::Throttled => {}
-        }
-        let mut paused = Duration::ZERO;
-        while self.shared.load.in_flight() > 0 && paused < MAX_LOAD_PAUSE {
-            if self.shared.lock().requested {
-                return false;
-            }
-            tokio::time::sleep(LOAD_POLL).await;
-            paused += LOAD_POLL;
-        }
-        if !paused.is_zero() {
-            // Time paused for clients is not credit for a burst.
-            self.limiter.restart(Instant::now());
-        }
-        loop {
-            if self.shared.lock().requested {
-                return false;
-            }
-            let delay = self.limiter.delay(Instant::now());
-            if delay.is_zero() {
-                return true;
-            }
-            tokio::time::sleep(delay.min(PACE_SLICE)).await;
-        }
-    }
-
-    /// Moves a damaged shard to quarantine if it is still the file checked, and records the
-    /// finding; a shard rewritten since is checked again instead.
+    /// Moves a damaged copy to quarantine if it is still the file checked, and records the
+    /// finding; a file written since under the name is checked again instead.
     async fn quarantine(
         &mut self,
         key: ShardKey,
@@ -674,25 +539,63 @@ impl Scrubber {
     }
 }
 
-/// The kind of damage a store error shows, or `None` if it shows none (the shard is fine
-/// as far as we know; the operation failed for another reason).
-fn damage_of(err: &ShardStoreError) -> Option<CorruptReason> {
-    match err {
-        ShardStoreError::CorruptHeader {
-            source: ShardFormatError::Truncated,
-            ..
+impl Worker for Scrubber {
+    fn name(&self) -> String {
+        WORKER_NAME.to_owned()
+    }
+
+    async fn step(&mut self) -> Result<StepOutcome, WorkerError> {
+        Ok(match self.advance().await? {
+            Step::Idle(wait) => StepOutcome::Idle(wait.min(MAX_IDLE_SLEEP)),
+            Step::Suspect
+            | Step::PassStarted(_)
+            | Step::Checked
+            | Step::Aborted
+            | Step::PassFinished(_) => StepOutcome::Busy,
+        })
+    }
+
+    fn progress(&self) -> WorkerProgress {
+        let progress = self.shared.lock();
+        let cursor = &progress.cursor;
+        let (done, total) = (progress.pass_shards, progress.pass_total);
+        let text = if cursor.in_pass() {
+            format!(
+                "pass {}{}: {done}/{total} shards checked, {} corrupt",
+                cursor.pass,
+                if progress.unthrottled {
+                    " (requested)"
+                } else {
+                    ""
+                },
+                progress.pass_corrupt
+            )
+        } else if cursor.passes_completed == 0 {
+            "no pass yet".to_owned()
+        } else {
+            format!(
+                "pass {} done: {done} shards checked, {} corrupt; next in {} s",
+                cursor.passes_completed,
+                progress.pass_corrupt,
+                self.until_due(cursor).as_secs()
+            )
+        };
+        WorkerProgress {
+            text,
+            done,
+            total,
+            cursor: if cursor.in_pass() {
+                cursor.cursor.clone()
+            } else {
+                String::new()
+            },
+            throttled: self.held_back,
+            rate_limit_bytes_per_sec: if progress.unthrottled {
+                0
+            } else {
+                self.shared.rate
+            },
         }
-        | ShardStoreError::Truncated { .. } => Some(CorruptReason::Truncated),
-        ShardStoreError::CorruptHeader { .. }
-        | ShardStoreError::ImpossibleHeader { .. }
-        | ShardStoreError::Misplaced { .. } => Some(CorruptReason::Header),
-        ShardStoreError::Io { source, .. }
-            if source.raw_os_error() == Some(EIO)
-                || source.kind() == io::ErrorKind::InvalidData =>
-        {
-            Some(CorruptReason::Io)
-        }
-        _ => None,
     }
 }
 

@@ -1,34 +1,33 @@
 //! The scrubber's persisted cursor, `ROOT/scrub.state`: which pass it is in and the last shard
 //! file it checked, so a restarted node resumes its pass instead of starting over.
 //!
-//! Invariant: the file is replaced atomically (written to a temp name, fsync'd, renamed,
-//! directory fsync'd), so a crash leaves the old state or the new one, never a mix. The first
-//! line names the format; a file this build cannot read is set aside, never trusted.
+//! Invariant: the file is replaced atomically (through `tessera_runtime::worker::CursorFile`:
+//! written to a temp name, fsync'd, renamed, directory fsync'd), so a crash leaves the old
+//! state or the new one, never a mix. The first line names the format; a file this build cannot
+//! read is set aside, never trusted.
 //!
 //! Format (one `key value` per line, after the format line):
 //!
 //! ```text
-//! tessera-scrub 1
+//! tessera-scrub 2
 //! pass 7
 //! passes_completed 6
 //! last_pass_started_ms 1700000000000
 //! last_pass_finished_ms 1699996400000
-//! cursor 0a1b...ff.3
+//! cursor 0a1b...ff.3.00000000deadbeef
 //! ```
 
-use crate::store::{ShardKey, sync_dir};
+use crate::shard_key::ShardKey;
 use crate::store_error::ShardStoreError;
-use std::fs::{self, File};
-use std::io::{self, Write};
 use std::path::Path;
+use tessera_runtime::worker::CursorFile;
 
 /// The state file's name in the data directory.
 pub const STATE_FILE: &str = "scrub.state";
 
-/// First line of the state file.
-pub const STATE_FORMAT_LINE: &str = "tessera-scrub 1";
-
-const STATE_TEMP: &str = "scrub.state.partial";
+/// First line of the state file. Format 1 named shard files without generations; such a
+/// file is set aside like any other this build cannot read.
+pub const STATE_FORMAT_LINE: &str = "tessera-scrub 2";
 
 /// Where the scrubber is, as persisted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -153,29 +152,27 @@ pub(crate) enum LoadedState {
 
 /// Reads `root/scrub.state` (blocking).
 pub(crate) fn load_blocking(root: &Path) -> Result<LoadedState, ShardStoreError> {
-    let path = root.join(STATE_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok(match ScrubCursor::decode(&text) {
-            Ok(state) => LoadedState::Found(state),
-            Err(e) => LoadedState::Invalid(e),
+    let file = CursorFile::new(root.join(STATE_FILE));
+    match file.load() {
+        Ok(Some(bytes)) => Ok(match std::str::from_utf8(&bytes) {
+            Ok(text) => match ScrubCursor::decode(text) {
+                Ok(state) => LoadedState::Found(state),
+                Err(e) => LoadedState::Invalid(e),
+            },
+            Err(_) => LoadedState::Invalid(ScrubStateError::UnknownFormat {
+                found: "(not UTF-8)".to_owned(),
+            }),
         }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LoadedState::Absent),
-        Err(e) => Err(ShardStoreError::io("read", &path)(e)),
+        Ok(None) => Ok(LoadedState::Absent),
+        Err(e) => Err(ShardStoreError::io("read", file.path())(e)),
     }
 }
 
 /// Replaces `root/scrub.state` atomically with `state` (blocking).
 pub(crate) fn save_blocking(root: &Path, state: &ScrubCursor) -> Result<(), ShardStoreError> {
-    let temp = root.join(STATE_TEMP);
-    let path = root.join(STATE_FILE);
-    File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(state.encode().as_bytes())?;
-            file.sync_all()
-        })
-        .map_err(ShardStoreError::io("write", &temp))?;
-    fs::rename(&temp, &path).map_err(ShardStoreError::io("rename", &path))?;
-    sync_dir(root)
+    let file = CursorFile::new(root.join(STATE_FILE));
+    file.save(state.encode().as_bytes())
+        .map_err(ShardStoreError::io("write", file.path()))
 }
 
 #[cfg(test)]
@@ -188,7 +185,7 @@ mod tests {
             passes_completed: 6,
             last_pass_started_ms: 1_700_000_000_000,
             last_pass_finished_ms: 1_699_996_400_000,
-            cursor: format!("{}.3", "0a".repeat(16)),
+            cursor: format!("{}.3.00000000deadbeef", "0a".repeat(16)),
         }
     }
 
@@ -210,7 +207,8 @@ mod tests {
     fn damaged_text_is_refused() {
         let good = sample().encode();
         let cases = [
-            good.replace(STATE_FORMAT_LINE, "tessera-scrub 2"),
+            good.replace(STATE_FORMAT_LINE, "tessera-scrub 1"),
+            good.replace(".3.00000000deadbeef", ".3"),
             good.replace("pass 7", "pass seven"),
             good.replace("cursor 0a", "cursor ../0a"),
             good.replace("pass 7", "pass 5"),
@@ -231,14 +229,14 @@ mod tests {
         ));
         save_blocking(dir.path(), &sample()).unwrap();
         let mut next = sample();
-        next.cursor = format!("{}.0", "ff".repeat(16));
+        next.cursor = format!("{}.0.0000000000000001", "ff".repeat(16));
         save_blocking(dir.path(), &next).unwrap();
         match load_blocking(dir.path()).unwrap() {
             LoadedState::Found(state) => assert_eq!(state, next),
             other => panic!("{other:?}"),
         }
-        assert!(!dir.path().join(STATE_TEMP).exists());
-        fs::write(dir.path().join(STATE_FILE), "junk").unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        std::fs::write(dir.path().join(STATE_FILE), "junk").unwrap();
         assert!(matches!(
             load_blocking(dir.path()).unwrap(),
             LoadedState::Invalid(ScrubStateError::UnknownFormat { .. })

@@ -1,75 +1,109 @@
-//! What keeps the scrubber from competing with clients: a byte-rate limiter and a count of
-//! client streams in flight.
+//! What keeps the scrubber from competing with clients: a byte-rate limit (the runtime's one
+//! `RateLimiter`) and a count of client streams in flight, which a throttled pass pauses for.
 //!
 //! Invariant: over any stretch without pauses, a throttled scrubber reads on average at most
 //! its configured rate (plus one chunk); time spent paused for client load never turns into
-//! credit for a burst afterwards, nor does time the disk was slower than the rate.
+//! credit for a burst afterwards (the limiter's window restarts after a pause). A pause for
+//! clients lasts at most [`MAX_LOAD_PAUSE`] per chunk, so a node that always has a client
+//! stream open is still scrubbed, slowly.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tessera_runtime::rate::RateLimiter;
 
-/// How far behind its rate the limiter may fall before it forgets the debt: a slow disk (or a
-/// long shard check) must not buy a burst at full speed later.
-pub const MAX_RATE_CREDIT: Duration = Duration::from_secs(1);
+/// How often a paused scrubber looks whether clients are still streaming.
+pub const LOAD_POLL: Duration = Duration::from_millis(50);
 
-/// How long to wait, after reading `bytes` in `elapsed`, so that the average stays at most
-/// `rate` bytes per second; zero when unthrottled (`rate = 0`) or already behind.
-pub fn pace_delay(rate: u64, bytes: u64, elapsed: Duration) -> Duration {
-    if rate == 0 {
-        return Duration::ZERO;
-    }
-    let due_nanos = u128::from(bytes) * 1_000_000_000 / u128::from(rate);
-    let due = Duration::from_nanos(u64::try_from(due_nanos).unwrap_or(u64::MAX));
-    due.saturating_sub(elapsed)
+/// Longest a throttled scrubber waits for client streams to end before it reads one more
+/// chunk anyway.
+pub const MAX_LOAD_PAUSE: Duration = Duration::from_secs(1);
+
+/// Longest single sleep while pacing, so a requested pass takes over promptly.
+const PACE_SLICE: Duration = Duration::from_millis(100);
+
+/// How a check reads chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pace {
+    /// At the configured rate, pausing for client streams; gives way to a requested pass.
+    Throttled,
+    /// At full speed; gives way to a newer requested pass.
+    Requested,
+    /// At full speed, to the end (a suspect).
+    Urgent,
 }
 
-/// Paces a stream of reads to a byte rate over a window that restarts after pauses.
+/// Paces the scrubber's chunk reads.
 #[derive(Debug)]
-pub struct RateLimiter {
-    rate: u64,
-    window_start: Instant,
-    window_bytes: u64,
+pub(crate) struct Pacer {
+    limiter: RateLimiter,
+    load: ClientLoad,
+    /// Whether a read was held back (by the rate or by clients) since the last look.
+    held_back: bool,
 }
 
-impl RateLimiter {
-    /// A limiter to `rate` bytes per second (0 = unthrottled), its window starting `now`.
-    pub fn new(rate: u64, now: Instant) -> Self {
+impl Pacer {
+    /// A pacer to `rate` bytes per second (0 = unthrottled) that pauses for `load`.
+    pub(crate) fn new(rate: u64, load: ClientLoad) -> Self {
         Self {
-            rate,
-            window_start: now,
-            window_bytes: 0,
+            limiter: RateLimiter::new(rate, Instant::now()),
+            load,
+            held_back: false,
         }
     }
 
     /// The configured rate.
-    pub fn rate(&self) -> u64 {
-        self.rate
+    pub(crate) fn rate(&self) -> u64 {
+        self.limiter.rate()
     }
 
-    /// Starts a new window at `now`: what came before (a pause, an idle spell) is forgotten.
-    pub fn restart(&mut self, now: Instant) {
-        self.window_start = now;
-        self.window_bytes = 0;
+    /// Starts a new rate window now (at a pass start: idle time is no credit).
+    pub(crate) fn restart(&mut self) {
+        self.limiter.restart(Instant::now());
     }
 
-    /// Records `bytes` read.
-    pub fn consumed(&mut self, bytes: u64) {
-        self.window_bytes = self.window_bytes.saturating_add(bytes);
+    /// Records `bytes` read at the throttled pace.
+    pub(crate) fn consumed(&mut self, bytes: u64) {
+        self.limiter.consumed(bytes);
     }
 
-    /// How long to wait at `now` before the next read.
-    pub fn delay(&mut self, now: Instant) -> Duration {
-        let elapsed = now.saturating_duration_since(self.window_start);
-        let delay = pace_delay(self.rate, self.window_bytes, elapsed);
-        if delay.is_zero() && self.rate != 0 {
-            let behind =
-                elapsed.saturating_sub(pace_delay(self.rate, self.window_bytes, Duration::ZERO));
-            if behind > MAX_RATE_CREDIT {
-                self.restart(now);
-            }
+    /// Whether a read was held back since the last call (and forgets it).
+    pub(crate) fn take_held_back(&mut self) -> bool {
+        std::mem::take(&mut self.held_back)
+    }
+
+    /// Waits before the next chunk as `pace` demands; `false` if the check should give way
+    /// (`give_way` says a requested pass is waiting).
+    pub(crate) async fn before_chunk(&mut self, pace: Pace, give_way: impl Fn() -> bool) -> bool {
+        match pace {
+            Pace::Urgent => return true,
+            Pace::Requested => return !give_way(),
+            Pace::Throttled => {}
         }
-        delay
+        let mut paused = Duration::ZERO;
+        while self.load.in_flight() > 0 && paused < MAX_LOAD_PAUSE {
+            if give_way() {
+                return false;
+            }
+            self.held_back = true;
+            tokio::time::sleep(LOAD_POLL).await;
+            paused += LOAD_POLL;
+        }
+        if !paused.is_zero() {
+            // Time paused for clients is not credit for a burst.
+            self.limiter.restart(Instant::now());
+        }
+        loop {
+            if give_way() {
+                return false;
+            }
+            let delay = self.limiter.delay(Instant::now());
+            if delay.is_zero() {
+                return true;
+            }
+            self.held_back = true;
+            tokio::time::sleep(delay.min(PACE_SLICE)).await;
+        }
     }
 }
 
@@ -111,70 +145,6 @@ impl Drop for ClientLoadGuard {
 mod tests {
     use super::*;
 
-    const MIB: u64 = 1024 * 1024;
-
-    #[test]
-    fn the_delay_keeps_the_average_at_the_rate() {
-        // 16 MiB at 16 MiB/s is due after one second.
-        let rate = 16 * MIB;
-        assert_eq!(
-            pace_delay(rate, 16 * MIB, Duration::ZERO),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            pace_delay(rate, 16 * MIB, Duration::from_millis(300)),
-            Duration::from_millis(700)
-        );
-        assert_eq!(
-            pace_delay(rate, 4 * MIB, Duration::ZERO),
-            Duration::from_millis(250)
-        );
-        // Already behind: no wait.
-        assert_eq!(
-            pace_delay(rate, 16 * MIB, Duration::from_secs(2)),
-            Duration::ZERO
-        );
-    }
-
-    #[test]
-    fn rate_zero_is_unthrottled() {
-        assert_eq!(pace_delay(0, u64::MAX, Duration::ZERO), Duration::ZERO);
-        let mut limiter = RateLimiter::new(0, Instant::now());
-        limiter.consumed(u64::MAX);
-        assert_eq!(limiter.delay(Instant::now()), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_limiter_paces_its_window_and_forgets_pauses() {
-        let start = Instant::now();
-        let mut limiter = RateLimiter::new(MIB, start);
-        assert_eq!(limiter.delay(start), Duration::ZERO);
-        limiter.consumed(MIB / 2);
-        assert_eq!(limiter.delay(start), Duration::from_millis(500));
-        assert_eq!(
-            limiter.delay(start + Duration::from_millis(200)),
-            Duration::from_millis(300)
-        );
-        // A pause: the window restarts, so the time paused is not credit.
-        let resumed = start + Duration::from_secs(30);
-        limiter.restart(resumed);
-        limiter.consumed(MIB);
-        assert_eq!(limiter.delay(resumed), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn falling_far_behind_buys_no_burst() {
-        let start = Instant::now();
-        let mut limiter = RateLimiter::new(MIB, start);
-        limiter.consumed(MIB);
-        // The disk took 10 s for what the rate allows in 1 s: the debt is forgotten...
-        let late = start + Duration::from_secs(10);
-        assert_eq!(limiter.delay(late), Duration::ZERO);
-        // ...so the next megabyte is paced from now, not let through at once.
-        limiter.consumed(MIB);
-        assert_eq!(limiter.delay(late), Duration::from_secs(1));
-    }
-
     #[test]
     fn the_load_count_follows_its_guards() {
         let load = ClientLoad::default();
@@ -186,5 +156,39 @@ mod tests {
         assert_eq!(load.in_flight(), 1);
         drop(b);
         assert_eq!(load.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_read_waits_for_its_rate_and_says_so() {
+        let mut pacer = Pacer::new(1000, ClientLoad::default());
+        assert!(pacer.before_chunk(Pace::Throttled, || false).await);
+        assert!(!pacer.take_held_back(), "the first read goes at once");
+        pacer.consumed(100);
+        let started = Instant::now();
+        assert!(pacer.before_chunk(Pace::Throttled, || false).await);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(pacer.take_held_back());
+        assert!(!pacer.take_held_back(), "taken once");
+        // Unthrottled paces never wait; a requested pass gives way when a newer one waits.
+        pacer.consumed(1_000_000);
+        assert!(pacer.before_chunk(Pace::Urgent, || true).await);
+        assert!(!pacer.before_chunk(Pace::Requested, || true).await);
+        assert!(!pacer.before_chunk(Pace::Throttled, || true).await);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_read_pauses_for_clients_up_to_the_longest_pause() {
+        let load = ClientLoad::default();
+        let mut pacer = Pacer::new(0, load.clone());
+        let guard = load.begin();
+        let started = Instant::now();
+        assert!(pacer.before_chunk(Pace::Throttled, || false).await);
+        assert!(started.elapsed() >= MAX_LOAD_PAUSE);
+        assert!(pacer.take_held_back());
+        drop(guard);
+        let started = Instant::now();
+        assert!(pacer.before_chunk(Pace::Throttled, || false).await);
+        assert!(started.elapsed() < MAX_LOAD_PAUSE);
+        assert!(!pacer.take_held_back());
     }
 }

@@ -1,28 +1,35 @@
 //! The gRPC face of the shard store: a thin adapter from `tessera.data.v1.DataService` to
 //! [`ShardStore`].
 //!
-//! Invariant: a shard is acknowledged only after the store committed it (fsync'd and renamed),
-//! a write stream that ends without a commit leaves nothing, and a corrupt chunk is streamed as
-//! `corrupt = true` with no data, and the shard is reported to the scrubber, which
-//! quarantines it if the damage is real. Each ReadShard stream buffers at most
-//! [`READ_BUFFER_CHUNKS`] chunks ahead of the client, and a listing at most
-//! [`LIST_BUFFER_BATCHES`] batches of [`LIST_BATCH`] entries. While any ReadShard or
-//! WriteShard stream is open, a throttled scrub pass pauses.
+//! Invariant: a copy is acknowledged only after the store committed it (every chunk hash and
+//! the writer's digest verified, fsync'd, linked into place without replacing anything); a
+//! write stream that ends without a commit leaves nothing. A read stream sends the copy's
+//! whole hash table first (checked against the footer's digest), then the chunks asked for,
+//! each checked against its table entry; a chunk that fails is sent as `corrupt = true` with no
+//! data, and the copy is reported to the scrubber, which quarantines it if the damage is real.
+//! Every refusal carries the store's error code in the `x-tessera-error-code` metadata, so a
+//! client never parses a message.
+//!
+//! Each ReadShard stream buffers at most [`READ_BUFFER_CHUNKS`] chunks ahead of the client,
+//! and a listing at most [`LIST_BUFFER_BATCHES`] batches of [`LIST_BATCH`] entries. While any
+//! ReadShard or WriteShard stream is open, a throttled scrub pass pauses.
 
 use crate::scrub::{CorruptFinding, ScrubHandle};
+use crate::shard_key::ShardKey;
 use crate::shard_reader::ChunkRead;
-use crate::store::{ListedFile, ShardKey, ShardStore};
+use crate::store::{ListedFile, ShardStore};
 use crate::store_error::ShardStoreError;
 use bytes::Bytes;
 use std::ops::ControlFlow;
 use std::time::Duration;
-use tessera_core::shard_format::ShardFileHeader;
-use tessera_proto::convert::data::data_id;
+use tessera_core::shard_file::ShardFileHeader;
+use tessera_proto::convert::data::{data_id, generation, shard_id};
 use tessera_proto::data::v1 as pb;
 use tessera_proto::data::v1::data_service_server::{DataService, DataServiceServer};
 use tessera_proto::data::v1::write_shard_request::Msg;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
@@ -30,13 +37,14 @@ use tracing::{debug, info, warn};
 /// Chunks a read stream reads ahead of its client; bounds memory per stream.
 pub const READ_BUFFER_CHUNKS: usize = 4;
 
-/// Shard entries per ListShards message (about 60 bytes each on the wire).
+/// Shard entries per ListShards message (about 110 bytes each on the wire).
 pub const LIST_BATCH: usize = 1000;
 
 /// ListShards batches the directory walk may run ahead of its client.
 pub const LIST_BUFFER_BATCHES: usize = 2;
 
-/// Largest gRPC message the service accepts or sends: a 4 MiB chunk plus framing, with room.
+/// Largest gRPC message the service accepts or sends: a 4 MiB chunk, or an 8 MiB hash table,
+/// plus framing, with room.
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
 /// HTTP/2 flow-control window per stream: what one write stream may have in flight towards
@@ -46,6 +54,9 @@ pub const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 
 /// HTTP/2 flow-control window per connection, shared by all streams on it.
 pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
+/// The status metadata key that carries the typed error code of every refusal.
+pub const ERROR_CODE_KEY: &str = "x-tessera-error-code";
 
 /// Implements `DataService` over a shard store.
 #[derive(Clone, Debug)]
@@ -92,37 +103,60 @@ pub fn server_builder() -> Server {
         .initial_connection_window_size(CONNECTION_WINDOW)
 }
 
-/// Maps a store error to the gRPC status the protocol promises for it.
+/// `status` with `code` in its [`ERROR_CODE_KEY`] metadata.
+fn with_code(mut status: Status, code: &'static str) -> Status {
+    status
+        .metadata_mut()
+        .insert(ERROR_CODE_KEY, MetadataValue::from_static(code));
+    status
+}
+
+/// ENOSPC and EDQUOT on Linux: the disk (or the user's quota) is full.
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
+
+/// Maps a store error to the gRPC status the protocol promises for it, its code attached.
 pub fn status_of(err: &ShardStoreError) -> Status {
     let message = err.to_string();
-    match err {
+    let status = match err {
         ShardStoreError::NotFound { .. } => Status::not_found(message),
         ShardStoreError::CorruptHeader { .. }
         | ShardStoreError::ImpossibleHeader { .. }
         | ShardStoreError::Misplaced { .. }
-        | ShardStoreError::Truncated { .. } => Status::data_loss(message),
-        ShardStoreError::InvalidHeader { .. }
+        | ShardStoreError::CorruptFooter { .. }
+        | ShardStoreError::Truncated { .. }
+        | ShardStoreError::HashTableMismatch { .. } => Status::data_loss(message),
+        ShardStoreError::ZeroGeneration { .. }
+        | ShardStoreError::InvalidHeader { .. }
         | ShardStoreError::ChunkOutOfOrder { .. }
         | ShardStoreError::ChunkSize { .. }
         | ShardStoreError::HashLength { .. }
         | ShardStoreError::HashMismatch { .. }
+        | ShardStoreError::TooManyChunks { .. }
         | ShardStoreError::ChunkCount { .. }
+        | ShardStoreError::DigestLength { .. }
+        | ShardStoreError::DigestMismatch { .. }
         | ShardStoreError::RangeOutOfBounds { .. } => Status::invalid_argument(message),
-        ShardStoreError::Conflict { .. } => Status::already_exists(message),
-        ShardStoreError::UnknownFormat { .. }
+        ShardStoreError::AlreadyExists { .. } => Status::already_exists(message),
+        ShardStoreError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(ENOSPC | EDQUOT)) =>
+        {
+            Status::resource_exhausted(message)
+        }
+        ShardStoreError::EarlierFormat { .. }
+        | ShardStoreError::UnknownFormat { .. }
         | ShardStoreError::MissingFormat { .. }
+        | ShardStoreError::Locked { .. }
         | ShardStoreError::Io { .. }
         | ShardStoreError::TaskFailed { .. } => Status::internal(message),
-    }
+    };
+    with_code(status, err.code())
 }
 
 fn store_status(op: &'static str, err: ShardStoreError) -> Status {
     if err.is_corruption() {
         warn!(op, code = err.code(), error = %err, "stored shard is damaged");
-    } else if matches!(
-        err,
-        ShardStoreError::Io { .. } | ShardStoreError::TaskFailed { .. }
-    ) {
+    } else if err.is_retryable() {
         warn!(op, code = err.code(), error = %err, "shard store failure");
     } else {
         debug!(op, code = err.code(), error = %err, "shard request refused");
@@ -130,14 +164,21 @@ fn store_status(op: &'static str, err: ShardStoreError) -> Status {
     status_of(&err)
 }
 
-/// Parses a wire shard id into a store key.
-fn shard_key(id: Option<pb::ShardId>) -> Result<ShardKey, Status> {
-    let id = id.ok_or_else(|| Status::invalid_argument("missing shard id"))?;
-    let data_id = data_id(&id.data_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    Ok(ShardKey::new(data_id, id.shard_index))
+/// A request that breaks the protocol before the store sees it.
+fn bad_request(code: &'static str, message: impl Into<String>) -> Status {
+    with_code(Status::invalid_argument(message), code)
 }
 
-/// Parses a wire shard header into a store header.
+/// Parses a wire shard id into a store key (generation required).
+fn shard_key(id: Option<pb::ShardId>) -> Result<ShardKey, Status> {
+    let id = id.ok_or_else(|| bad_request("missing_shard_id", "missing shard id"))?;
+    let data = data_id(&id.data_id).map_err(|e| bad_request("invalid_data_id", e.to_string()))?;
+    let generation =
+        generation(&id).map_err(|e| bad_request("shard_zero_generation", e.to_string()))?;
+    Ok(ShardKey::new(data, id.shard_index, generation))
+}
+
+/// Parses a wire shard header into the file header to write.
 fn file_header(header: pb::ShardHeader) -> Result<ShardFileHeader, Status> {
     let key = shard_key(header.id)?;
     Ok(ShardFileHeader {
@@ -146,27 +187,31 @@ fn file_header(header: pb::ShardHeader) -> Result<ShardFileHeader, Status> {
         data_shards: header.data_shards,
         parity_shards: header.parity_shards,
         chunk_size: header.chunk_size,
+        generation: key.generation.get(),
+        lease_id: header.lease_id,
     })
 }
 
+/// The wire id of a stored copy.
+fn wire_id(key: &ShardKey) -> pb::ShardId {
+    shard_id(key.data_id, key.shard_index, key.generation)
+}
+
 /// The wire form of a stored header.
-fn wire_header(header: &ShardFileHeader) -> pb::ShardHeader {
+fn wire_header(key: &ShardKey, header: &ShardFileHeader) -> pb::ShardHeader {
     pb::ShardHeader {
-        id: Some(legacy_shard_id(header.data_id, header.shard_index)),
+        id: Some(wire_id(key)),
         data_shards: header.data_shards,
         parity_shards: header.parity_shards,
         chunk_size: header.chunk_size,
-        lease_id: 0,
+        lease_id: header.lease_id,
     }
 }
 
 /// The wire form of a scrubber finding.
 fn wire_finding(finding: &CorruptFinding) -> pb::CorruptShard {
     pb::CorruptShard {
-        id: Some(legacy_shard_id(
-            finding.key.data_id,
-            finding.key.shard_index,
-        )),
+        id: Some(wire_id(&finding.key)),
         reason: finding.reason.as_str().to_owned(),
         chunk: finding.chunk,
         found_ms: finding.found_ms,
@@ -183,8 +228,13 @@ impl DataServiceImpl {
             Some(pb::WriteShardRequest {
                 msg: Some(Msg::Header(header)),
             }) => file_header(header)?,
-            Some(_) => return Err(Status::invalid_argument("first message must be a header")),
-            None => return Err(Status::invalid_argument("empty write stream")),
+            Some(_) => {
+                return Err(bad_request(
+                    "write_stream_order",
+                    "first message must be a header",
+                ));
+            }
+            None => return Err(bad_request("write_stream_order", "empty write stream")),
         };
         let mut writer = self
             .store
@@ -204,25 +254,29 @@ impl DataServiceImpl {
                 Some(Msg::Commit(commit)) => {
                     let key = writer.key();
                     let written = writer
-                        .commit(commit.chunks)
+                        .commit(commit.chunks, commit.digest)
                         .await
                         .map_err(|e| store_status("write", e))?;
                     debug!(shard = %key, chunks = written.chunks, "shard stored");
                     return Ok(pb::WriteShardResponse {
                         chunks: written.chunks,
                         bytes: written.data_bytes,
-                        digest: Bytes::new(),
+                        digest: Bytes::copy_from_slice(&written.digest),
                     });
                 }
                 Some(Msg::Header(_)) => {
                     writer.abort().await.map_err(|e| store_status("write", e))?;
-                    return Err(Status::invalid_argument("second header in write stream"));
+                    return Err(bad_request(
+                        "write_stream_order",
+                        "second header in write stream",
+                    ));
                 }
                 None => {
                     let key = writer.key();
                     writer.abort().await.map_err(|e| store_status("write", e))?;
                     debug!(shard = %key, "write stream ended without commit");
-                    return Err(Status::invalid_argument(
+                    return Err(bad_request(
+                        "write_without_commit",
                         "write stream ended without commit; nothing stored",
                     ));
                 }
@@ -252,15 +306,16 @@ impl DataService for DataServiceImpl {
         let req = request.into_inner();
         let key = shard_key(req.id)?;
         let load = self.scrub.client_stream();
-        let reader = match self.store.open_read(key).await {
-            Ok(reader) => reader,
-            Err(e) => {
-                if e.is_corruption() {
-                    self.scrub.report_suspect(key);
-                }
-                return Err(store_status("read", e));
-            }
+        let opened = match self.store.open_read(key).await {
+            Ok(reader) => reader.hash_table().await.map(|table| (reader, table)),
+            Err(e) => Err(e),
         };
+        let (reader, table) = opened.map_err(|e| {
+            if e.is_corruption() {
+                self.scrub.report_suspect(key);
+            }
+            store_status("read", e)
+        })?;
         let range = reader
             .range(req.first_chunk, req.chunk_count)
             .map_err(|e| store_status("read", e))?;
@@ -269,17 +324,24 @@ impl DataService for DataServiceImpl {
         tokio::spawn(async move {
             // The stream counts as client load until its last chunk is read.
             let _load = load;
+            let hashes = pb::ReadShardResponse {
+                hashes: Some(pb::ShardHashes {
+                    chunks: table.chunks(),
+                    hashes: table.bytes().clone(),
+                }),
+                ..pb::ReadShardResponse::default()
+            };
+            if tx.send(Ok(hashes)).await.is_err() {
+                return;
+            }
             let mut reported = false;
             for index in range {
-                let item = match reader.read_chunk(index).await {
-                    Ok(ChunkRead::Intact { index, data, hash }) => Ok(pb::ReadShardResponse {
+                let item = match reader.read_chunk(&table, index).await {
+                    Ok(ChunkRead::Intact { index, data }) => Ok(pb::ReadShardResponse {
                         index,
                         data,
                         corrupt: false,
-                        hashes: Some(pb::ShardHashes {
-                            chunks: 1,
-                            hashes: hash,
-                        }),
+                        hashes: None,
                     }),
                     Ok(ChunkRead::Corrupt { index }) => {
                         info!(shard = %key, index, "corrupt chunk reported to reader");
@@ -332,20 +394,24 @@ impl DataService for DataServiceImpl {
             .map_err(|e| store_status("stat", e))?;
         // Verifying only counts damage: quarantine is the scrubber's decision alone.
         let corrupt_chunks = if req.verify {
-            reader
-                .count_corrupt_chunks()
+            let table = reader
+                .hash_table()
                 .await
-                .map_err(|e| store_status("stat", e))?
+                .map_err(|e| store_status("verify", e))?;
+            reader
+                .count_corrupt_chunks(&table)
+                .await
+                .map_err(|e| store_status("verify", e))?
         } else {
             0
         };
         let stat = reader.stat();
         Ok(Response::new(pb::StatShardResponse {
-            header: Some(wire_header(&stat.header)),
+            header: Some(wire_header(&key, &stat.header)),
             chunks: stat.chunks,
             path: self.store.shard_path(&key).display().to_string(),
             corrupt_chunks,
-            digest: Bytes::new(),
+            digest: Bytes::copy_from_slice(&stat.digest),
         }))
     }
 
@@ -365,11 +431,11 @@ impl DataService for DataServiceImpl {
             let walked = store.list_blocking(|file| {
                 match file {
                     ListedFile::Shard(shard) => batch.push(pb::ShardEntry {
-                        id: Some(legacy_shard_id(shard.key.data_id, shard.key.shard_index)),
+                        id: Some(wire_id(&shard.key)),
                         chunks: shard.chunks,
                         bytes: shard.file_len,
-                        lease_id: 0,
-                        digest: Bytes::new(),
+                        lease_id: shard.lease_id,
+                        digest: Bytes::copy_from_slice(&shard.digest),
                     }),
                     ListedFile::Unreadable { key, error } => {
                         debug!(shard = %key, code = error.code(), "unlisted damaged shard sent to scrubber");
@@ -447,12 +513,3 @@ impl DataService for DataServiceImpl {
 #[cfg(test)]
 #[path = "service_test.rs"]
 mod tests;
-
-/// Temporary bridge to the generation-less store (replaced by the format-2 store).
-fn legacy_shard_id(data_id: tessera_core::names::DataId, shard_index: u32) -> pb::ShardId {
-    pb::ShardId {
-        data_id: data_id.as_bytes().to_vec().into(),
-        shard_index,
-        generation: 0,
-    }
-}

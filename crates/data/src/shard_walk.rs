@@ -1,42 +1,21 @@
-//! Shard file names and the ordered walk over `ROOT/shards/`.
+//! The ordered walk over `ROOT/shards/`.
 //!
-//! Invariant: the walk visits every file whose name is a canonical shard file name
-//! (`<32 lowercase hex>.<decimal index>`, inside the prefix directory its first two hex digits
-//! name) exactly once, in ascending name order. Since a file's prefix directory is the start of
+//! Invariant: the walk visits every file whose name is a canonical shard file name (see
+//! [`ShardKey::file_name`], inside the prefix directory its first two hex digits name) exactly
+//! once, in ascending name order. Since a file's prefix directory is the start of
 //! its name, "sorted by directory, then by name" is the same order as "sorted by name", so one
 //! file name is a complete cursor: a walk resumed after it visits exactly the names above it.
 
-use crate::store::ShardKey;
+use crate::shard_dir::blocking;
+use crate::shard_key::ShardKey;
 use crate::store_error::ShardStoreError;
 use std::collections::VecDeque;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use tessera_core::names::DataId;
 
 /// Number of prefix directories under `shards/` (one per value of a data id's first byte).
 const PREFIXES: u16 = 256;
-
-impl ShardKey {
-    /// The shard's file name: `<data id hex>.<shard index>`.
-    pub fn file_name(&self) -> String {
-        format!("{}.{}", self.data_id, self.shard_index)
-    }
-
-    /// The shard a canonical file name names; `None` for any other name (temp files, strays,
-    /// uppercase hex, an index with a sign or leading zeros), so one shard has one name.
-    pub fn from_file_name(name: &str) -> Option<Self> {
-        let (hex, index) = name.split_once('.')?;
-        let data_id = DataId::from_hex(hex).ok()?;
-        let canonical_index = !index.is_empty()
-            && index.bytes().all(|b| b.is_ascii_digit())
-            && (index == "0" || !index.starts_with('0'));
-        if !canonical_index {
-            return None;
-        }
-        Some(Self::new(data_id, index.parse().ok()?))
-    }
-}
 
 /// The shard files of one prefix directory, sorted by name, keeping only names above `after`.
 /// A missing directory is empty (it is created at open, but an operator may remove it).
@@ -122,8 +101,7 @@ impl ShardWalk {
             let dir = self.shards_dir.join(&prefix);
             let after = self.after.clone();
             let files =
-                crate::store::blocking(move || sorted_shard_files(&dir, &prefix, after.as_deref()))
-                    .await?;
+                blocking(move || sorted_shard_files(&dir, &prefix, after.as_deref())).await?;
             self.pending = files.into();
         }
     }
