@@ -1,587 +1,571 @@
-//! The data-id index, deletion marks and the repair commands, applied through the state machine.
+//! The data-id index, placement updates with generations, deletion marks and claims.
+
+use tessera_core::lease::{MAX_GC_GRACE_MS, MIN_GC_GRACE_MS};
 
 use super::*;
-use tessera_proto::meta::v1::{
-    BlobOwner, ClaimShards, NodeState, ReleaseShards, RepairReport, SetDataNodeState,
-    ShardPlacement, ShardRef, UpdatePlacement,
-};
 
-/// Shard copies as (shard index, node id).
-type Copies<'a> = &'a [(u32, u64)];
+const GRACE: u64 = MIN_GC_GRACE_MS;
+const GRACE_MS: i64 = MIN_GC_GRACE_MS as i64;
 
-/// A garbage record as tests look at it: key, data id (its first byte), copies, since.
-type GarbageRow = (Vec<u8>, u8, Vec<(u32, u64)>, i64);
-
-/// Blob `id` (2 data + 1 parity shards) placed on `copies`.
-fn placed(id: u8, copies: Copies<'_>) -> Blob {
-    let mut blob = erasure(id);
-    if let Some(blob::Storage::Erasure(e)) = &mut blob.storage {
-        e.shards = shards(copies);
-    }
-    blob
-}
-
-fn shards(copies: Copies<'_>) -> Vec<ShardPlacement> {
-    copies
-        .iter()
-        .map(|(shard_index, node_id)| ShardPlacement {
-            shard_index: *shard_index,
-            node_id: *node_id,
-        })
-        .collect()
-}
-
-const SPREAD: &[(u32, u64)] = &[(0, 1), (1, 2), (2, 3)];
-
-fn put_placed(key: &str, id: u8, copies: Copies<'_>) -> command::Cmd {
-    let mut v = version("bkt", key, "\"e\"", id);
-    v.parts[0].blob = Some(placed(id, copies));
-    command::Cmd::PutVersion(PutVersion {
-        version: Some(v),
-        precondition: None,
-    })
-}
-
-fn part_placed(upload_id: &str, number: u32, id: u8, copies: Copies<'_>) -> command::Cmd {
-    let mut cmd = part(upload_id, number, 5 * MIB, &format!("\"p{number}\""), id);
-    if let command::Cmd::PutPart(p) = &mut cmd
-        && let Some(part) = &mut p.part
-    {
-        part.blob = Some(placed(id, copies));
-    }
-    cmd
-}
-
-fn update(id: u8, expected: Copies<'_>, new: Copies<'_>, degraded: bool) -> command::Cmd {
-    command::Cmd::UpdatePlacement(UpdatePlacement {
-        data_id: vec![id; 16],
-        expected: shards(expected),
-        shards: shards(new),
-        degraded,
-        now_ms: 77,
-    })
-}
-
-fn shard_ref(id: u8, shard_index: u32, node_id: u64) -> ShardRef {
-    ShardRef {
-        data_id: vec![id; 16],
-        shard_index,
-        node_id,
-    }
-}
-
-fn claim(refs: &[ShardRef]) -> command::Cmd {
-    command::Cmd::ClaimShards(ClaimShards {
-        shards: refs.to_vec(),
-    })
-}
-
-fn claimed(result: command_result::Result) -> Vec<ShardRef> {
-    match result {
-        command_result::Result::ClaimShards(r) => r.claimed,
-        other => panic!("not a claim result: {other:?}"),
-    }
-}
-
-fn release(refs: &[ShardRef], garbage_keys: Vec<Vec<u8>>) -> command::Cmd {
-    command::Cmd::ReleaseShards(ReleaseShards {
-        shards: refs.to_vec(),
-        garbage_keys,
-    })
-}
-
-impl Harness {
-    fn owner(&self, id: u8) -> Option<BlobOwner> {
-        let view = self.store.latest().expect("view");
-        records::blob_owner(&view, &[id; 16]).expect("owner")
+impl Sim {
+    fn owner(&self, id: u8) -> Option<pb::BlobOwner> {
+        crate::records::blob_owner(&self.kv, &data_id(id)).expect("owner")
     }
 
-    /// The current placement of blob `id` in its owning record.
-    fn placement(&self, id: u8) -> Option<(Vec<(u32, u64)>, bool)> {
-        let view = self.store.latest().expect("view");
-        let owned = records::owned_blob(&view, &[id; 16]).expect("read")?;
+    /// The current placement of blob `id` in its owning record, with its degraded flag and
+    /// placement index.
+    fn placement(&self, id: u8) -> Option<(Vec<CopySpec>, bool, u64)> {
+        let owned = crate::records::owned_blob(&self.kv, &data_id(id)).expect("read")?;
         let e = owned.erasure().expect("erasure");
         Some((
             e.shards
                 .iter()
-                .map(|s| (s.shard_index, s.node_id))
+                .map(|c| (c.shard_index, c.node.0, c.generation.get()))
                 .collect(),
             e.degraded,
+            e.placed_at_index,
         ))
     }
 
-    fn marked(&self, id: u8, shard_index: u32, node_id: u64) -> bool {
-        let view = self.store.latest().expect("view");
-        view.get(&keys::deletion_mark(&[id; 16], shard_index, node_id))
-            .expect("read")
-            .is_some()
+    fn copies_of(&self, id: u8) -> Vec<CopySpec> {
+        self.placement(id).expect("owned").0
     }
 
-    /// Every garbage record.
-    fn garbage_records(&self) -> Vec<GarbageRow> {
-        let view = self.store.latest().expect("view");
-        view.scan::<Garbage>(keys::GARBAGE_PREFIX.to_vec(), "garbage")
-            .expect("scan")
-            .into_iter()
-            .map(|(k, g)| {
-                let e = records::erasure_of(g.blob.as_ref())
-                    .expect("erasure")
-                    .clone();
-                let copies = e
-                    .shards
-                    .iter()
-                    .map(|s| (s.shard_index, s.node_id))
-                    .collect();
-                (k, e.data_id[0], copies, g.since_ms)
-            })
-            .collect()
+    fn marked(&self, id: u8, (index, node, generation): CopySpec) -> Option<String> {
+        let key = keys::deletion_mark(&[id; 16], index, node, generation);
+        crate::kv::KvReadExt::get_pb::<pb::DeletionMark>(&self.kv, &key, "mark")
+            .expect("read")
+            .map(|m| m.claimer)
     }
 }
 
-fn owned_by(h: &Harness, id: u8) -> (Vec<u8>, u32) {
-    let owner = h.owner(id).expect("indexed");
+fn data_id(id: u8) -> tessera_core::names::DataId {
+    tessera_core::names::DataId::from_bytes([id; 16])
+}
+
+fn owned_by(sim: &Sim, id: u8) -> (Vec<u8>, u32) {
+    let owner = sim.owner(id).expect("indexed");
     (owner.record_key, owner.part_index)
+}
+
+fn put_placed(sim: &Sim, key: &str, id: u8, copies: &[CopySpec]) -> command::Cmd {
+    put_version(
+        version_with("bkt", key, "\"e\"", erasure(id, copies)),
+        sim.lease_id,
+    )
+}
+
+fn conflict(e: MetaRuleError) -> bool {
+    matches!(e, MetaRuleError::Conflict { .. })
 }
 
 // --- the data-id index ---------------------------------------------------------------------
 
 #[test]
 fn the_index_follows_versions_through_put_overwrite_and_delete() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    let first = stored(h.ok(put("bkt", "k", "\"1\"", 1)));
-    let key1 = keys::object_version("bkt", "k", first.seq);
-    assert_eq!(owned_by(&h, 1), (key1, 0));
-
-    // Overwriting the null version moves nothing: the old blob loses its entry and is garbage.
-    let second = stored(h.ok(put("bkt", "k", "\"2\"", 2)));
-    assert_eq!(h.owner(1), None);
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    let first = stored(sim.ok(put("bkt", "k", "\"1\"", 1, lease)));
     assert_eq!(
-        owned_by(&h, 2),
+        owned_by(&sim, 1),
+        (keys::object_version("bkt", "k", first.seq), 0)
+    );
+
+    // Overwriting the null version: the old blob loses its entry and is garbage.
+    let second = stored(sim.ok(put("bkt", "k", "\"2\"", 2, lease)));
+    assert_eq!(sim.owner(1), None);
+    assert_eq!(
+        owned_by(&sim, 2),
         (keys::object_version("bkt", "k", second.seq), 0)
     );
-    assert_eq!(h.garbage(), [1]);
-    h.ok(delete("bkt", "k", None));
-    assert_eq!(h.owner(2), None);
-    assert_eq!(h.garbage(), [1, 2]);
+    assert_eq!(sim.garbage(), [1]);
+    sim.ok(delete("bkt", "k", None));
+    assert_eq!(sim.owner(2), None);
+    assert_eq!(sim.garbage(), [1, 2]);
 
     // Versioned: every version keeps its entry until it is deleted itself.
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
-    let v3 = stored(h.ok(put("bkt", "v", "\"3\"", 3)));
-    let v4 = stored(h.ok(put("bkt", "v", "\"4\"", 4)));
-    h.ok(delete("bkt", "v", None));
-    assert!(h.owner(3).is_some() && h.owner(4).is_some());
-    h.ok(delete("bkt", "v", Some(&v3.version_id)));
-    assert_eq!(h.owner(3), None);
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
+    let v3 = stored(sim.ok(put("bkt", "v", "\"3\"", 3, lease)));
+    let v4 = stored(sim.ok(put("bkt", "v", "\"4\"", 4, lease)));
+    sim.ok(delete("bkt", "v", None));
+    assert!(sim.owner(3).is_some() && sim.owner(4).is_some());
+    sim.ok(delete("bkt", "v", Some(&v3.version_id)));
+    assert_eq!(sim.owner(3), None);
     assert_eq!(
-        owned_by(&h, 4),
+        owned_by(&sim, 4),
         (keys::object_version("bkt", "v", v4.seq), 0)
     );
 
     // One entry per erasure-coded part, at its index; inline parts have none.
-    let mut multi = version("bkt", "m", "\"m\"", 5);
-    let mut inline = multi.parts[0].clone();
-    inline.blob = Some(Blob {
-        size: 3,
-        storage: Some(blob::Storage::InlineData(b"abc".to_vec())),
-    });
+    let mut multi = version_with("bkt", "m", "\"m\"", erasure(5, SPREAD));
+    let mut inline_part = multi.parts[0].clone();
+    inline_part.blob = Some(inline(b"abc"));
     let mut sixth = multi.parts[0].clone();
-    sixth.blob = Some(erasure(6));
-    multi.parts = vec![inline, multi.parts[0].clone(), sixth];
-    let m = stored(h.ok(command::Cmd::PutVersion(PutVersion {
-        version: Some(multi),
-        precondition: None,
-    })));
+    sixth.blob = Some(erasure(6, SPREAD));
+    multi.parts = vec![inline_part, multi.parts[0].clone(), sixth];
+    let m = stored(sim.ok(put_version(multi, lease)));
     let mkey = keys::object_version("bkt", "m", m.seq);
-    assert_eq!(owned_by(&h, 5), (mkey.clone(), 1));
-    assert_eq!(owned_by(&h, 6), (mkey, 2));
-    let view = h.store.latest().expect("view");
-    let entries = view
-        .scan::<BlobOwner>(keys::DATA_INDEX_PREFIX.to_vec(), "blob owner")
-        .expect("scan");
+    assert_eq!(owned_by(&sim, 5), (mkey.clone(), 1));
+    assert_eq!(owned_by(&sim, 6), (mkey, 2));
+    let entries =
+        crate::kv::KvReadExt::scan_pb::<pb::BlobOwner>(&sim.kv, keys::DATA_INDEX_PREFIX, "owner")
+            .expect("scan");
     assert_eq!(entries.len(), 3, "blobs 4, 5 and 6 only");
 }
 
 #[test]
 fn the_index_follows_parts_through_replace_complete_and_abort() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(create_upload("bkt", "k", "u1"));
-    h.ok(part_placed("u1", 1, 1, SPREAD));
-    assert_eq!(owned_by(&h, 1), (keys::part("u1", 1), 0));
-    h.ok(part_placed("u1", 1, 2, SPREAD));
-    assert_eq!(h.owner(1), None);
-    assert_eq!(owned_by(&h, 2), (keys::part("u1", 1), 0));
-    h.ok(part_placed("u1", 2, 3, SPREAD));
-    h.ok(part_placed("u1", 3, 4, SPREAD));
-    assert_eq!(h.garbage(), [1]);
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(create_upload("bkt", "k", "u1"));
+    sim.ok(part("u1", 1, 5 * MIB, "\"p1\"", 1, lease));
+    assert_eq!(owned_by(&sim, 1), (keys::part("u1", 1), 0));
+    sim.ok(part("u1", 1, 5 * MIB, "\"p1\"", 2, lease));
+    assert_eq!(sim.owner(1), None);
+    assert_eq!(owned_by(&sim, 2), (keys::part("u1", 1), 0));
+    sim.ok(part("u1", 2, 5 * MIB, "\"p2\"", 3, lease));
+    sim.ok(part("u1", 3, 5 * MIB, "\"p3\"", 4, lease));
+    assert_eq!(sim.garbage(), [1]);
 
     // Repair moves a shard of part 2 after the gateway read the parts.
-    h.ok(update(3, SPREAD, &[(0, 1), (1, 2), (2, 9)], false));
+    let moved = [(0, 1, 1), (1, 2, 1), (2, 9, 5)];
+    sim.ok(update(3, SPREAD, &moved, false, lease));
 
-    // The gateway builds the version from parts 1 and 2 as it read them; part 3 is unused.
+    // The gateway's stale copy of the parts does not matter: the state machine builds the
+    // version from the stored parts.
     let mut cmd = complete("u1", &[(1, "\"p1\""), (2, "\"p2\"")]);
     if let command::Cmd::CompleteUpload(c) = &mut cmd
         && let Some(v) = &mut c.version
     {
-        v.parts = [(1, 2), (2, 3)]
-            .into_iter()
-            .map(|(number, id)| ObjectPart {
-                part_number: number,
-                size: 5 * MIB,
-                etag: format!("\"p{number}\""),
-                blob: Some(placed(id, SPREAD)),
-                checksums: Vec::new(),
-            })
-            .collect();
+        v.parts = vec![pb::ObjectPart {
+            part_number: 2,
+            blob: Some(erasure(3, SPREAD)),
+            ..pb::ObjectPart::default()
+        }];
     }
-    let v = stored(h.ok(cmd));
+    let v = stored(sim.ok(cmd));
     let vkey = keys::object_version("bkt", "k", v.seq);
-    assert_eq!(owned_by(&h, 2), (vkey.clone(), 0));
-    assert_eq!(owned_by(&h, 3), (vkey, 1));
-    assert_eq!(h.owner(4), None);
-    assert_eq!(h.garbage(), [1, 3, 4], "the moved copy of 3, and unused 4");
-    // The version took the part's current placement, not the gateway's stale copy.
-    assert_eq!(h.placement(3), Some((vec![(0, 1), (1, 2), (2, 9)], false)));
+    assert_eq!(owned_by(&sim, 2), (vkey.clone(), 0));
+    assert_eq!(owned_by(&sim, 3), (vkey, 1));
+    assert_eq!(sim.owner(4), None);
+    assert_eq!(
+        sim.garbage(),
+        [1, 3, 4],
+        "the moved copy of 3, and unused 4"
+    );
+    assert_eq!(sim.copies_of(3), moved);
 
-    h.ok(create_upload("bkt", "k", "u2"));
-    h.ok(part_placed("u2", 1, 5, SPREAD));
-    h.ok(abort("u2"));
-    assert_eq!(h.owner(5), None);
-    assert_eq!(h.garbage(), [1, 3, 4, 5]);
+    sim.ok(create_upload("bkt", "k", "u2"));
+    sim.ok(part("u2", 1, MIB, "\"p1\"", 5, lease));
+    sim.ok(abort("u2"));
+    assert_eq!(sim.owner(5), None);
+    assert_eq!(sim.garbage(), [1, 3, 4, 5]);
 }
 
 #[test]
 fn a_blob_belongs_to_one_record() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    // A retried unversioned put replaces the null version with the same blob: the blob stays
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    // An unversioned put naming the blob of the null version it replaces keeps that blob
     // referenced, so it is not garbage.
-    h.ok(put("bkt", "k", "\"1\"", 1));
-    let again = stored(h.ok(put("bkt", "k", "\"1\"", 1)));
+    sim.ok(put("bkt", "k", "\"1\"", 1, lease));
+    let again = stored(sim.ok(put("bkt", "k", "\"1\"", 1, lease)));
     assert_eq!(
-        owned_by(&h, 1),
+        owned_by(&sim, 1),
         (keys::object_version("bkt", "k", again.seq), 0)
     );
-    assert!(h.garbage().is_empty());
+    assert!(sim.garbage().is_empty());
     // Another key cannot take it, nor a second version of a versioned key.
-    h.rejected(
-        put("bkt", "other", "\"1\"", 1),
-        MetaErrorCode::MetaErrorConflict,
-    );
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
-    h.rejected(
-        put("bkt", "k", "\"1\"", 1),
-        MetaErrorCode::MetaErrorConflict,
-    );
+    assert!(conflict(
+        sim.rejected(put("bkt", "other", "\"1\"", 1, lease))
+    ));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
+    assert!(conflict(sim.rejected(put("bkt", "k", "\"1\"", 1, lease))));
     // Nor an uploaded part, nor two parts of one version.
-    h.ok(create_upload("bkt", "k", "u1"));
-    h.rejected(
-        part("u1", 1, MIB, "\"p\"", 1),
-        MetaErrorCode::MetaErrorConflict,
-    );
-    let mut twice = version("bkt", "t", "\"t\"", 2);
+    sim.ok(create_upload("bkt", "k", "u1"));
+    assert!(conflict(
+        sim.rejected(part("u1", 1, MIB, "\"p\"", 1, lease))
+    ));
+    let mut twice = version_with("bkt", "t", "\"t\"", erasure(2, SPREAD));
     twice.parts.push(twice.parts[0].clone());
-    h.rejected(
-        command::Cmd::PutVersion(PutVersion {
-            version: Some(twice),
-            precondition: None,
-        }),
-        MetaErrorCode::MetaErrorConflict,
-    );
-    // Data ids are 16 bytes.
-    let mut short = version("bkt", "s", "\"s\"", 3);
-    if let Some(blob::Storage::Erasure(e)) =
-        &mut short.parts[0].blob.as_mut().expect("blob").storage
-    {
-        e.data_id.truncate(8);
-    }
-    h.rejected(
-        command::Cmd::PutVersion(PutVersion {
-            version: Some(short),
-            precondition: None,
-        }),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
+    assert!(conflict(sim.rejected(put_version(twice, lease))));
 }
 
 // --- placement updates ---------------------------------------------------------------------
 
 #[test]
-fn update_placement_swaps_copies_and_turns_removed_ones_into_garbage() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(put_placed("k", 1, SPREAD));
-    // Expected given in another order still matches; the new list is stored sorted.
-    h.ok(update(
+fn update_placement_swaps_exact_copies_and_turns_removed_ones_into_garbage() {
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put_placed(&sim, "k", 1, SPREAD));
+    // Expected given in another order still matches; the new list is stored sorted; a
+    // rewrite of shard 2 on the same node is a new generation, the old one is garbage.
+    sim.advance(77);
+    let (index, _) = sim.run(update(
         1,
-        &[(2, 3), (0, 1), (1, 2)],
-        &[(2, 4), (1, 2), (0, 1)],
+        &[(2, 3, 1), (0, 1, 1), (1, 2, 1)],
+        &[(2, 3, 8), (1, 2, 1), (0, 1, 1)],
         true,
+        lease,
     ));
-    assert_eq!(h.placement(1), Some((vec![(0, 1), (1, 2), (2, 4)], true)));
-    let garbage = h.garbage_records();
+    assert_eq!(
+        sim.placement(1),
+        Some((vec![(0, 1, 1), (1, 2, 1), (2, 3, 8)], true, index))
+    );
+    let garbage = sim.garbage_records();
     assert_eq!(garbage.len(), 1);
     assert_eq!(
         (garbage[0].1, garbage[0].2.clone(), garbage[0].3),
-        (1, vec![(2, 3)], 77)
+        (1, vec![(2, 3, 1)], T0 + 77)
     );
     // Adding a copy without removing one makes no garbage; the index is untouched.
-    let owner = h.owner(1);
-    h.ok(update(
+    let owner = sim.owner(1);
+    sim.ok(update(
         1,
-        &[(0, 1), (1, 2), (2, 4)],
-        &[(0, 1), (1, 2), (2, 4), (2, 5)],
+        &[(0, 1, 1), (1, 2, 1), (2, 3, 8)],
+        &[(0, 1, 1), (1, 2, 1), (2, 3, 8), (2, 4, 3)],
         false,
+        lease,
     ));
-    assert_eq!(h.garbage_records().len(), 1);
-    assert_eq!(h.owner(1), owner);
+    assert_eq!(sim.garbage_records().len(), 1);
+    assert_eq!(sim.owner(1), owner);
     assert_eq!(
-        h.placement(1),
-        Some((vec![(0, 1), (1, 2), (2, 4), (2, 5)], false))
+        sim.copies_of(1),
+        [(0, 1, 1), (1, 2, 1), (2, 3, 8), (2, 4, 3)]
     );
 }
 
 #[test]
-fn update_placement_refuses_stale_expectations_and_bad_placements() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(put_placed("k", 1, SPREAD));
-    // The placement changed since the caller read it.
-    h.rejected(
-        update(1, &[(0, 1), (1, 2)], &[(0, 1), (1, 2), (2, 4)], false),
-        MetaErrorCode::MetaErrorConflict,
-    );
-    h.rejected(
-        update(1, &[(0, 1), (1, 2), (2, 9)], SPREAD, false),
-        MetaErrorCode::MetaErrorConflict,
-    );
+fn update_placement_is_a_compare_and_set_on_generations_too() {
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put_placed(&sim, "k", 1, SPREAD));
+    // Same (index, node) pairs, another generation: the placement changed since the read.
+    assert!(conflict(sim.rejected(update(
+        1,
+        &[(0, 1, 1), (1, 2, 1), (2, 3, 2)],
+        &[(0, 1, 1), (1, 2, 1), (2, 4, 1)],
+        false,
+        lease,
+    ))));
+    // A subset or a superset is no match either.
+    assert!(conflict(sim.rejected(update(
+        1,
+        &[(0, 1, 1), (1, 2, 1)],
+        SPREAD,
+        false,
+        lease
+    ))));
     // No record holds blob 2 (any more).
-    h.rejected(
-        update(2, SPREAD, SPREAD, false),
-        MetaErrorCode::MetaErrorNoSuchKey,
+    assert!(conflict(
+        sim.rejected(update(2, SPREAD, SPREAD, false, lease))
+    ));
+    sim.ok(put_placed(&sim, "k", 2, SPREAD));
+    assert!(conflict(
+        sim.rejected(update(1, SPREAD, SPREAD, false, lease))
+    ));
+    // Shard 3 does not exist in a 2+1 blob; a copy listed twice, two generations of one
+    // shard on one node, and generation 0 are caller bugs.
+    for bad in [
+        vec![(0, 1, 1), (1, 2, 1), (3, 4, 1)],
+        vec![(0, 1, 1), (1, 2, 1), (2, 3, 1), (2, 3, 1)],
+        vec![(0, 1, 1), (1, 2, 1), (2, 3, 1), (2, 3, 2)],
+        vec![(0, 1, 1), (1, 2, 1), (2, 4, 0)],
+    ] {
+        assert!(is_invalid(
+            &sim.rejected(update(2, SPREAD, &bad, false, lease))
+        ));
+    }
+    assert!(is_invalid(&sim.rejected(command::Cmd::UpdatePlacement(
+        pb::UpdatePlacement {
+            data_id: vec![2; 8],
+            ..pb::UpdatePlacement::default()
+        }
+    ))));
+}
+
+#[test]
+fn update_placement_needs_a_live_lease_only_to_add_copies() {
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put_placed(&sim, "k", 1, SPREAD));
+    let grown = [(0, 1, 1), (1, 2, 1), (2, 3, 1), (2, 4, 7)];
+    assert_eq!(
+        sim.rejected(update(1, SPREAD, &grown, false, 0)),
+        MetaRuleError::LeaseExpired { lease_id: 0 }
     );
-    h.ok(put_placed("k", 2, SPREAD));
-    h.rejected(
-        update(1, SPREAD, SPREAD, false),
-        MetaErrorCode::MetaErrorNoSuchKey,
+    assert_eq!(
+        sim.rejected(update(1, SPREAD, &grown, false, 12_345)),
+        MetaRuleError::LeaseExpired { lease_id: 12_345 }
     );
-    // Shard 3 does not exist in a 2+1 blob; a copy listed twice is a caller bug.
-    h.rejected(
-        update(2, SPREAD, &[(0, 1), (1, 2), (3, 4)], false),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
-    h.rejected(
-        update(2, SPREAD, &[(0, 1), (1, 2), (2, 3), (2, 3)], false),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
-    // A copy garbage collection claimed cannot be added back; a kept one is fine.
-    claimed(h.ok(claim(&[shard_ref(2, 2, 4)])));
-    h.rejected(
-        update(2, SPREAD, &[(0, 1), (1, 2), (2, 4)], false),
-        MetaErrorCode::MetaErrorConflict,
-    );
-    h.ok(update(2, SPREAD, &[(0, 1), (1, 2), (2, 5)], false));
+    sim.ok(update(1, SPREAD, &grown, false, lease));
+    // Dropping a copy adds nothing: no lease needed.
+    sim.ok(update(1, &grown, SPREAD, false, 0));
+    assert_eq!(sim.copies_of(1), SPREAD);
 }
 
 #[test]
 fn update_placement_works_on_uploaded_parts() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(create_upload("bkt", "k", "u1"));
-    h.ok(part_placed("u1", 1, 1, SPREAD));
-    h.ok(update(1, SPREAD, &[(0, 1), (1, 5), (2, 3)], false));
-    assert_eq!(h.placement(1), Some((vec![(0, 1), (1, 5), (2, 3)], false)));
-    let view = h.store.latest().expect("view");
-    let parts = records::parts(&view, "u1").expect("parts");
-    assert_eq!(parts.len(), 1);
-    assert_eq!(h.garbage_records()[0].2, [(1, 2)]);
-}
-
-// --- garbage collection --------------------------------------------------------------------
-
-#[test]
-fn claims_skip_referenced_copies_and_releases_clear_marks_and_records() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(put_placed("k", 1, SPREAD));
-    h.ok(put_placed("k", 2, SPREAD));
-    let refs = [
-        shard_ref(1, 0, 1),
-        shard_ref(2, 0, 1),
-        shard_ref(2, 0, 9),
-        shard_ref(7, 1, 1),
-        shard_ref(1, 0, 1),
-    ];
-    let granted = claimed(h.ok(claim(&refs)));
-    // Blob 1 is garbage now (its version was replaced); 2 is referenced on node 1 but not
-    // on 9; nothing references blob 7. Duplicates count once.
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(create_upload("bkt", "k", "u1"));
+    sim.ok(part("u1", 1, MIB, "\"p1\"", 1, lease));
+    let (index, _) = sim.run(update(
+        1,
+        SPREAD,
+        &[(0, 1, 1), (1, 5, 2), (2, 3, 1)],
+        false,
+        lease,
+    ));
     assert_eq!(
-        granted,
-        [shard_ref(1, 0, 1), shard_ref(2, 0, 9), shard_ref(7, 1, 1)]
+        sim.placement(1),
+        Some((vec![(0, 1, 1), (1, 5, 2), (2, 3, 1)], false, index))
     );
-    assert!(h.marked(1, 0, 1) && h.marked(2, 0, 9) && h.marked(7, 1, 1));
-    assert!(!h.marked(2, 0, 1));
-    // Claiming again is idempotent.
-    assert_eq!(claimed(h.ok(claim(&granted))), granted);
+    let parts = crate::records::parts(&sim.kv, "u1").expect("parts");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(sim.garbage_records()[0].2, [(1, 2, 1)]);
+}
 
-    let garbage_key = h.garbage_records()[0].0.clone();
-    h.rejected(
-        release(&granted, vec![keys::bucket("bkt")]),
-        MetaErrorCode::MetaErrorInvalidArgument,
+// --- deletion marks ------------------------------------------------------------------------
+
+#[test]
+fn placement_changes_refuse_marked_generations_but_not_other_generations() {
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(create_upload("bkt", "k", "u1"));
+    // Orphan files of blob 8 (lease 0: unknown, long ended) are claimed.
+    let orphan = shard_ref(8, (1, 2, 1), 0);
+    assert_eq!(
+        claimed(sim.ok(claim("gc", GRACE, vec![orphan.clone()], &[]))),
+        vec![orphan.clone()]
     );
-    h.ok(release(&granted, vec![garbage_key]));
-    assert!(!h.marked(1, 0, 1) && !h.marked(2, 0, 9) && !h.marked(7, 1, 1));
-    assert!(h.garbage_records().is_empty());
-    h.rejected(
-        claim(&[ShardRef {
-            data_id: vec![1; 3],
-            shard_index: 0,
-            node_id: 1,
-        }]),
-        MetaErrorCode::MetaErrorInvalidArgument,
+    assert_eq!(sim.marked(8, (1, 2, 1)).as_deref(), Some("gc"));
+    assert!(conflict(sim.rejected(put_placed(&sim, "k", 8, SPREAD))));
+    assert!(conflict(sim.rejected(part_with(
+        "u1",
+        1,
+        MIB,
+        "\"p\"",
+        erasure(8, SPREAD),
+        lease
+    ))));
+    // Another generation of the same shard on the same node is another file.
+    sim.ok(put_placed(&sim, "k", 8, &[(0, 1, 1), (1, 2, 2), (2, 3, 1)]));
+    // UpdatePlacement may not add the marked copy either, but may add another one.
+    let current = [(0, 1, 1), (1, 2, 2), (2, 3, 1)];
+    assert!(conflict(sim.rejected(update(
+        8,
+        &current,
+        &[(0, 1, 1), (1, 2, 2), (2, 3, 1), (1, 2, 1)],
+        false,
+        lease
+    ))));
+    sim.ok(update(
+        8,
+        &current,
+        &[(0, 1, 1), (1, 2, 2), (2, 3, 1), (1, 4, 1)],
+        false,
+        lease,
+    ));
+    // Released, the copy may be placed again.
+    sim.ok(release(&[orphan], Vec::new()));
+    assert_eq!(sim.marked(8, (1, 2, 1)), None);
+    sim.ok(part_with("u1", 1, MIB, "\"p\"", erasure(9, SPREAD), lease));
+}
+
+// --- claims --------------------------------------------------------------------------------
+
+#[test]
+fn claims_need_a_valid_grace_a_claimer_and_well_formed_refs() {
+    let mut sim = Sim::new();
+    let r = shard_ref(7, (0, 1, 1), 0);
+    for grace in [0, GRACE - 1, MAX_GC_GRACE_MS + 1] {
+        assert!(is_invalid(&sim.rejected(claim(
+            "gc",
+            grace,
+            vec![r.clone()],
+            &[]
+        ))));
+    }
+    assert!(is_invalid(&sim.rejected(claim(
+        "",
+        GRACE,
+        vec![r.clone()],
+        &[]
+    ))));
+    let mut short = r.clone();
+    short.data_id.truncate(3);
+    assert!(is_invalid(&sim.rejected(claim(
+        "gc",
+        GRACE,
+        vec![short],
+        &[]
+    ))));
+    let mut no_generation = r.clone();
+    no_generation.generation = 0;
+    assert!(is_invalid(&sim.rejected(claim(
+        "gc",
+        GRACE,
+        vec![no_generation],
+        &[]
+    ))));
+    assert!(is_invalid(&sim.rejected(claim(
+        "gc",
+        GRACE,
+        vec![],
+        &[(keys::bucket("bkt"), vec![r.clone()])]
+    ))));
+    assert_eq!(
+        claimed(sim.ok(claim("gc", MAX_GC_GRACE_MS, vec![r.clone()], &[]))),
+        [r]
     );
 }
 
 #[test]
-fn writes_refuse_copies_claimed_for_deletion() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(create_upload("bkt", "k", "u1"));
-    claimed(h.ok(claim(&[shard_ref(8, 1, 2)])));
-    h.rejected(put_placed("k", 8, SPREAD), MetaErrorCode::MetaErrorConflict);
-    h.rejected(
-        part_placed("u1", 1, 8, SPREAD),
-        MetaErrorCode::MetaErrorConflict,
-    );
-    // The same blob elsewhere is fine, and so is the copy once released.
-    h.ok(put_placed("k", 8, &[(0, 1), (1, 3), (2, 4)]));
-    h.ok(release(&[shard_ref(8, 1, 2)], Vec::new()));
-    h.ok(part_placed("u1", 1, 9, SPREAD));
-
-    // CompleteUpload checks the version's blobs too.
-    claimed(h.ok(claim(&[shard_ref(10, 0, 1)])));
-    let mut cmd = complete("u1", &[(1, "\"p1\"")]);
-    if let command::Cmd::CompleteUpload(c) = &mut cmd
-        && let Some(v) = &mut c.version
-    {
-        v.parts = vec![ObjectPart {
-            part_number: 1,
-            size: 5 * MIB,
-            etag: "\"p1\"".into(),
-            blob: Some(placed(10, SPREAD)),
-            checksums: Vec::new(),
-        }];
-    }
-    h.rejected(cmd, MetaErrorCode::MetaErrorConflict);
-}
-
-// --- cluster -------------------------------------------------------------------------------
-
-fn register(addr: &str) -> command::Cmd {
-    command::Cmd::RegisterDataNode(RegisterDataNode {
-        node: Some(DataNode {
-            node_id: 7,
-            zone: "z1".into(),
-            addr: addr.into(),
-            registered_ms: 1,
-            state: NodeState::Active as i32,
-        }),
-    })
-}
-
-fn set_state(node_id: u64, state: NodeState) -> command::Cmd {
-    command::Cmd::SetDataNodeState(SetDataNodeState {
-        node_id,
-        state: state as i32,
-    })
-}
-
-fn node(h: &Harness, node_id: u64) -> DataNode {
-    let view = h.store.latest().expect("view");
-    view.get_pb(&keys::data_node(node_id), "data node")
+fn an_orphan_is_granted_only_unreferenced_unheld_and_grace_after_its_lease_ended() {
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put_placed(&sim, "k", 1, SPREAD));
+    let writer = sim.grant("gateway", 60_000);
+    let lease = crate::records::lease(&sim.kv, writer)
         .expect("read")
-        .expect("registered")
-}
+        .expect("granted");
 
-#[test]
-fn registration_keeps_the_operators_node_state() {
-    let mut h = Harness::new();
-    h.rejected(
-        set_state(7, NodeState::Draining),
-        MetaErrorCode::MetaErrorInvalidArgument,
+    // Referenced by the owner's placement (exact generation): never.
+    let referenced = shard_ref(1, (0, 1, 1), 0);
+    // The same shard on the same node, another generation: an orphan.
+    let stale = shard_ref(1, (0, 1, 9), 0);
+    // Written under a live lease.
+    let fresh = shard_ref(2, (0, 4, 1), writer);
+    assert_eq!(
+        claimed(sim.ok(claim(
+            "gc",
+            GRACE,
+            vec![referenced, stale.clone(), fresh.clone()],
+            &[]
+        ))),
+        vec![stale.clone()]
     );
-    h.ok(register("10.0.0.1:8000"));
-    h.ok(set_state(7, NodeState::Draining));
-    h.ok(register("10.0.0.2:8000"));
-    let n = node(&h, 7);
-    assert_eq!(n.state, NodeState::Draining as i32);
-    assert_eq!(n.addr, "10.0.0.2:8000");
-    h.ok(set_state(7, NodeState::Active));
-    assert_eq!(node(&h, 7).state, NodeState::Active as i32);
-    h.rejected(
-        command::Cmd::SetDataNodeState(SetDataNodeState {
-            node_id: 7,
-            state: 42,
-        }),
-        MetaErrorCode::MetaErrorInvalidArgument,
+    // Held by another claimer: not granted; re-claim by the holder is.
+    assert!(claimed(sim.ok(claim("other", GRACE, vec![stale.clone()], &[]))).is_empty());
+    assert_eq!(
+        claimed(sim.ok(claim("gc", GRACE, vec![stale.clone()], &[]))),
+        [stale]
+    );
+
+    // The lease ends at `expires_ms`; the orphan is granted exactly `grace` later.
+    sim.now_ms = lease.expires_ms - 1;
+    assert!(claimed(sim.ok(claim("gc", GRACE, vec![fresh.clone()], &[]))).is_empty());
+    sim.now_ms = lease.expires_ms + GRACE_MS - 1;
+    assert!(claimed(sim.ok(claim("gc", GRACE, vec![fresh.clone()], &[]))).is_empty());
+    sim.now_ms = lease.expires_ms + GRACE_MS;
+    assert_eq!(
+        claimed(sim.ok(claim("gc", GRACE, vec![fresh.clone(), fresh.clone()], &[]))),
+        vec![fresh.clone()],
+        "granted once however often named"
+    );
+    assert_eq!(sim.marked(2, (0, 4, 1)).as_deref(), Some("gc"));
+}
+
+#[test]
+fn a_released_lease_starts_the_grace_period_at_its_release() {
+    let mut sim = Sim::new();
+    let writer = sim.grant("gateway", 600_000);
+    sim.advance(1_000);
+    let released_at = sim.now_ms;
+    sim.ok(command::Cmd::ReleaseLease(pb::ReleaseLease {
+        lease_id: writer,
+    }));
+    let orphan = shard_ref(3, (1, 1, 1), writer);
+    sim.now_ms = released_at + GRACE_MS - 1;
+    assert!(claimed(sim.ok(claim("gc", GRACE, vec![orphan.clone()], &[]))).is_empty());
+    sim.now_ms = released_at + GRACE_MS;
+    assert_eq!(
+        claimed(sim.ok(claim("gc", GRACE, vec![orphan.clone()], &[]))),
+        [orphan]
     );
 }
 
 #[test]
-fn repair_reports_are_kept_per_reporter() {
-    let mut h = Harness::new();
-    let report = |reporter: &str, backlog: u64| {
-        command::Cmd::PutRepairReport(PutRepairReport {
-            report: Some(RepairReport {
-                reporter: reporter.into(),
-                backlog,
-                ..RepairReport::default()
-            }),
-        })
-    };
-    h.ok(report("r1", 5));
-    h.ok(report("r1", 3));
-    h.ok(report("r2", 1));
-    h.rejected(report("", 1), MetaErrorCode::MetaErrorInvalidArgument);
-    let view = h.store.latest().expect("view");
-    let stored = view
-        .scan::<RepairReport>(keys::REPAIR_REPORT_PREFIX.to_vec(), "repair report")
-        .expect("scan");
-    let got: Vec<(String, u64)> = stored
-        .into_iter()
-        .map(|(_, r)| (r.reporter, r.backlog))
-        .collect();
-    assert_eq!(got, [("r1".to_owned(), 3), ("r2".to_owned(), 1)]);
+fn a_garbage_copy_is_granted_only_if_its_record_lists_it_and_is_old_enough() {
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put_placed(&sim, "k", 1, SPREAD));
+    sim.advance(500);
+    let made_at = sim.now_ms;
+    sim.ok(put_placed(&sim, "k", 2, SPREAD)); // blob 1 becomes garbage
+    let (key, id, copies, since) = sim.garbage_records().remove(0);
+    assert_eq!((id, copies.as_slice(), since), (1, SPREAD, made_at));
+    let listed: Vec<pb::ShardRef> = SPREAD.iter().map(|c| shard_ref(1, *c, lease)).collect();
+    let gc = |shards: Vec<pb::ShardRef>| claim("gc", GRACE, vec![], &[(key.clone(), shards)]);
+
+    // Too young, by one millisecond.
+    sim.now_ms = made_at + GRACE_MS - 1;
+    assert!(claimed(sim.ok(gc(listed.clone()))).is_empty());
+    sim.now_ms = made_at + GRACE_MS;
+    // A copy the record does not list (another generation, another blob) is not granted
+    // through it, nor through a key that is no garbage record.
+    let unlisted = shard_ref(1, (0, 1, 2), lease);
+    let other_blob = shard_ref(2, (0, 1, 1), lease);
+    assert!(claimed(sim.ok(gc(vec![unlisted, other_blob.clone()]))).is_empty());
+    assert!(
+        claimed(sim.ok(claim(
+            "gc",
+            GRACE,
+            vec![],
+            &[(keys::garbage(999, 0), listed.clone())]
+        )))
+        .is_empty()
+    );
+    // Held by another claimer: that copy is not granted to this one.
+    assert_eq!(
+        claimed(sim.ok(claim(
+            "other",
+            GRACE,
+            vec![],
+            &[(key.clone(), vec![listed[0].clone()])]
+        ))),
+        vec![listed[0].clone()]
+    );
+    assert_eq!(claimed(sim.ok(gc(listed.clone()))), listed[1..]);
+    // Released, the record and its marks are gone; claiming again grants nothing.
+    sim.ok(release(&listed, vec![key.clone()]));
+    assert!(sim.garbage_records().is_empty());
+    assert!(SPREAD.iter().all(|c| sim.marked(1, *c).is_none()));
+    assert!(claimed(sim.ok(gc(listed))).is_empty());
+    assert!(is_invalid(
+        &sim.rejected(release(&[], vec![keys::bucket("bkt")]))
+    ));
 }
 
 #[test]
-fn a_format_1_store_gets_its_data_id_index_when_opened() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "me"));
-    h.ok(put_placed("k", 7, &[(0, 1), (1, 2), (2, 3)]));
-    let before = owned_by(&h, 7);
-    // Make it look like a store written before the index existed.
-    {
-        let sm = h.store.cf(crate::store::CF_SM).expect("sm");
-        let sm_meta = h.store.cf(crate::store::CF_SM_META).expect("sm_meta");
-        let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_cf(sm, keys::data_index(&[7; 16]));
-        batch.put_cf(
-            sm_meta,
-            crate::store::KEY_FORMAT,
-            tessera_proto::raft::v1::StoreFormat { version: 1 }.encode_to_vec(),
-        );
-        h.store.write(batch, true).expect("write");
-    }
-    assert!(h.owner(7).is_none());
-    let Harness { _dir, store, .. } = h;
-    drop(store);
-    let reopened = MetaStore::open(_dir.path()).expect("reopen migrates");
-    let h = Harness {
-        _dir,
-        store: reopened,
-        next_index: 100,
-    };
-    assert_eq!(owned_by(&h, 7), before);
+fn a_garbage_copy_that_a_placement_names_again_is_not_granted() {
+    let mut sim = Sim::new();
+    let lease = sim.lease_id;
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put_placed(&sim, "k", 1, SPREAD));
+    // Repair drops copy (2, 3, 1), then puts the very same file back into the placement.
+    sim.ok(update(1, SPREAD, &[(0, 1, 1), (1, 2, 1)], false, lease));
+    sim.ok(update(1, &[(0, 1, 1), (1, 2, 1)], SPREAD, false, lease));
+    let (key, ..) = sim.garbage_records().remove(0);
+    sim.advance(GRACE_MS);
+    let copy = shard_ref(1, (2, 3, 1), lease);
+    assert!(
+        claimed(sim.ok(claim("gc", GRACE, vec![copy.clone()], &[(key, vec![copy])]))).is_empty()
+    );
 }

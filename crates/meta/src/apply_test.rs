@@ -1,331 +1,199 @@
-//! Every command rule, applied through the state machine against a RocksDB in a temp dir.
+//! Every bucket and object rule, applied by the real applier to an in-memory state; and one
+//! pass through the RocksDB store to show that an entry's writes and its log id land together.
 
-use super::*;
-use openraft::entry::EntryPayload;
-use openraft::{CommittedLeaderId, LogId};
-use tempfile::TempDir;
-use tessera_proto::meta::v1::{
-    CompletedPartRef, DataNode, ErasureBlob, MultipartUpload, ObjectPart, UploadedPart, blob,
-};
+use tessera_core::names::VersionId;
+use tessera_proto::meta::v1 as pb;
+use tessera_proto::meta::v1::{command, command_result};
 
-use crate::types::LogEntry;
+use crate::keys;
+use crate::test_support::*;
 
-const MIB: u64 = 1024 * 1024;
-
-struct Harness {
-    _dir: TempDir,
-    store: MetaStore,
-    next_index: u64,
+fn ids(versions: &[tessera_core::object::ObjectVersion]) -> Vec<String> {
+    versions
+        .iter()
+        .map(|v| v.version_id.as_str().to_owned())
+        .collect()
 }
 
-impl Harness {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = MetaStore::open(dir.path()).expect("open store");
-        Harness {
-            _dir: dir,
-            store,
-            next_index: 1,
-        }
-    }
+fn bucket(sim: &Sim, name: &str) -> Option<tessera_core::object::Bucket> {
+    crate::records::bucket(&sim.kv, name).expect("bucket")
+}
 
-    /// Applies one command as the next log entry; returns its index and result.
-    fn run(&mut self, cmd: command::Cmd) -> (u64, command_result::Result) {
-        let index = self.next_index;
-        self.next_index += 1;
-        let entry = LogEntry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Command { cmd: Some(cmd) }),
-        };
-        let mut results = self.store.apply_entries(vec![entry]).expect("apply");
-        let result = results.pop().and_then(|r| r.result).expect("a result");
-        let (applied, _) = self.store.applied_state().expect("applied state");
-        assert_eq!(
-            applied.map(|l| l.index),
-            Some(index),
-            "last applied advances"
-        );
-        (index, result)
-    }
-
-    fn ok(&mut self, cmd: command::Cmd) -> command_result::Result {
-        let (_, result) = self.run(cmd);
-        if let command_result::Result::Error(e) = &result {
-            panic!("command rejected: {e:?}");
-        }
-        result
-    }
-
-    fn rejected(&mut self, cmd: command::Cmd, code: MetaErrorCode) {
-        let before = self.dump();
-        let (_, result) = self.run(cmd);
-        match result {
-            command_result::Result::Error(e) => assert_eq!(e.code, code as i32, "{}", e.message),
-            other => panic!("expected {code:?}, got {other:?}"),
-        }
-        assert_eq!(self.dump(), before, "a rejected command changes nothing");
-    }
-
-    /// Every state-machine record.
-    fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let cf = self.store.cf(CF_SM).expect("cf");
-        self.store
-            .db()
-            .iterator_cf(cf, rocksdb::IteratorMode::Start)
-            .map(|item| {
-                let (k, v) = item.expect("read");
-                (k.to_vec(), v.to_vec())
-            })
-            .collect()
-    }
-
-    fn versions(&self, bucket: &str, key: &str) -> Vec<ObjectVersion> {
-        let view = self.store.latest().expect("view");
-        records::versions(&view, bucket, key).expect("versions")
-    }
-
-    fn bucket(&self, name: &str) -> Option<Bucket> {
-        let view = self.store.latest().expect("view");
-        records::bucket(&view, name).expect("bucket")
-    }
-
-    /// The data ids of every garbage blob, in key order.
-    fn garbage(&self) -> Vec<u8> {
-        let view = self.store.latest().expect("view");
-        view.scan::<Garbage>(keys::GARBAGE_PREFIX.to_vec(), "garbage")
-            .expect("scan")
-            .into_iter()
-            .map(|(_, g)| match g.blob.and_then(|b| b.storage) {
-                Some(blob::Storage::Erasure(e)) => e.data_id[0],
-                other => panic!("garbage without shards: {other:?}"),
-            })
-            .collect()
+fn no_such_bucket(name: &str) -> MetaRuleError {
+    MetaRuleError::NoSuchBucket {
+        bucket: name.into(),
     }
 }
 
-fn erasure(id: u8) -> Blob {
-    Blob {
-        size: 100,
-        storage: Some(blob::Storage::Erasure(ErasureBlob {
-            data_id: vec![id; 16],
-            data_shards: 2,
-            parity_shards: 1,
-            chunk_size: 65536,
-            shards: Vec::new(),
-            degraded: false,
-        })),
-    }
-}
+use tessera_core::meta_error::MetaRuleError;
 
-fn create_bucket(name: &str, owner: &str) -> command::Cmd {
-    command::Cmd::CreateBucket(CreateBucket {
-        bucket: Some(Bucket {
-            name: name.into(),
-            owner: owner.into(),
-            created_ms: 1,
-            ..Bucket::default()
-        }),
-    })
-}
-
-fn versioning_cmd(bucket: &str, state: VersioningState) -> command::Cmd {
-    command::Cmd::SetBucketVersioning(SetBucketVersioning {
-        bucket: bucket.into(),
-        state: state as i32,
-    })
-}
-
-fn version(bucket: &str, key: &str, etag: &str, blob: u8) -> ObjectVersion {
-    ObjectVersion {
-        bucket: bucket.into(),
-        key: key.into(),
-        etag: etag.into(),
-        size: 100,
-        last_modified_ms: 5_000,
-        parts: vec![ObjectPart {
-            part_number: 1,
-            size: 100,
-            etag: etag.into(),
-            blob: Some(erasure(blob)),
-            checksums: Vec::new(),
-        }],
-        ..ObjectVersion::default()
-    }
-}
-
-fn put(bucket: &str, key: &str, etag: &str, blob: u8) -> command::Cmd {
-    command::Cmd::PutVersion(PutVersion {
-        version: Some(version(bucket, key, etag, blob)),
-        precondition: None,
-    })
-}
-
-/// A conditional put of a small (inline) object: each put is a new blob, as a real write.
-fn put_if(bucket: &str, key: &str, precondition: WritePrecondition) -> command::Cmd {
-    let mut v = version(bucket, key, "\"new\"", 0);
-    v.parts[0].blob = Some(Blob {
-        size: 3,
-        storage: Some(blob::Storage::InlineData(b"new".to_vec())),
-    });
-    command::Cmd::PutVersion(PutVersion {
-        version: Some(v),
-        precondition: Some(precondition),
-    })
-}
-
-fn delete(bucket: &str, key: &str, version_id: Option<&str>) -> command::Cmd {
-    command::Cmd::DeleteObject(DeleteObject {
-        bucket: bucket.into(),
-        key: key.into(),
-        version_id: version_id.map(str::to_owned),
-        now_ms: 9_000,
-    })
-}
-
-fn stored(result: command_result::Result) -> ObjectVersion {
-    match result {
-        command_result::Result::PutVersion(r) => r.version.expect("version"),
-        other => panic!("not a put result: {other:?}"),
-    }
-}
-
-fn deletion(result: command_result::Result) -> DeleteObjectResult {
-    match result {
-        command_result::Result::DeleteObject(r) => r,
-        other => panic!("not a delete result: {other:?}"),
-    }
-}
-
-fn ids(versions: &[ObjectVersion]) -> Vec<String> {
-    versions.iter().map(|v| v.version_id.clone()).collect()
+fn is_invalid(e: &MetaRuleError) -> bool {
+    matches!(e, MetaRuleError::InvalidArgument { .. })
 }
 
 // --- buckets -------------------------------------------------------------------------------
 
 #[test]
 fn create_bucket_reports_who_owns_an_existing_name() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("photos", "alice"));
-    assert_eq!(h.bucket("photos").expect("created").owner, "alice");
-    h.rejected(
-        create_bucket("photos", "alice"),
-        MetaErrorCode::MetaErrorBucketAlreadyOwnedByYou,
+    let mut sim = Sim::new();
+    sim.advance(5);
+    sim.ok(create_bucket("photos", "alice"));
+    let made = bucket(&sim, "photos").expect("created");
+    assert_eq!(made.owner, "alice");
+    assert_eq!(made.created_ms, T0 + 5, "creation time is the meta clock");
+    assert_eq!(
+        sim.rejected(create_bucket("photos", "alice")),
+        MetaRuleError::BucketAlreadyOwnedByYou {
+            bucket: "photos".into()
+        }
     );
-    h.rejected(
-        create_bucket("photos", "bob"),
-        MetaErrorCode::MetaErrorBucketAlreadyExists,
+    assert_eq!(
+        sim.rejected(create_bucket("photos", "bob")),
+        MetaRuleError::BucketAlreadyExists {
+            bucket: "photos".into()
+        }
     );
-    h.rejected(
-        create_bucket("Bad_Name", "bob"),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
-    h.rejected(
-        command::Cmd::CreateBucket(CreateBucket { bucket: None }),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
+    assert!(is_invalid(&sim.rejected(create_bucket("Bad_Name", "bob"))));
+    assert!(is_invalid(&sim.rejected(command::Cmd::CreateBucket(
+        pb::CreateBucket { bucket: None }
+    ))));
 }
 
 #[test]
 fn delete_bucket_refuses_versions_markers_and_uploads() {
-    let mut h = Harness::new();
+    let mut sim = Sim::new();
     let drop = |name: &str| {
-        command::Cmd::DeleteBucket(DeleteBucket {
+        command::Cmd::DeleteBucket(pb::DeleteBucket {
             name: name.to_owned(),
         })
     };
-    h.rejected(drop("nope"), MetaErrorCode::MetaErrorNoSuchBucket);
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
+    let not_empty = MetaRuleError::BucketNotEmpty {
+        bucket: "bkt".into(),
+    };
+    assert_eq!(sim.rejected(drop("nope")), no_such_bucket("nope"));
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
 
     // A live object.
-    let v = stored(h.ok(put("bkt", "k", "\"e\"", 1)));
-    h.rejected(drop("bkt"), MetaErrorCode::MetaErrorBucketNotEmpty);
+    let v = stored(sim.ok(put("bkt", "k", "\"e\"", 1, sim.lease_id)));
+    assert_eq!(sim.rejected(drop("bkt")), not_empty);
     // Only a delete marker left.
-    h.ok(delete("bkt", "k", Some(&v.version_id)));
-    h.ok(delete("bkt", "k", None));
-    h.rejected(drop("bkt"), MetaErrorCode::MetaErrorBucketNotEmpty);
-    let marker = h.versions("bkt", "k").remove(0);
-    h.ok(delete("bkt", "k", Some(&marker.version_id)));
+    sim.ok(delete("bkt", "k", Some(&v.version_id)));
+    sim.ok(delete("bkt", "k", None));
+    assert_eq!(sim.rejected(drop("bkt")), not_empty);
+    let marker = sim.versions("bkt", "k").remove(0);
+    sim.ok(delete("bkt", "k", Some(marker.version_id.as_str())));
     // An upload in progress.
-    h.ok(create_upload("bkt", "k", "up-1"));
-    h.rejected(drop("bkt"), MetaErrorCode::MetaErrorBucketNotEmpty);
-    h.ok(abort("up-1"));
+    sim.ok(create_upload("bkt", "k", "up-1"));
+    assert_eq!(sim.rejected(drop("bkt")), not_empty);
+    sim.ok(abort("up-1"));
 
-    h.ok(drop("bkt"));
-    assert!(h.bucket("bkt").is_none());
+    sim.ok(drop("bkt"));
+    assert!(bucket(&sim, "bkt").is_none());
 }
 
 #[test]
 fn versioning_can_be_enabled_and_suspended_but_not_turned_off() {
-    let mut h = Harness::new();
-    h.rejected(
-        versioning_cmd("bkt", VersioningState::VersioningEnabled),
-        MetaErrorCode::MetaErrorNoSuchBucket,
-    );
-    h.ok(create_bucket("bkt", "o"));
-    h.rejected(
-        versioning_cmd("bkt", VersioningState::VersioningUnversioned),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
+    let mut sim = Sim::new();
     assert_eq!(
-        h.bucket("bkt").expect("bucket").versioning,
-        VersioningState::VersioningEnabled as i32
+        sim.rejected(versioning_cmd(
+            "bkt",
+            pb::VersioningState::VersioningEnabled
+        )),
+        no_such_bucket("bkt")
     );
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningSuspended));
-    h.rejected(
-        versioning_cmd("bkt", VersioningState::VersioningUnversioned),
-        MetaErrorCode::MetaErrorInvalidArgument,
+    sim.ok(create_bucket("bkt", "o"));
+    assert!(is_invalid(&sim.rejected(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningUnversioned
+    ))));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
+    assert_eq!(
+        bucket(&sim, "bkt").expect("bucket").versioning,
+        tessera_core::object::VersioningState::Enabled
     );
-    h.rejected(
-        command::Cmd::SetBucketVersioning(SetBucketVersioning {
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningSuspended,
+    ));
+    assert!(is_invalid(&sim.rejected(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningUnversioned
+    ))));
+    assert!(is_invalid(&sim.rejected(
+        command::Cmd::SetBucketVersioning(pb::SetBucketVersioning {
             bucket: "bkt".into(),
             state: 42,
-        }),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
+        })
+    )));
 }
 
 // --- objects -------------------------------------------------------------------------------
 
 #[test]
 fn unversioned_puts_replace_the_null_version_and_discard_its_blob() {
-    let mut h = Harness::new();
-    h.rejected(
-        put("bkt", "k", "\"e\"", 1),
-        MetaErrorCode::MetaErrorNoSuchBucket,
+    let mut sim = Sim::new();
+    assert_eq!(
+        sim.rejected(put("bkt", "k", "\"e\"", 1, sim.lease_id)),
+        no_such_bucket("bkt")
     );
-    h.ok(create_bucket("bkt", "o"));
-    let (index, result) = h.run(put("bkt", "k", "\"e1\"", 1));
+    sim.ok(create_bucket("bkt", "o"));
+    sim.advance(7);
+    let (index, result) = sim.run(put("bkt", "k", "\"e1\"", 1, sim.lease_id));
     let first = stored(result);
     assert_eq!(first.version_id, "null");
     assert_eq!(first.seq, index);
-    let second = stored(h.ok(put("bkt", "k", "\"e2\"", 2)));
+    assert_eq!(
+        first.last_modified_ms,
+        T0 + 7,
+        "the meta clock, not the command's"
+    );
+    let second = stored(sim.ok(put("bkt", "k", "\"e2\"", 2, sim.lease_id)));
     assert_eq!(second.version_id, "null");
-    let all = h.versions("bkt", "k");
+    let all = sim.versions("bkt", "k");
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].etag, "\"e2\"");
-    assert_eq!(h.garbage(), [1]);
-    h.rejected(
-        put("bkt", "", "\"e\"", 3),
-        MetaErrorCode::MetaErrorInvalidArgument,
+    assert_eq!(sim.garbage(), [1]);
+    assert_eq!(
+        sim.garbage_records()[0].3,
+        T0 + 7,
+        "garbage since the clock"
     );
-    h.rejected(
-        put("bkt", "a\0b", "\"e\"", 3),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
+    assert!(is_invalid(&sim.rejected(put(
+        "bkt",
+        "",
+        "\"e\"",
+        3,
+        sim.lease_id
+    ))));
+    assert!(is_invalid(&sim.rejected(put(
+        "bkt",
+        "a\0b",
+        "\"e\"",
+        3,
+        sim.lease_id
+    ))));
 }
 
 #[test]
 fn enabled_puts_keep_every_version_under_ids_made_from_the_log_index() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
-    let (i1, r1) = h.run(put("bkt", "k", "\"e1\"", 1));
-    let (i2, r2) = h.run(put("bkt", "k", "\"e2\"", 2));
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
+    let (i1, r1) = sim.run(put("bkt", "k", "\"e1\"", 1, sim.lease_id));
+    let (i2, r2) = sim.run(put("bkt", "k", "\"e2\"", 2, sim.lease_id));
     assert_eq!(stored(r1).version_id, VersionId::from_seq(i1).as_str());
     assert_eq!(stored(r2).version_id, VersionId::from_seq(i2).as_str());
-    let all = h.versions("bkt", "k");
+    let all = sim.versions("bkt", "k");
     assert_eq!(
         ids(&all),
         [
@@ -334,406 +202,481 @@ fn enabled_puts_keep_every_version_under_ids_made_from_the_log_index() {
         ],
         "newest first"
     );
-    assert!(h.garbage().is_empty());
+    assert!(sim.garbage().is_empty());
 }
 
 #[test]
 fn suspended_puts_replace_only_the_null_version() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(put("bkt", "k", "\"e0\"", 1)); // null version from before versioning
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
-    let (i2, _) = h.run(put("bkt", "k", "\"e1\"", 2));
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningSuspended));
-    h.ok(put("bkt", "k", "\"e2\"", 3));
-    let all = h.versions("bkt", "k");
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put("bkt", "k", "\"e0\"", 1, sim.lease_id)); // null version from before versioning
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
+    let (i2, _) = sim.run(put("bkt", "k", "\"e1\"", 2, sim.lease_id));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningSuspended,
+    ));
+    sim.ok(put("bkt", "k", "\"e2\"", 3, sim.lease_id));
+    let all = sim.versions("bkt", "k");
     assert_eq!(ids(&all), ["null", VersionId::from_seq(i2).as_str()]);
     assert_eq!(all[0].etag, "\"e2\"");
     assert_eq!(
-        h.garbage(),
+        sim.garbage(),
         [1],
         "the pre-versioning null version was replaced"
     );
-    h.ok(put("bkt", "k", "\"e3\"", 4));
-    assert_eq!(h.versions("bkt", "k").len(), 2);
-    assert_eq!(h.garbage(), [1, 3]);
+    sim.ok(put("bkt", "k", "\"e3\"", 4, sim.lease_id));
+    assert_eq!(sim.versions("bkt", "k").len(), 2);
+    assert_eq!(sim.garbage(), [1, 3]);
+}
+
+fn put_if(key: &str, precondition: pb::WritePrecondition) -> command::Cmd {
+    command::Cmd::PutVersion(pb::PutVersion {
+        version: Some(version_with("bkt", key, "\"new\"", inline(b"new"))),
+        precondition: Some(precondition),
+        lease_id: 0,
+    })
 }
 
 #[test]
 fn preconditions_are_checked_against_the_current_version() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
-    let none_match = WritePrecondition {
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
+    let none_match = pb::WritePrecondition {
         if_none_match_any: true,
         if_match: None,
     };
-    let matching = |etag: &str| WritePrecondition {
+    let matching = |etag: &str| pb::WritePrecondition {
         if_none_match_any: false,
         if_match: Some(etag.to_owned()),
     };
+    let no_such_key = MetaRuleError::NoSuchKey {
+        bucket: "bkt".into(),
+        key: "k".into(),
+    };
+    let failed = |e: MetaRuleError| matches!(e, MetaRuleError::PreconditionFailed { .. });
     // Absent key: If-None-Match passes, If-Match fails with NoSuchKey (as S3 answers 404).
-    h.rejected(
-        put_if("bkt", "k", matching("\"e1\"")),
-        MetaErrorCode::MetaErrorNoSuchKey,
-    );
-    h.ok(put_if("bkt", "k", none_match.clone()));
+    assert_eq!(sim.rejected(put_if("k", matching("\"e1\""))), no_such_key);
+    sim.ok(put_if("k", none_match.clone()));
     // Present: If-None-Match fails; If-Match passes only with the current ETag.
-    h.rejected(
-        put_if("bkt", "k", none_match.clone()),
-        MetaErrorCode::MetaErrorPreconditionFailed,
-    );
-    h.rejected(
-        put_if("bkt", "k", matching("\"other\"")),
-        MetaErrorCode::MetaErrorPreconditionFailed,
-    );
-    h.ok(put_if("bkt", "k", matching("\"new\"")));
-    h.ok(put_if("bkt", "k", matching("*")));
+    assert!(failed(sim.rejected(put_if("k", none_match.clone()))));
+    assert!(failed(sim.rejected(put_if("k", matching("\"other\"")))));
+    sim.ok(put_if("k", matching("\"new\"")));
+    sim.ok(put_if("k", matching("*")));
     // Behind a delete marker the key counts as absent.
-    h.ok(delete("bkt", "k", None));
-    h.rejected(
-        put_if("bkt", "k", matching("\"new\"")),
-        MetaErrorCode::MetaErrorNoSuchKey,
-    );
-    h.ok(put_if("bkt", "k", none_match));
+    sim.ok(delete("bkt", "k", None));
+    assert_eq!(sim.rejected(put_if("k", matching("\"new\""))), no_such_key);
+    sim.ok(put_if("k", none_match));
 }
 
 #[test]
 fn unversioned_delete_removes_the_null_version_and_succeeds_when_absent() {
-    let mut h = Harness::new();
-    h.rejected(
-        delete("bkt", "k", None),
-        MetaErrorCode::MetaErrorNoSuchBucket,
+    let mut sim = Sim::new();
+    assert_eq!(
+        sim.rejected(delete("bkt", "k", None)),
+        no_such_bucket("bkt")
     );
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(put("bkt", "k", "\"e\"", 7));
-    let r = deletion(h.ok(delete("bkt", "k", None)));
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put("bkt", "k", "\"e\"", 7, sim.lease_id));
+    let r = deletion(sim.ok(delete("bkt", "k", None)));
     assert!(!r.delete_marker);
-    assert!(h.versions("bkt", "k").is_empty());
-    assert_eq!(h.garbage(), [7]);
-    let again = deletion(h.ok(delete("bkt", "k", None)));
+    assert!(sim.versions("bkt", "k").is_empty());
+    assert_eq!(sim.garbage(), [7]);
+    let again = deletion(sim.ok(delete("bkt", "k", None)));
     assert!(!again.delete_marker);
-    assert_eq!(h.garbage(), [7]);
+    assert_eq!(sim.garbage(), [7]);
+    assert!(is_invalid(&sim.rejected(delete("bkt", "", None))));
 }
 
 #[test]
 fn enabled_delete_adds_markers_and_version_deletes_remove_exactly_one_version() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
-    let v1 = stored(h.ok(put("bkt", "k", "\"e1\"", 1)));
-    let (marker_index, r) = h.run(delete("bkt", "k", None));
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
+    let v1 = stored(sim.ok(put("bkt", "k", "\"e1\"", 1, sim.lease_id)));
+    sim.advance(2_000);
+    let (marker_index, r) = sim.run(delete("bkt", "k", None));
     let marker = deletion(r);
     assert!(marker.delete_marker);
     assert_eq!(
         marker.version_id,
         VersionId::from_seq(marker_index).as_str()
     );
-    let all = h.versions("bkt", "k");
+    let all = sim.versions("bkt", "k");
     assert_eq!(all.len(), 2);
     assert!(all[0].delete_marker, "the marker is current");
-    assert_eq!(all[0].last_modified_ms, 9_000);
+    assert_eq!(all[0].last_modified_ms, T0 + 2_000);
 
     // Deleting the marker by id brings the object back.
-    let r = deletion(h.ok(delete("bkt", "k", Some(&marker.version_id))));
+    let r = deletion(sim.ok(delete("bkt", "k", Some(&marker.version_id))));
     assert!(r.delete_marker);
     assert_eq!(r.version_id, marker.version_id);
-    assert_eq!(ids(&h.versions("bkt", "k")), [v1.version_id.as_str()]);
-    assert!(h.garbage().is_empty());
+    assert_eq!(ids(&sim.versions("bkt", "k")), [v1.version_id.as_str()]);
+    assert!(sim.garbage().is_empty());
 
     // A valid id that names nothing is a silent success; a malformed id is not.
     let unknown = VersionId::from_seq(123_456).as_str().to_owned();
-    let r = deletion(h.ok(delete("bkt", "k", Some(&unknown))));
+    let r = deletion(sim.ok(delete("bkt", "k", Some(&unknown))));
     assert!(!r.delete_marker);
-    assert_eq!(h.versions("bkt", "k").len(), 1);
-    h.rejected(
-        delete("bkt", "k", Some("not-a-version")),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
+    assert_eq!(sim.versions("bkt", "k").len(), 1);
+    assert!(is_invalid(&sim.rejected(delete(
+        "bkt",
+        "k",
+        Some("not-a-version")
+    ))));
 
-    let r = deletion(h.ok(delete("bkt", "k", Some(&v1.version_id))));
+    let r = deletion(sim.ok(delete("bkt", "k", Some(&v1.version_id))));
     assert!(!r.delete_marker);
-    assert!(h.versions("bkt", "k").is_empty());
-    assert_eq!(h.garbage(), [1]);
+    assert!(sim.versions("bkt", "k").is_empty());
+    assert_eq!(sim.garbage(), [1]);
 }
 
 #[test]
 fn suspended_delete_replaces_the_null_version_by_a_null_marker() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningEnabled));
-    let kept = stored(h.ok(put("bkt", "k", "\"e1\"", 1)));
-    h.ok(versioning_cmd("bkt", VersioningState::VersioningSuspended));
-    h.ok(put("bkt", "k", "\"e2\"", 2));
-    let r = deletion(h.ok(delete("bkt", "k", None)));
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningEnabled,
+    ));
+    let kept = stored(sim.ok(put("bkt", "k", "\"e1\"", 1, sim.lease_id)));
+    sim.ok(versioning_cmd(
+        "bkt",
+        pb::VersioningState::VersioningSuspended,
+    ));
+    sim.ok(put("bkt", "k", "\"e2\"", 2, sim.lease_id));
+    let r = deletion(sim.ok(delete("bkt", "k", None)));
     assert_eq!(r.version_id, "null");
     assert!(r.delete_marker);
-    let all = h.versions("bkt", "k");
+    let all = sim.versions("bkt", "k");
     assert_eq!(ids(&all), ["null", kept.version_id.as_str()]);
     assert!(all[0].delete_marker);
-    assert_eq!(h.garbage(), [2]);
+    assert_eq!(sim.garbage(), [2]);
     // Deleting "null" by id removes the marker.
-    let r = deletion(h.ok(delete("bkt", "k", Some("null"))));
+    let r = deletion(sim.ok(delete("bkt", "k", Some("null"))));
     assert!(r.delete_marker);
-    assert_eq!(ids(&h.versions("bkt", "k")), [kept.version_id]);
-}
-
-// --- multipart uploads ---------------------------------------------------------------------
-
-fn create_upload(bucket: &str, key: &str, id: &str) -> command::Cmd {
-    command::Cmd::CreateUpload(CreateUpload {
-        upload: Some(MultipartUpload {
-            bucket: bucket.into(),
-            key: key.into(),
-            upload_id: id.into(),
-            initiated_ms: 10,
-            ..MultipartUpload::default()
-        }),
-    })
-}
-
-fn part(upload_id: &str, number: u32, size: u64, etag: &str, blob: u8) -> command::Cmd {
-    command::Cmd::PutPart(PutPart {
-        part: Some(UploadedPart {
-            upload_id: upload_id.into(),
-            part_number: number,
-            size,
-            etag: etag.into(),
-            last_modified_ms: 20,
-            blob: Some(erasure(blob)),
-            checksums: Vec::new(),
-        }),
-    })
-}
-
-fn complete(upload_id: &str, parts: &[(u32, &str)]) -> command::Cmd {
-    command::Cmd::CompleteUpload(CompleteUpload {
-        upload_id: upload_id.into(),
-        parts: parts
-            .iter()
-            .map(|(n, e)| CompletedPartRef {
-                part_number: *n,
-                etag: (*e).to_owned(),
-            })
-            .collect(),
-        version: Some(ObjectVersion {
-            etag: "\"multi-2\"".into(),
-            multipart: true,
-            last_modified_ms: 30,
-            ..ObjectVersion::default()
-        }),
-        precondition: None,
-    })
-}
-
-fn abort(upload_id: &str) -> command::Cmd {
-    command::Cmd::AbortUpload(AbortUpload {
-        upload_id: upload_id.into(),
-        now_ms: 40,
-    })
+    assert_eq!(ids(&sim.versions("bkt", "k")), [kept.version_id]);
 }
 
 #[test]
-fn parts_need_an_upload_and_replacing_one_discards_its_blob() {
-    let mut h = Harness::new();
-    h.rejected(
-        create_upload("bkt", "k", "u1"),
-        MetaErrorCode::MetaErrorNoSuchBucket,
-    );
-    h.ok(create_bucket("bkt", "o"));
-    h.ok(create_upload("bkt", "k", "u1"));
-    h.rejected(
-        create_upload("bkt", "k", "u1"),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
-    h.rejected(
-        create_upload("bkt", "k", "a\0b"),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
-    h.rejected(
-        part("nope", 1, MIB, "\"p\"", 1),
-        MetaErrorCode::MetaErrorNoSuchUpload,
-    );
-    h.rejected(
-        part("u1", 0, MIB, "\"p\"", 1),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
-    h.rejected(
-        part("u1", 10_001, MIB, "\"p\"", 1),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
-    h.ok(part("u1", 1, MIB, "\"p1\"", 1));
-    h.ok(part("u1", 1, MIB, "\"p1b\"", 2));
-    assert_eq!(h.garbage(), [1]);
-}
-
-#[test]
-fn complete_checks_parts_then_writes_the_version_and_discards_unused_parts() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.rejected(
-        complete("u1", &[(1, "\"p1\"")]),
-        MetaErrorCode::MetaErrorNoSuchUpload,
-    );
-    h.ok(put("bkt", "k", "\"old\"", 9));
-    h.ok(create_upload("bkt", "k", "u1"));
-    h.ok(part("u1", 1, 5 * MIB, "\"p1\"", 1));
-    h.ok(part("u1", 2, 5 * MIB, "\"p2\"", 2));
-    h.ok(part("u1", 3, MIB, "\"p3\"", 3));
-    h.ok(part("u1", 4, MIB, "\"p4\"", 4));
-
-    h.rejected(
-        complete("u1", &[(1, "\"wrong\"")]),
-        MetaErrorCode::MetaErrorInvalidPart,
-    );
-    h.rejected(
-        complete("u1", &[(5, "\"p5\"")]),
-        MetaErrorCode::MetaErrorInvalidPart,
-    );
-    h.rejected(
-        complete("u1", &[(2, "\"p2\""), (1, "\"p1\"")]),
-        MetaErrorCode::MetaErrorInvalidPartOrder,
-    );
-    h.rejected(
-        complete("u1", &[(3, "\"p3\""), (4, "\"p4\"")]),
-        MetaErrorCode::MetaErrorEntityTooSmall,
-    );
-    h.rejected(complete("u1", &[]), MetaErrorCode::MetaErrorInvalidArgument);
-    let mut guarded = complete("u1", &[(1, "\"p1\"")]);
-    if let command::Cmd::CompleteUpload(c) = &mut guarded {
-        c.precondition = Some(WritePrecondition {
-            if_none_match_any: true,
-            if_match: None,
-        });
+fn malformed_blobs_are_refused_before_anything_is_written() {
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    let lease = sim.lease_id;
+    let with = |edit: &dyn Fn(&mut pb::ErasureBlob)| {
+        let mut blob = erasure(1, SPREAD);
+        if let Some(pb::blob::Storage::Erasure(e)) = &mut blob.storage {
+            edit(e);
+        }
+        put_version(version_with("bkt", "k", "\"e\"", blob), lease)
+    };
+    // Missing digests, a digest of the wrong length, generation 0, a short data id, a shard
+    // index past n, one shard twice on a node, no chunk size, no storage at all.
+    let broken: [&dyn Fn(&mut pb::ErasureBlob); 7] = [
+        &|e| e.shard_digests.clear(),
+        &|e| e.shard_digests[1].truncate(31),
+        &|e| e.shards[0].generation = 0,
+        &|e| e.data_id.truncate(8),
+        &|e| e.shards[2].shard_index = 3,
+        &|e| e.shards[1] = e.shards[0],
+        &|e| e.chunk_size = 0,
+    ];
+    for edit in broken {
+        let cmd = with(edit);
+        assert!(is_invalid(&sim.rejected(cmd)));
     }
-    h.rejected(guarded, MetaErrorCode::MetaErrorPreconditionFailed);
+    let mut no_storage = version_with("bkt", "k", "\"e\"", inline(b"x"));
+    no_storage.parts[0].blob = Some(pb::Blob::default());
+    assert!(is_invalid(
+        &sim.rejected(put_version(no_storage, sim.lease_id))
+    ));
+}
 
-    // Parts 1, 2 and 4 make the object; part 3 is left out.
-    let v = stored(h.ok(complete(
-        "u1",
-        &[(1, "\"p1\""), (2, "\"p2\""), (4, "\"p4\"")],
-    )));
-    assert_eq!((v.bucket.as_str(), v.key.as_str()), ("bkt", "k"));
-    assert_eq!(v.version_id, "null");
-    assert!(v.multipart);
-    let all = h.versions("bkt", "k");
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0].etag, "\"multi-2\"");
-    // The replaced old object and the unused part are garbage; used parts are not.
-    let mut garbage = h.garbage();
-    garbage.sort();
-    assert_eq!(garbage, [3, 9]);
-    let view = h.store.latest().expect("view");
-    assert!(records::upload_by_id(&view, "u1").expect("read").is_none());
-    assert!(records::parts(&view, "u1").expect("read").is_empty());
-    assert!(!view.any(keys::uploads_of_bucket("bkt")).expect("read"));
-    drop(view);
-    h.rejected(
-        complete("u1", &[(1, "\"p1\"")]),
-        MetaErrorCode::MetaErrorNoSuchUpload,
+#[test]
+fn written_blobs_are_stamped_with_the_log_index_that_placed_them() {
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    let mut blob = erasure(1, SPREAD);
+    if let Some(pb::blob::Storage::Erasure(e)) = &mut blob.storage {
+        e.placed_at_index = 999_999; // whatever the client says
+    }
+    let (index, result) = sim.run(put_version(
+        version_with("bkt", "k", "\"e\"", blob),
+        sim.lease_id,
+    ));
+    let v = stored(result);
+    assert_eq!(erasure_of(v.parts[0].blob.as_ref()).placed_at_index, index);
+    let kept = sim.versions("bkt", "k").remove(0);
+    assert_eq!(
+        kept.parts[0]
+            .blob
+            .erasure()
+            .expect("erasure")
+            .placed_at_index,
+        index
     );
 }
 
 #[test]
-fn abort_discards_every_part() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    h.rejected(abort("u1"), MetaErrorCode::MetaErrorNoSuchUpload);
-    h.ok(create_upload("bkt", "k", "u1"));
-    h.ok(part("u1", 1, MIB, "\"p1\"", 1));
-    h.ok(part("u1", 2, MIB, "\"p2\"", 2));
-    h.ok(abort("u1"));
-    assert_eq!(h.garbage(), [1, 2]);
-    let view = h.store.latest().expect("view");
-    assert!(records::upload_by_id(&view, "u1").expect("read").is_none());
-    assert!(records::parts(&view, "u1").expect("read").is_empty());
+fn results_never_carry_inline_bytes_but_the_record_keeps_them() {
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    let v = stored(sim.ok(put_inline("bkt", "k", "\"e\"")));
+    assert_eq!(
+        v.parts[0].blob.as_ref().and_then(|b| b.storage.clone()),
+        Some(pb::blob::Storage::InlineData(Vec::new()))
+    );
+    assert_eq!(v.parts[0].blob.as_ref().map(|b| b.size), Some(3));
+    let kept = sim.versions("bkt", "k").remove(0);
+    assert_eq!(
+        kept.parts[0].blob.storage,
+        tessera_core::blob::BlobStorage::Inline(b"abc".to_vec())
+    );
 }
 
 // --- other ---------------------------------------------------------------------------------
 
-#[test]
-fn data_nodes_are_upserted() {
-    let mut h = Harness::new();
-    let register = |addr: &str| {
-        command::Cmd::RegisterDataNode(RegisterDataNode {
-            node: Some(DataNode {
-                node_id: 7,
-                zone: "z1".into(),
-                addr: addr.into(),
-                registered_ms: 1,
-                ..DataNode::default()
-            }),
-        })
-    };
-    h.ok(register("10.0.0.1:8000"));
-    h.ok(register("10.0.0.2:8000"));
-    let view = h.store.latest().expect("view");
-    let nodes = view
-        .scan::<DataNode>(keys::DATA_NODE_PREFIX.to_vec(), "data node")
-        .expect("scan");
-    assert_eq!(nodes.len(), 1);
-    assert_eq!(nodes[0].1.addr, "10.0.0.2:8000");
-    drop(view);
-    h.rejected(
-        command::Cmd::RegisterDataNode(RegisterDataNode { node: None }),
-        MetaErrorCode::MetaErrorInvalidArgument,
-    );
+fn register(addr: &str, state: pb::NodeState) -> command::Cmd {
+    command::Cmd::RegisterDataNode(pb::RegisterDataNode {
+        node: Some(pb::DataNode {
+            node_id: 7,
+            zone: "z1".into(),
+            addr: addr.into(),
+            registered_ms: 1,
+            state: state as i32,
+        }),
+    })
+}
+
+fn set_state(node_id: u64, state: i32) -> command::Cmd {
+    command::Cmd::SetDataNodeState(pb::SetDataNodeState { node_id, state })
+}
+
+fn node(sim: &Sim) -> tessera_core::object::DataNode {
+    crate::records::data_node(&sim.kv, 7)
+        .expect("read")
+        .expect("registered")
 }
 
 #[test]
-fn an_empty_command_is_rejected_but_still_applied() {
-    let h = Harness::new();
-    let entry = LogEntry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
-        payload: EntryPayload::Normal(Command { cmd: None }),
-    };
-    let results = h.store.apply_entries(vec![entry]).expect("apply");
-    assert!(matches!(
-        results[0].result,
-        Some(command_result::Result::Error(_))
+fn registration_upserts_and_keeps_the_operators_node_state() {
+    use tessera_core::object::NodeState;
+    let mut sim = Sim::new();
+    assert!(is_invalid(
+        &sim.rejected(set_state(7, pb::NodeState::Draining as i32))
     ));
-    assert_eq!(
-        h.store.applied_state().expect("state").0.map(|l| l.index),
-        Some(1)
-    );
+    sim.ok(register("10.0.0.1:8000", pb::NodeState::Active));
+    sim.ok(set_state(7, pb::NodeState::Draining as i32));
+    sim.advance(50);
+    // A registration never changes the operator's state, whatever it says.
+    sim.ok(register("10.0.0.2:8000", pb::NodeState::Active));
+    let n = node(&sim);
+    assert_eq!(n.state, NodeState::Draining);
+    assert_eq!(n.addr, "10.0.0.2:8000");
+    assert_eq!(n.registered_ms, T0 + 50);
+    sim.ok(set_state(7, pb::NodeState::Active as i32));
+    assert_eq!(node(&sim).state, NodeState::Active);
+    assert!(is_invalid(&sim.rejected(set_state(7, 42))));
+    assert!(is_invalid(&sim.rejected(command::Cmd::RegisterDataNode(
+        pb::RegisterDataNode { node: None }
+    ))));
+}
+
+#[test]
+fn repair_reports_are_kept_per_reporter() {
+    let mut sim = Sim::new();
+    let report = |reporter: &str, backlog: u64| {
+        command::Cmd::PutRepairReport(pb::PutRepairReport {
+            report: Some(pb::RepairReport {
+                reporter: reporter.into(),
+                backlog,
+                ..pb::RepairReport::default()
+            }),
+        })
+    };
+    sim.ok(report("r1", 5));
+    sim.ok(report("r1", 3));
+    sim.ok(report("r2", 1));
+    assert!(is_invalid(&sim.rejected(report("", 1))));
+    let got: Vec<(String, u64)> = crate::query::repair_reports(&sim.kv)
+        .expect("reports")
+        .into_iter()
+        .map(|r| (r.reporter, r.backlog))
+        .collect();
+    assert_eq!(got, [("r1".to_owned(), 3), ("r2".to_owned(), 1)]);
+}
+
+#[test]
+fn an_empty_command_is_rejected() {
+    let mut sim = Sim::new();
+    let before = sim.dump();
+    let (_, result) = sim.apply(&pb::Command {
+        cmd: None,
+        session: None,
+        leader_time_ms: sim.now_ms,
+    });
+    assert!(matches!(
+        rule_error(result),
+        MetaRuleError::InvalidArgument { .. }
+    ));
+    assert_eq!(sim.dump(), before);
 }
 
 #[test]
 fn inline_blobs_never_become_garbage() {
-    let mut h = Harness::new();
-    h.ok(create_bucket("bkt", "o"));
-    let mut v = version("bkt", "k", "\"e\"", 0);
-    v.parts[0].blob = Some(Blob {
-        size: 3,
-        storage: Some(blob::Storage::InlineData(b"abc".to_vec())),
-    });
-    h.ok(command::Cmd::PutVersion(PutVersion {
-        version: Some(v),
-        precondition: None,
-    }));
-    h.ok(delete("bkt", "k", None));
-    assert!(h.garbage().is_empty());
+    let mut sim = Sim::new();
+    sim.ok(create_bucket("bkt", "o"));
+    sim.ok(put_inline("bkt", "k", "\"e\""));
+    sim.ok(delete("bkt", "k", None));
+    assert!(sim.garbage().is_empty());
+    assert!(sim.versions("bkt", "k").is_empty());
 }
 
 #[test]
 fn the_same_commands_give_byte_identical_state() {
-    let script = |h: &mut Harness| {
-        h.run(create_bucket("bkt", "o"));
-        h.run(versioning_cmd("bkt", VersioningState::VersioningEnabled));
-        h.run(put("bkt", "a", "\"1\"", 1));
-        h.run(put("bkt", "a", "\"2\"", 2));
-        h.run(delete("bkt", "a", None));
-        h.run(create_upload("bkt", "m", "u"));
-        h.run(part("u", 1, MIB, "\"p\"", 3));
-        h.run(complete("u", &[(1, "\"p\"")]));
-        h.run(create_bucket("bkt", "intruder"));
+    let script = |sim: &mut Sim| {
+        let lease = sim.lease_id;
+        sim.run(create_bucket("bkt", "o"));
+        sim.run(versioning_cmd(
+            "bkt",
+            pb::VersioningState::VersioningEnabled,
+        ));
+        sim.run(put("bkt", "a", "\"1\"", 1, lease));
+        sim.advance(10);
+        sim.run(put("bkt", "a", "\"2\"", 2, lease));
+        sim.run(delete("bkt", "a", None));
+        sim.run(create_upload("bkt", "m", "u"));
+        sim.run(part("u", 1, MIB, "\"p\"", 3, lease));
+        sim.run(complete("u", &[(1, "\"p\"")]));
+        sim.run(create_bucket("bkt", "intruder"));
     };
-    let mut first = Harness::new();
-    let mut second = Harness::new();
+    let mut first = Sim::new();
+    let mut second = Sim::new();
     script(&mut first);
     script(&mut second);
     assert_eq!(first.dump(), second.dump());
 }
 
+#[test]
+fn the_clock_only_moves_forward_and_every_record_takes_its_time_from_it() {
+    let mut sim = Sim::new();
+    assert_eq!(sim.clock(), T0);
+    sim.advance(1_000);
+    sim.ok(create_bucket("bkt", "o"));
+    assert_eq!(sim.clock(), T0 + 1_000);
+    // A new leader whose wall clock is behind: the clock stays, records keep the later time.
+    sim.now_ms = T0 - 60_000;
+    let (_, result) = sim.run(put_inline("bkt", "k", "\"e\""));
+    assert_eq!(stored(result).last_modified_ms, T0 + 1_000);
+    assert_eq!(sim.clock(), T0 + 1_000);
+    // A blank entry carries no stamp and moves nothing.
+    sim.apply_blank();
+    assert_eq!(sim.clock(), T0 + 1_000);
+    sim.now_ms = T0 + 5_000;
+    sim.ok(create_upload("bkt", "k", "u"));
+    let (_, upload) = crate::records::upload_by_id(&sim.kv, "u")
+        .expect("read")
+        .expect("open");
+    assert_eq!(upload.initiated_ms, T0 + 5_000, "not the command's 10");
+    sim.advance(1);
+    sim.ok(part("u", 1, MIB, "\"p\"", 9, sim.lease_id));
+    let parts = crate::records::parts(&sim.kv, "u").expect("parts");
+    assert_eq!(
+        parts[0].1.last_modified_ms,
+        T0 + 5_001,
+        "not the command's 20"
+    );
+}
+
+#[test]
+fn rocksdb_commits_an_entrys_writes_with_its_log_id_and_reports_index_and_clock() {
+    use openraft::entry::EntryPayload;
+    use openraft::{CommittedLeaderId, LogId};
+
+    use crate::store::MetaStore;
+    use crate::types::LogEntry;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = MetaStore::open(dir.path()).expect("open");
+    let entry = |index: u64, cmd: command::Cmd, leader_time_ms: i64| LogEntry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(pb::Command {
+            cmd: Some(cmd),
+            session: Some(pb::CommandSession {
+                client_id: vec![9; 16],
+                seq: index,
+                first_unacked: index,
+            }),
+            leader_time_ms,
+        }),
+    };
+    let results = store
+        .apply_entries(vec![
+            entry(1, create_bucket("bkt", "o"), T0),
+            entry(2, put_inline("bkt", "k", "\"e\""), T0 + 10),
+            LogEntry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), 3),
+                payload: EntryPayload::Blank,
+            },
+        ])
+        .expect("apply");
+    assert_eq!(results.len(), 3);
+    assert!(matches!(
+        results[1].result,
+        Some(command_result::Result::PutVersion(_))
+    ));
+    let at = crate::query::applied_clock(&store).expect("applied clock");
+    assert_eq!((at.applied_index, at.clock_ms), (3, T0 + 10));
+    // Seq 4 applies (replacing the null version); the same seq committed again at index 5,
+    // with another body, is answered with the first result and writes no version.
+    let again = store
+        .apply_entries(vec![entry(4, put_inline("bkt", "k", "\"other\""), T0 + 20)])
+        .expect("apply");
+    assert!(matches!(
+        again[0].result,
+        Some(command_result::Result::PutVersion(_))
+    ));
+    let mut retry = entry(5, put_inline("bkt", "k", "\"third\""), T0 + 30);
+    if let EntryPayload::Normal(cmd) = &mut retry.payload
+        && let Some(s) = &mut cmd.session
+    {
+        s.seq = 4;
+    }
+    let repeated = store.apply_entries(vec![retry]).expect("apply");
+    assert_eq!(
+        repeated[0], again[0],
+        "the first result, applied no second time"
+    );
+    let view = store.latest().expect("view");
+    let current = crate::records::current_version(&view, "bkt", "k")
+        .expect("read")
+        .expect("present");
+    assert_eq!(current.etag, "\"other\"");
+    assert!(
+        crate::kv::KvRead::get(&view, &keys::session(&[9; 16]))
+            .expect("read")
+            .is_some()
+    );
+    drop(view);
+    let at = crate::query::applied_clock(&store).expect("applied clock");
+    assert_eq!((at.applied_index, at.clock_ms), (5, T0 + 30));
+}
+
 #[path = "apply_blobs_test.rs"]
 mod blobs;
+#[path = "interleave_test.rs"]
+mod interleave;
+#[path = "apply_leases_test.rs"]
+mod leases;
+#[path = "apply_uploads_test.rs"]
+mod uploads;

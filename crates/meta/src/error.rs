@@ -30,6 +30,14 @@ pub enum StoreError {
         /// Why.
         source: ConvertError,
     },
+    /// A stored state-machine record decodes but is not a valid domain record.
+    #[error("stored {what} is not a valid record: {source}")]
+    InvalidRecord {
+        /// Which record.
+        what: &'static str,
+        /// Why.
+        source: tessera_proto::convert::meta::MetaConvertError,
+    },
     /// A stored key does not have the layout its column family requires.
     #[error("malformed key in column family {cf}")]
     MalformedKey {
@@ -71,6 +79,7 @@ impl StoreError {
             StoreError::MissingColumnFamily(_) => "store_missing_cf",
             StoreError::Decode { .. } => "store_decode",
             StoreError::Convert { .. } => "store_convert",
+            StoreError::InvalidRecord { .. } => "store_invalid_record",
             StoreError::MalformedKey { .. } => "store_malformed_key",
             StoreError::UnknownFormat { .. } => "store_unknown_format",
             StoreError::SnapshotFile { .. } => "store_snapshot_file",

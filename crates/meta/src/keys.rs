@@ -10,16 +10,24 @@
 //! | `o/<bucket>\0<key>\0<u64::MAX - seq, BE>` | `ObjectVersion` |
 //! | `u/<bucket>\0<key>\0<upload id>` | `MultipartUpload` |
 //! | `ui/<upload id>` | the upload's `u/` key |
+//! | `uc/<upload id>` | the `o/` key of the version completing that upload made |
 //! | `p/<upload id>\0<part number, BE u32>` | `UploadedPart` |
 //! | `n/<node id, BE>` | `DataNode` |
-//! | `g/<seq, BE><i, BE u32>` | `Garbage` |
+//! | `g/<log index, BE><i, BE u32>` | `Garbage` |
 //! | `d/<data id, 16 bytes>` | `BlobOwner`: the record holding that erasure-coded blob |
-//! | `x/<data id, 16 bytes><shard index, BE u32><node id, BE u64>` | empty: claimed for deletion |
+//! | `x/<data id, 16><shard index, BE u32><node id, BE u64><generation, BE u64>` | `DeletionMark` |
 //! | `r/<reporter>` | `RepairReport` |
+//! | `l/<lease id, BE u64>` | `WriteLease` (the lease id is the log index of its grant) |
+//! | `s/<client id, 16 bytes>` | `ClientSession` |
+//! | `sr/<client id, 16 bytes><seq, BE u64>` | `CommandResult`: the first result of that command |
+//! | `c/clock` | `MetaClock` |
 //!
 //! Every erasure-coded blob of a version or an uploaded part has exactly one `d/` entry, written
-//! and removed in the same batch as the record; inline blobs and garbage have none. A data id is
-//! always 16 bytes, so `d/` and `x/` keys have a fixed layout.
+//! and removed in the same batch as the record; inline blobs and garbage have none. A data id and
+//! a client id are always 16 bytes, so `d/`, `x/`, `s/` and `sr/` keys have a fixed layout. A
+//! `uc/` entry exists exactly as long as the version it names (whose `upload_id` points back).
+//! Sessions idle for an hour of meta clock and leases forgotten by `WriteLease::is_forgettable`
+//! are swept every 4096 log indexes.
 
 /// Separates the components of a key; never part of a name.
 pub const SEP: u8 = 0;
@@ -44,9 +52,21 @@ pub const DATA_INDEX_PREFIX: &[u8] = b"d/";
 pub const DELETION_MARK_PREFIX: &[u8] = b"x/";
 /// Prefix of repair reports.
 pub const REPAIR_REPORT_PREFIX: &[u8] = b"r/";
+/// Prefix of the completed-upload index.
+pub const COMPLETED_UPLOAD_PREFIX: &[u8] = b"uc/";
+/// Prefix of write leases.
+pub const LEASE_PREFIX: &[u8] = b"l/";
+/// Prefix of client sessions.
+pub const SESSION_PREFIX: &[u8] = b"s/";
+/// Prefix of stored command results.
+pub const SESSION_RESULT_PREFIX: &[u8] = b"sr/";
+/// The meta clock.
+pub const CLOCK: &[u8] = b"c/clock";
 
 /// The length of every data id.
 pub const DATA_ID_LEN: usize = 16;
+/// The length of every client id.
+pub const CLIENT_ID_LEN: usize = 16;
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -186,15 +206,54 @@ pub fn data_index(data_id: &[u8]) -> Vec<u8> {
     join(&[DATA_INDEX_PREFIX, data_id])
 }
 
-/// `x/<data id><shard index><node id>`: shard `shard_index` of the blob on node `node_id` is
-/// claimed for deletion.
-pub fn deletion_mark(data_id: &[u8], shard_index: u32, node_id: u64) -> Vec<u8> {
+/// `x/<data id><shard index><node id><generation>`: that exact copy is claimed for deletion.
+pub fn deletion_mark(data_id: &[u8], shard_index: u32, node_id: u64, generation: u64) -> Vec<u8> {
     join(&[
         DELETION_MARK_PREFIX,
         data_id,
         &shard_index.to_be_bytes(),
         &node_id.to_be_bytes(),
+        &generation.to_be_bytes(),
     ])
+}
+
+/// `uc/<upload id>`: the version that completing the upload made.
+pub fn completed_upload(upload_id: &str) -> Vec<u8> {
+    join(&[COMPLETED_UPLOAD_PREFIX, upload_id.as_bytes()])
+}
+
+/// `l/<lease id>`
+pub fn lease(lease_id: u64) -> Vec<u8> {
+    join(&[LEASE_PREFIX, &lease_id.to_be_bytes()])
+}
+
+/// `s/<client id>`
+pub fn session(client_id: &[u8]) -> Vec<u8> {
+    join(&[SESSION_PREFIX, client_id])
+}
+
+/// `sr/<client id>`: every stored result of one client, by seq.
+pub fn session_results(client_id: &[u8]) -> Vec<u8> {
+    join(&[SESSION_RESULT_PREFIX, client_id])
+}
+
+/// `sr/<client id><seq>`
+pub fn session_result(client_id: &[u8], seq: u64) -> Vec<u8> {
+    let mut k = session_results(client_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The seq of a stored-result key within `sr/<client id>`.
+pub fn parse_session_result(results_prefix: &[u8], raw: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = raw.strip_prefix(results_prefix)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// The client id of a session key.
+pub fn parse_session(raw: &[u8]) -> Option<&[u8]> {
+    raw.strip_prefix(SESSION_PREFIX)
+        .filter(|id| id.len() == CLIENT_ID_LEN)
 }
 
 /// `r/<reporter>`: the latest report of one repair daemon.
@@ -301,9 +360,10 @@ mod tests {
     fn index_and_marks_have_a_fixed_layout() {
         let id = [7u8; DATA_ID_LEN];
         assert_eq!(data_index(&id).len(), 2 + DATA_ID_LEN);
-        let mark = deletion_mark(&id, 2, 9);
-        assert_eq!(mark.len(), 2 + DATA_ID_LEN + 4 + 8);
-        assert!(deletion_mark(&id, 1, u64::MAX) < deletion_mark(&id, 2, 0));
+        let mark = deletion_mark(&id, 2, 9, 5);
+        assert_eq!(mark.len(), 2 + DATA_ID_LEN + 4 + 8 + 8);
+        assert!(deletion_mark(&id, 1, u64::MAX, u64::MAX) < deletion_mark(&id, 2, 0, 0));
+        assert_ne!(deletion_mark(&id, 2, 9, 5), deletion_mark(&id, 2, 9, 6));
         assert!(successor(b"g/a") > b"g/a".to_vec());
         assert!(successor(b"g/a") < b"g/a\0\0".to_vec());
         // No family is a prefix of another.
@@ -318,12 +378,35 @@ mod tests {
             DATA_INDEX_PREFIX,
             DELETION_MARK_PREFIX,
             REPAIR_REPORT_PREFIX,
+            COMPLETED_UPLOAD_PREFIX,
+            LEASE_PREFIX,
+            SESSION_PREFIX,
+            SESSION_RESULT_PREFIX,
+            b"c/",
         ];
         for a in families {
             for b in families {
                 assert!(a == b || !a.starts_with(b), "{a:?} {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn session_results_sort_by_seq_and_parse_back() {
+        let client = [3u8; CLIENT_ID_LEN];
+        let prefix = session_results(&client);
+        assert!(session_result(&client, 255) < session_result(&client, 256));
+        assert_eq!(
+            parse_session_result(&prefix, &session_result(&client, 77)),
+            Some(77)
+        );
+        assert_eq!(parse_session_result(&prefix, &session(&client)), None);
+        assert_eq!(parse_session(&session(&client)), Some(&client[..]));
+        assert_eq!(parse_session(b"s/short"), None);
+        assert!(!session_result(&client, 1).starts_with(&session(&client)));
+        assert!(lease(255) < lease(256));
+        assert!(CLOCK.starts_with(b"c/"));
+        assert!(!completed_upload("u").starts_with(UPLOAD_PREFIX));
     }
 
     #[test]

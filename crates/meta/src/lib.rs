@@ -5,8 +5,10 @@
 //! `tessera_client::MetaClient`.
 //!
 //! Modules: `types` (Raft type config), `convert` (openraft ⇄ protobuf), `store` (RocksDB log,
-//! state machine, snapshots), `keys` (state-machine key layout), `apply` (command rules),
-//! `query` (reads, S3 listings, blob scans), `liveness` (data-node liveness from heartbeats),
+//! state machine, snapshots), `kv` (the key-value view rules and queries read), `keys`
+//! (state-machine key layout), `apply` (command rules), `session` (exactly-once commands),
+//! `meta_clock` (the state machine's clock), `records` (typed reads), `query` (reads, S3
+//! listings, blob scans), `liveness` (data-node liveness from heartbeats),
 //! `network` / `raft_service` (Raft over gRPC),
 //! `meta_service` (MetaService with leader forwarding), `node` (start and stop).
 
@@ -16,14 +18,19 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod keys;
+pub mod kv;
 pub mod liveness;
+pub mod meta_clock;
 mod meta_service;
 mod network;
 pub mod node;
 pub mod query;
 mod raft_service;
 mod records;
+pub mod session;
 pub mod store;
+#[cfg(test)]
+mod test_support;
 pub mod types;
 
 pub use config::{MetaConfig, MetaConfigError, MetaPeer};

@@ -235,7 +235,9 @@ impl MetaService for MetaGrpc {
         request: Request<pb::Command>,
     ) -> Result<Response<pb::CommandResult>, Status> {
         let was_forwarded = is_forwarded(&request);
-        let cmd = request.into_inner();
+        let mut cmd = request.into_inner();
+        // The meta clock's source: whichever node proposes the command (the leader) stamps it.
+        cmd.leader_time_ms = tessera_runtime::clock::now_ms();
         let write = tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd.clone()));
         match write.await {
             Err(_) => Err(Status::unavailable("write was not committed in time")),

@@ -4,8 +4,13 @@
 //! some key under it is live) and everything under it is skipped by seeking past it, pages of
 //! at most 1000 entries whose `is_truncated` is true only if another entry really follows.
 //! Blob scans page by records in state-machine key order and resume strictly after the last
-//! record visited, so a record is seen at most once per pass whatever changes between pages.
+//! record visited, so a record is seen at most once per pass whatever changes between pages;
+//! they return the blobs as stored, generations and digests included. Every query reads one
+//! view of a `KvSource` (a RocksDB snapshot of the store, or an in-memory state in tests) and
+//! decides "current version", "open or completed upload" and "owner of a blob" through the
+//! same typed reads as the rules (`records`).
 
+use tessera_core::names::DataId;
 use tessera_proto::meta::v1::{
     BlobFamily, BlobRef, Bucket, DataNode, Garbage, GetBlobRequest, GetBlobResponse,
     GetBucketRequest, GetBucketResponse, GetObjectRequest, GetObjectResponse, GetUploadRequest,
@@ -16,8 +21,10 @@ use tessera_proto::meta::v1::{
 
 use crate::error::StoreError;
 use crate::keys;
+use crate::kv::{KvCursor, KvRead, KvReadExt, KvSource, decode};
+use crate::meta_clock::AppliedClock;
 use crate::records::{self, BlobRecord, OwnedBlob};
-use crate::store::{MetaStore, PrefixCursor, View, decode};
+use crate::store::MetaStore;
 
 /// The most entries one page returns, and the page size when the request says 0.
 pub const MAX_PAGE: u32 = 1000;
@@ -39,22 +46,28 @@ pub fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: &str) -> Option<
     Some(&key[..prefix.len() + pos + delimiter.len()])
 }
 
+/// Where the state machine stands: its last applied log index and its meta clock, read
+/// together (ClusterStatus reports them as `applied_index` and `meta_time_ms`).
+pub fn applied_clock(store: &MetaStore) -> Result<AppliedClock, StoreError> {
+    store.applied_clock()
+}
+
 /// A bucket by name.
 pub fn get_bucket(
-    store: &MetaStore,
+    source: &dyn KvSource,
     req: &GetBucketRequest,
 ) -> Result<GetBucketResponse, StoreError> {
-    let view = store.snapshot_view()?;
+    let view = source.view()?;
     Ok(GetBucketResponse {
-        bucket: records::bucket(&view, &req.name)?,
+        bucket: records::bucket(view.as_ref(), &req.name)?.map(|b| Bucket::from(&b)),
     })
 }
 
 /// Every bucket, by name.
-pub fn list_buckets(store: &MetaStore) -> Result<ListBucketsResponse, StoreError> {
-    let view = store.snapshot_view()?;
+pub fn list_buckets(source: &dyn KvSource) -> Result<ListBucketsResponse, StoreError> {
+    let view = source.view()?;
     let buckets = view
-        .scan::<Bucket>(keys::BUCKET_PREFIX.to_vec(), "bucket")?
+        .scan_pb::<Bucket>(keys::BUCKET_PREFIX, "bucket")?
         .into_iter()
         .map(|(_, b)| b)
         .collect();
@@ -63,34 +76,35 @@ pub fn list_buckets(store: &MetaStore) -> Result<ListBucketsResponse, StoreError
 
 /// The current version of a key (possibly a delete marker), or one version by id.
 pub fn get_object(
-    store: &MetaStore,
+    source: &dyn KvSource,
     req: &GetObjectRequest,
 ) -> Result<GetObjectResponse, StoreError> {
-    let view = store.snapshot_view()?;
-    if records::bucket(&view, &req.bucket)?.is_none() {
+    let view = source.view()?;
+    let kv = view.as_ref();
+    if records::bucket(kv, &req.bucket)?.is_none() {
         return Ok(GetObjectResponse {
             version: None,
             no_such_bucket: true,
         });
     }
     let version = match &req.version_id {
-        Some(id) => records::version_by_id(&view, &req.bucket, &req.key, id)?,
-        None => records::current_version(&view, &req.bucket, &req.key)?,
+        Some(id) => records::version_by_id(kv, &req.bucket, &req.key, id)?,
+        None => records::current_version(kv, &req.bucket, &req.key)?,
     };
     Ok(GetObjectResponse {
-        version,
+        version: version.map(|v| ObjectVersion::from(&v)),
         no_such_bucket: false,
     })
 }
 
 /// One page of current versions, with delimiter grouping.
 pub fn list_objects(
-    store: &MetaStore,
+    source: &dyn KvSource,
     req: &ListObjectsRequest,
 ) -> Result<ListObjectsResponse, StoreError> {
-    let view = store.snapshot_view()?;
+    let view = source.view()?;
     let mut resp = ListObjectsResponse::default();
-    if records::bucket(&view, &req.bucket)?.is_none() {
+    if records::bucket(view.as_ref(), &req.bucket)?.is_none() {
         resp.no_such_bucket = true;
         return Ok(resp);
     }
@@ -99,7 +113,7 @@ pub fn list_objects(
     let bucket = req.bucket.as_str();
     let prefix = req.prefix.as_str();
     let bucket_prefix = keys::objects_of_bucket(bucket);
-    let mut cursor = view.cursor(keys::object_name_start(bucket, prefix));
+    let mut cursor = view.cursor(&keys::object_name_start(bucket, prefix));
     if !req.start_after.is_empty() {
         let rolled_up = delimiter.and_then(|d| common_prefix(&req.start_after, prefix, d));
         let target = match rolled_up {
@@ -113,19 +127,19 @@ pub fn list_objects(
     }
     let mut emitted = 0usize;
     let mut last = String::new();
-    while let Some((raw, value)) = cursor.next_raw()? {
+    while let Some((raw, value)) = cursor.next_entry()? {
         let (key, _) =
-            keys::parse_object_version(&bucket_prefix, raw).ok_or(StoreError::MalformedKey {
+            keys::parse_object_version(&bucket_prefix, &raw).ok_or(StoreError::MalformedKey {
                 cf: crate::store::CF_SM,
             })?;
         let key = key.to_owned();
         // The first version met of a key is its newest; older ones are skipped in one seek.
-        let version: ObjectVersion = decode(value, "object version")?;
+        let version = records::decode_version(&value)?;
         if let Some(cp) = delimiter.and_then(|d| common_prefix(&key, prefix, d)) {
             // A common prefix is listed only if some key under it is live.
             let cp = cp.to_owned();
             let live = !version.delete_marker
-                || any_live_key_after(&mut cursor, bucket, &bucket_prefix, &key, &cp)?;
+                || any_live_key_after(cursor.as_mut(), bucket, &bucket_prefix, &key, &cp)?;
             if live {
                 if emitted == max {
                     resp.is_truncated = true;
@@ -153,7 +167,7 @@ pub fn list_objects(
             break;
         }
         emitted += 1;
-        resp.objects.push(version);
+        resp.objects.push(ObjectVersion::from(&version));
         last = key;
     }
     resp.next_marker = last;
@@ -163,7 +177,7 @@ pub fn list_objects(
 /// Whether some key after `key` under the common prefix `cp` has a live current version (not
 /// a delete marker). Moves the cursor; the caller seeks past `cp` afterwards.
 fn any_live_key_after(
-    cursor: &mut PrefixCursor<'_>,
+    cursor: &mut dyn KvCursor,
     bucket: &str,
     bucket_prefix: &[u8],
     key: &str,
@@ -172,61 +186,70 @@ fn any_live_key_after(
     let mut after = keys::after_key(bucket, key);
     loop {
         cursor.seek(&after);
-        let Some((raw, value)) = cursor.next_raw()? else {
+        let Some((raw, value)) = cursor.next_entry()? else {
             return Ok(false);
         };
         let (next_key, _) =
-            keys::parse_object_version(bucket_prefix, raw).ok_or(StoreError::MalformedKey {
+            keys::parse_object_version(bucket_prefix, &raw).ok_or(StoreError::MalformedKey {
                 cf: crate::store::CF_SM,
             })?;
         if !next_key.starts_with(cp) {
             return Ok(false);
         }
-        let current: ObjectVersion = decode(value, "object version")?;
-        if !current.delete_marker {
+        if !records::decode_version(&value)?.delete_marker {
             return Ok(true);
         }
         after = keys::after_key(bucket, next_key);
     }
 }
 
-/// An upload by id.
+/// An open upload by id; when it is gone because completing it made a version that still
+/// exists, that version (without inline bytes) as `completed`.
 pub fn get_upload(
-    store: &MetaStore,
+    source: &dyn KvSource,
     req: &GetUploadRequest,
 ) -> Result<GetUploadResponse, StoreError> {
-    let view = store.snapshot_view()?;
+    let view = source.view()?;
+    let kv = view.as_ref();
+    if let Some((_, upload)) = records::upload_by_id(kv, &req.upload_id)? {
+        return Ok(GetUploadResponse {
+            upload: Some(MultipartUpload::from(&upload)),
+            completed: None,
+        });
+    }
+    let completed = records::completed_upload(kv, &req.upload_id)?
+        .map(|(_, v)| ObjectVersion::from(&v.without_inline_bytes()));
     Ok(GetUploadResponse {
-        upload: records::upload_by_id(&view, &req.upload_id)?.map(|(_, u)| u),
-        completed: None,
+        upload: None,
+        completed,
     })
 }
 
 /// One page of an upload's parts after `part_number_marker`.
 pub fn list_parts(
-    store: &MetaStore,
+    source: &dyn KvSource,
     req: &ListPartsRequest,
 ) -> Result<ListPartsResponse, StoreError> {
-    let view = store.snapshot_view()?;
+    let view = source.view()?;
     let mut resp = ListPartsResponse::default();
-    if records::upload_by_id(&view, &req.upload_id)?.is_none() {
+    if records::upload_by_id(view.as_ref(), &req.upload_id)?.is_none() {
         resp.no_such_upload = true;
         return Ok(resp);
     }
     let max = page_size(req.max_parts);
-    let mut cursor = view.cursor(keys::parts_of_upload(&req.upload_id));
+    let mut cursor = view.cursor(&keys::parts_of_upload(&req.upload_id));
     if req.part_number_marker > 0 {
         let Some(first) = req.part_number_marker.checked_add(1) else {
             return Ok(resp);
         };
         cursor.seek(&keys::part(&req.upload_id, first));
     }
-    while let Some((_, value)) = cursor.next_raw()? {
+    while let Some((_, value)) = cursor.next_entry()? {
         if resp.parts.len() == max {
             resp.is_truncated = true;
             break;
         }
-        let part: UploadedPart = decode(value, "uploaded part")?;
+        let part: UploadedPart = decode(&value, "uploaded part")?;
         resp.next_part_number_marker = part.part_number;
         resp.parts.push(part);
     }
@@ -236,12 +259,12 @@ pub fn list_parts(
 /// One page of in-progress uploads of a bucket, by key then upload id, with delimiter
 /// grouping and S3's key-marker / upload-id-marker semantics.
 pub fn list_uploads(
-    store: &MetaStore,
+    source: &dyn KvSource,
     req: &ListUploadsRequest,
 ) -> Result<ListUploadsResponse, StoreError> {
-    let view = store.snapshot_view()?;
+    let view = source.view()?;
     let mut resp = ListUploadsResponse::default();
-    if records::bucket(&view, &req.bucket)?.is_none() {
+    if records::bucket(view.as_ref(), &req.bucket)?.is_none() {
         resp.no_such_bucket = true;
         return Ok(resp);
     }
@@ -250,7 +273,7 @@ pub fn list_uploads(
     let bucket = req.bucket.as_str();
     let prefix = req.prefix.as_str();
     let bucket_prefix = keys::uploads_of_bucket(bucket);
-    let mut cursor = view.cursor(keys::upload_name_start(bucket, prefix));
+    let mut cursor = view.cursor(&keys::upload_name_start(bucket, prefix));
     if !req.key_marker.is_empty() {
         let marker = req.key_marker.as_str();
         let target = match delimiter.and_then(|d| common_prefix(marker, prefix, d)) {
@@ -270,10 +293,11 @@ pub fn list_uploads(
     }
     let mut emitted = 0usize;
     let mut last = (String::new(), String::new());
-    while let Some((raw, value)) = cursor.next_raw()? {
-        let (key, _) = keys::parse_upload(&bucket_prefix, raw).ok_or(StoreError::MalformedKey {
-            cf: crate::store::CF_SM,
-        })?;
+    while let Some((raw, value)) = cursor.next_entry()? {
+        let (key, _) =
+            keys::parse_upload(&bucket_prefix, &raw).ok_or(StoreError::MalformedKey {
+                cf: crate::store::CF_SM,
+            })?;
         let key = key.to_owned();
         if emitted == max {
             resp.is_truncated = true;
@@ -290,7 +314,7 @@ pub fn list_uploads(
             }
             continue;
         }
-        let upload: MultipartUpload = decode(value, "multipart upload")?;
+        let upload: MultipartUpload = decode(&value, "multipart upload")?;
         last = (key, upload.upload_id.clone());
         resp.uploads.push(upload);
     }
@@ -303,11 +327,21 @@ pub const DEFAULT_SCAN_RECORDS: u32 = 1000;
 /// The most records one blob scan page visits.
 pub const MAX_SCAN_RECORDS: u32 = 10_000;
 
+/// The erasure-coded form of a stored blob, if it is one.
+fn erasure_of(
+    blob: &tessera_proto::meta::v1::Blob,
+) -> Option<&tessera_proto::meta::v1::ErasureBlob> {
+    match &blob.storage {
+        Some(tessera_proto::meta::v1::blob::Storage::Erasure(e)) => Some(e),
+        _ => None,
+    }
+}
+
 /// The blob of part `part_index` of a version, as a `BlobRef` (`None` for delete markers and
 /// inline blobs).
 fn version_blob_ref(record_key: &[u8], part_index: usize, v: &ObjectVersion) -> Option<BlobRef> {
     let blob = v.parts.get(part_index)?.blob.as_ref()?;
-    let erasure = records::erasure_of(Some(blob))?;
+    let erasure = erasure_of(blob)?;
     Some(BlobRef {
         family: BlobFamily::Versions as i32,
         record_key: record_key.to_vec(),
@@ -329,7 +363,7 @@ fn part_blob_ref(
     upload: Option<&MultipartUpload>,
 ) -> Option<BlobRef> {
     let blob = part.blob.as_ref()?;
-    let erasure = records::erasure_of(Some(blob))?;
+    let erasure = erasure_of(blob)?;
     Some(BlobRef {
         family: BlobFamily::UploadParts as i32,
         record_key: record_key.to_vec(),
@@ -353,12 +387,13 @@ struct UploadCache {
 impl UploadCache {
     fn get(
         &mut self,
-        view: &View<'_>,
+        kv: &dyn KvRead,
         upload_id: &str,
     ) -> Result<Option<&MultipartUpload>, StoreError> {
         let hit = self.last.as_ref().is_some_and(|(id, _)| id == upload_id);
         if !hit {
-            let upload = records::upload_by_id(view, upload_id)?.map(|(_, u)| u);
+            let upload =
+                records::upload_by_id(kv, upload_id)?.map(|(_, u)| MultipartUpload::from(&u));
             self.last = Some((upload_id.to_owned(), upload));
         }
         Ok(self.last.as_ref().and_then(|(_, u)| u.as_ref()))
@@ -366,12 +401,13 @@ impl UploadCache {
 }
 
 /// One page of the erasure-coded blobs of a record family: at most `limit` records (0: 1000,
-/// at most 10 000) strictly after `after`, each giving one `BlobRef` per erasure-coded blob.
+/// at most 10 000) strictly after `after`, each giving one `BlobRef` per erasure-coded blob,
+/// as stored (copies with their generations, shard digests, `placed_at_index`).
 pub fn scan_blobs(
-    store: &MetaStore,
+    source: &dyn KvSource,
     req: &ScanBlobsRequest,
 ) -> Result<ScanBlobsResponse, StoreError> {
-    let view = store.snapshot_view()?;
+    let view = source.view()?;
     let limit = match req.limit {
         0 => DEFAULT_SCAN_RECORDS,
         n => n.min(MAX_SCAN_RECORDS),
@@ -382,7 +418,7 @@ pub fn scan_blobs(
         BlobFamily::UploadParts => keys::PART_PREFIX,
         BlobFamily::Garbage => keys::GARBAGE_PREFIX,
     };
-    let mut cursor = view.cursor(prefix.to_vec());
+    let mut cursor = view.cursor(prefix);
     if !req.after.is_empty() {
         cursor.seek(&keys::successor(&req.after));
     }
@@ -393,7 +429,7 @@ pub fn scan_blobs(
     let mut uploads = UploadCache { last: None };
     let mut visited = 0usize;
     loop {
-        let Some((raw, value)) = cursor.next_raw()? else {
+        let Some((raw, value)) = cursor.next_entry()? else {
             resp.done = true;
             break;
         };
@@ -401,33 +437,32 @@ pub fn scan_blobs(
             break;
         }
         visited += 1;
-        resp.next_after = raw.to_vec();
+        resp.next_after.clone_from(&raw);
         match family {
             BlobFamily::Versions => {
-                let v: ObjectVersion = decode(value, "object version")?;
+                let v: ObjectVersion = decode(&value, "object version")?;
                 if v.delete_marker {
                     continue;
                 }
                 resp.blobs
-                    .extend((0..v.parts.len()).filter_map(|i| version_blob_ref(raw, i, &v)));
+                    .extend((0..v.parts.len()).filter_map(|i| version_blob_ref(&raw, i, &v)));
             }
             BlobFamily::UploadParts => {
-                let part: UploadedPart = decode(value, "uploaded part")?;
-                let raw = raw.to_vec();
-                let upload = uploads.get(&view, &part.upload_id)?;
+                let part: UploadedPart = decode(&value, "uploaded part")?;
+                let upload = uploads.get(view.as_ref(), &part.upload_id)?;
                 resp.blobs.extend(part_blob_ref(&raw, &part, upload));
             }
             BlobFamily::Garbage => {
-                let g: Garbage = decode(value, "garbage")?;
+                let g: Garbage = decode(&value, "garbage")?;
                 let Some(blob) = g.blob.as_ref() else {
                     continue;
                 };
-                let Some(erasure) = records::erasure_of(Some(blob)) else {
+                let Some(erasure) = erasure_of(blob) else {
                     continue;
                 };
                 resp.blobs.push(BlobRef {
                     family: BlobFamily::Garbage as i32,
-                    record_key: raw.to_vec(),
+                    record_key: raw.clone(),
                     size: blob.size,
                     blob: Some(erasure.clone()),
                     time_ms: g.since_ms,
@@ -439,42 +474,53 @@ pub fn scan_blobs(
     Ok(resp)
 }
 
-/// The record that owns a blob now, through the data-id index.
-pub fn get_blob(store: &MetaStore, req: &GetBlobRequest) -> Result<GetBlobResponse, StoreError> {
-    let view = store.snapshot_view()?;
+/// The record that owns a blob now, through the data-id index (a data id that is not 16 bytes
+/// names no blob).
+pub fn get_blob(
+    source: &dyn KvSource,
+    req: &GetBlobRequest,
+) -> Result<GetBlobResponse, StoreError> {
+    let Ok(id) = <[u8; keys::DATA_ID_LEN]>::try_from(req.data_id.as_slice()) else {
+        return Ok(GetBlobResponse { blob: None });
+    };
+    let view = source.view()?;
+    let kv = view.as_ref();
     let Some(OwnedBlob {
         record_key,
         part_index,
         record,
-    }) = records::owned_blob(&view, &req.data_id)?
+    }) = records::owned_blob(kv, &DataId::from_bytes(id))?
     else {
         return Ok(GetBlobResponse { blob: None });
     };
     let blob = match &record {
-        BlobRecord::Version(v) => version_blob_ref(&record_key, part_index as usize, v),
+        BlobRecord::Version(v) => {
+            version_blob_ref(&record_key, part_index as usize, &v.as_ref().into())
+        }
         BlobRecord::Part(p) => {
-            let upload = records::upload_by_id(&view, &p.upload_id)?.map(|(_, u)| u);
-            part_blob_ref(&record_key, p, upload.as_ref())
+            let upload =
+                records::upload_by_id(kv, &p.upload_id)?.map(|(_, u)| MultipartUpload::from(&u));
+            part_blob_ref(&record_key, &p.as_ref().into(), upload.as_ref())
         }
     };
     Ok(GetBlobResponse { blob })
 }
 
 /// The latest report of every repair daemon, by reporter.
-pub fn repair_reports(store: &MetaStore) -> Result<Vec<RepairReport>, StoreError> {
-    let view = store.snapshot_view()?;
+pub fn repair_reports(source: &dyn KvSource) -> Result<Vec<RepairReport>, StoreError> {
+    let view = source.view()?;
     Ok(view
-        .scan::<RepairReport>(keys::REPAIR_REPORT_PREFIX.to_vec(), "repair report")?
+        .scan_pb::<RepairReport>(keys::REPAIR_REPORT_PREFIX, "repair report")?
         .into_iter()
         .map(|(_, r)| r)
         .collect())
 }
 
 /// Every registered data node, by id.
-pub fn data_nodes(store: &MetaStore) -> Result<Vec<DataNode>, StoreError> {
-    let view = store.snapshot_view()?;
+pub fn data_nodes(source: &dyn KvSource) -> Result<Vec<DataNode>, StoreError> {
+    let view = source.view()?;
     Ok(view
-        .scan::<DataNode>(keys::DATA_NODE_PREFIX.to_vec(), "data node")?
+        .scan_pb::<DataNode>(keys::DATA_NODE_PREFIX, "data node")?
         .into_iter()
         .map(|(_, n)| n)
         .collect())

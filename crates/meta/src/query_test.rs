@@ -1,32 +1,22 @@
-//! Reads and S3 listings over a state machine filled through real commands.
+//! Reads and S3 listings over a state machine filled through real commands (the real applier
+//! over an in-memory state).
 
 use super::*;
-use openraft::entry::EntryPayload;
-use openraft::{CommittedLeaderId, LogId};
-use tempfile::TempDir;
 use tessera_core::names::VersionId;
+use tessera_proto::meta::v1 as pb;
 use tessera_proto::meta::v1::{
-    Command, CreateBucket, CreateUpload, DeleteObject, PutPart, PutVersion, SetBucketVersioning,
-    VersioningState, command,
+    CreateBucket, CreateUpload, SetBucketVersioning, VersioningState, command,
 };
 
-use crate::types::LogEntry;
+use crate::test_support::{self, SPREAD, Sim, put_version, version_with};
 
 struct Fixture {
-    _dir: TempDir,
-    store: MetaStore,
-    next_index: u64,
+    sim: Sim,
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = MetaStore::open(dir.path()).expect("open");
-        let mut f = Fixture {
-            _dir: dir,
-            store,
-            next_index: 1,
-        };
+        let mut f = Fixture { sim: Sim::new() };
         f.apply(vec![command::Cmd::CreateBucket(CreateBucket {
             bucket: Some(Bucket {
                 name: "bkt".into(),
@@ -37,28 +27,21 @@ impl Fixture {
         f
     }
 
-    /// Applies commands as consecutive entries (one apply call, like a Raft batch).
+    fn source(&self) -> &dyn KvSource {
+        &self.sim.kv
+    }
+
+    /// Applies commands as consecutive entries; returns their indexes.
     fn apply(&mut self, cmds: Vec<command::Cmd>) -> Vec<u64> {
-        let mut indexes = Vec::new();
-        let entries = cmds
-            .into_iter()
+        cmds.into_iter()
             .map(|cmd| {
-                let index = self.next_index;
-                self.next_index += 1;
-                indexes.push(index);
-                LogEntry {
-                    log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-                    payload: EntryPayload::Normal(Command { cmd: Some(cmd) }),
+                let (index, result) = self.sim.run(cmd);
+                if let pb::command_result::Result::Error(e) = result {
+                    panic!("setup command rejected: {e:?}");
                 }
+                index
             })
-            .collect();
-        let results = self.store.apply_entries(entries).expect("apply");
-        for r in results {
-            if let Some(tessera_proto::meta::v1::command_result::Result::Error(e)) = r.result {
-                panic!("setup command rejected: {e:?}");
-            }
-        }
-        indexes
+            .collect()
     }
 
     fn put_keys(&mut self, keys: &[&str]) -> Vec<u64> {
@@ -73,7 +56,7 @@ impl Fixture {
         max: u32,
     ) -> ListObjectsResponse {
         list_objects(
-            &self.store,
+            self.source(),
             &ListObjectsRequest {
                 bucket: "bkt".into(),
                 prefix: prefix.into(),
@@ -87,24 +70,19 @@ impl Fixture {
 }
 
 fn put(key: &str) -> command::Cmd {
-    command::Cmd::PutVersion(PutVersion {
-        version: Some(ObjectVersion {
+    put_version(
+        ObjectVersion {
             bucket: "bkt".into(),
             key: key.into(),
             etag: "\"e\"".into(),
             ..ObjectVersion::default()
-        }),
-        precondition: None,
-    })
+        },
+        0,
+    )
 }
 
 fn delete(key: &str, version_id: Option<&str>) -> command::Cmd {
-    command::Cmd::DeleteObject(DeleteObject {
-        bucket: "bkt".into(),
-        key: key.into(),
-        version_id: version_id.map(str::to_owned),
-        now_ms: 1,
-    })
+    test_support::delete("bkt", key, version_id)
 }
 
 fn enable_versioning() -> command::Cmd {
@@ -211,7 +189,7 @@ fn pages_count_common_prefixes_as_one_entry_and_resume_after_the_marker() {
 fn delete_markers_hide_keys_and_older_versions_never_show() {
     let mut f = Fixture::new();
     f.apply(vec![enable_versioning()]);
-    f.put_keys(&["k1", "k2", "k2", "k3", "dir/gone", "dir2/gone", "dir2/live"]);
+    let written = f.put_keys(&["k1", "k2", "k2", "k3", "dir/gone", "dir2/gone", "dir2/live"]);
     f.apply(vec![
         delete("k1", None),
         delete("dir/gone", None),
@@ -220,10 +198,7 @@ fn delete_markers_hide_keys_and_older_versions_never_show() {
     let all = f.list("", None, "", 0);
     assert_eq!(names(&all), ["dir2/live", "k2", "k3"]);
     let k2 = &all.objects[1];
-    assert_eq!(
-        k2.seq, 5,
-        "the newest version of k2 (entries 4 and 5 wrote it)"
-    );
+    assert_eq!(k2.seq, written[2], "the newest version of k2");
 
     // "dir/" holds only a deleted key, so it is no common prefix; "dir2/" has a live key.
     let grouped = f.list("", Some("/"), "", 0);
@@ -280,7 +255,7 @@ fn thousands_of_keys_page_in_thousands() {
 fn missing_buckets_and_uploads_are_flagged() {
     let f = Fixture::new();
     let objects = list_objects(
-        &f.store,
+        f.source(),
         &ListObjectsRequest {
             bucket: "nope".into(),
             ..ListObjectsRequest::default()
@@ -289,7 +264,7 @@ fn missing_buckets_and_uploads_are_flagged() {
     .expect("list");
     assert!(objects.no_such_bucket);
     let got = get_object(
-        &f.store,
+        f.source(),
         &GetObjectRequest {
             bucket: "nope".into(),
             key: "k".into(),
@@ -299,7 +274,7 @@ fn missing_buckets_and_uploads_are_flagged() {
     .expect("get");
     assert!(got.no_such_bucket);
     let uploads = list_uploads(
-        &f.store,
+        f.source(),
         &ListUploadsRequest {
             bucket: "nope".into(),
             ..ListUploadsRequest::default()
@@ -308,7 +283,7 @@ fn missing_buckets_and_uploads_are_flagged() {
     .expect("uploads");
     assert!(uploads.no_such_bucket);
     let parts = list_parts(
-        &f.store,
+        f.source(),
         &ListPartsRequest {
             upload_id: "nope".into(),
             ..ListPartsRequest::default()
@@ -318,7 +293,7 @@ fn missing_buckets_and_uploads_are_flagged() {
     assert!(parts.no_such_upload);
     assert!(
         get_upload(
-            &f.store,
+            f.source(),
             &GetUploadRequest {
                 upload_id: "nope".into()
             }
@@ -338,7 +313,7 @@ fn get_object_finds_the_current_or_a_named_version() {
     let marker = f.apply(vec![delete("k", None)])[0];
     let get = |version_id: Option<String>| {
         get_object(
-            &f.store,
+            f.source(),
             &GetObjectRequest {
                 bucket: "bkt".into(),
                 key: "k".into(),
@@ -377,7 +352,7 @@ fn buckets_are_listed_by_name() {
             })
             .collect(),
     );
-    let names: Vec<String> = list_buckets(&f.store)
+    let names: Vec<String> = list_buckets(f.source())
         .expect("list")
         .buckets
         .into_iter()
@@ -386,7 +361,7 @@ fn buckets_are_listed_by_name() {
     assert_eq!(names, ["alpha", "bkt", "zeta"]);
     assert!(
         get_bucket(
-            &f.store,
+            f.source(),
             &GetBucketRequest {
                 name: "alpha".into()
             }
@@ -416,7 +391,7 @@ fn uploads(
     max: u32,
 ) -> ListUploadsResponse {
     list_uploads(
-        &f.store,
+        f.source(),
         &ListUploadsRequest {
             bucket: "bkt".into(),
             prefix: String::new(),
@@ -481,7 +456,7 @@ fn uploads_page_by_key_and_upload_id_markers() {
     let after_dir = uploads(&f, Some("/"), "dir/", "", 0);
     assert!(after_dir.uploads.is_empty() && after_dir.common_prefixes.is_empty());
     let get = get_upload(
-        &f.store,
+        f.source(),
         &GetUploadRequest {
             upload_id: "u4".into(),
         },
@@ -498,21 +473,20 @@ fn parts_page_after_the_part_number_marker() {
         [1u32, 2, 3, 10, 11]
             .iter()
             .map(|n| {
-                command::Cmd::PutPart(PutPart {
-                    part: Some(UploadedPart {
-                        upload_id: "u".into(),
-                        part_number: *n,
-                        size: 1,
-                        etag: format!("\"p{n}\""),
-                        ..UploadedPart::default()
-                    }),
-                })
+                test_support::part_with(
+                    "u",
+                    *n,
+                    1,
+                    &format!("\"p{n}\""),
+                    test_support::inline(b"p"),
+                    0,
+                )
             })
             .collect(),
     );
     let page = |marker: u32, max: u32| {
         list_parts(
-            &f.store,
+            f.source(),
             &ListPartsRequest {
                 upload_id: "u".into(),
                 part_number_marker: marker,
@@ -537,69 +511,34 @@ fn parts_page_after_the_part_number_marker() {
 // --- blob scans ----------------------------------------------------------------------------
 
 /// Erasure-coded blob `id` on nodes 1..=3.
-fn blob(id: u8) -> tessera_proto::meta::v1::Blob {
-    use tessera_proto::meta::v1::{ErasureBlob, ShardPlacement, blob::Storage};
-    tessera_proto::meta::v1::Blob {
-        size: 1000 + u64::from(id),
-        storage: Some(Storage::Erasure(ErasureBlob {
-            data_id: vec![id; 16],
-            data_shards: 2,
-            parity_shards: 1,
-            chunk_size: 4096,
-            shards: (0..3)
-                .map(|i| ShardPlacement {
-                    shard_index: i,
-                    node_id: u64::from(i) + 1,
-                })
-                .collect(),
-            degraded: false,
-        })),
-    }
+fn blob(id: u8) -> pb::Blob {
+    let mut b = test_support::erasure(id, SPREAD);
+    b.size = 1000 + u64::from(id);
+    b.stored_size = b.size;
+    b
 }
 
 /// A version of `key` with one part per blob id (0: an inline part).
-fn put_blobs(key: &str, ids: &[u8]) -> command::Cmd {
-    use tessera_proto::meta::v1::{ObjectPart, blob::Storage};
+fn put_blobs(lease: u64, key: &str, ids: &[u8]) -> command::Cmd {
     let parts = ids
         .iter()
-        .map(|id| ObjectPart {
+        .map(|id| pb::ObjectPart {
             part_number: 1,
             blob: Some(if *id == 0 {
-                tessera_proto::meta::v1::Blob {
-                    size: 1,
-                    storage: Some(Storage::InlineData(vec![1])),
-                }
+                test_support::inline(&[1])
             } else {
                 blob(*id)
             }),
-            ..ObjectPart::default()
+            ..pb::ObjectPart::default()
         })
         .collect();
-    command::Cmd::PutVersion(PutVersion {
-        version: Some(ObjectVersion {
-            bucket: "bkt".into(),
-            key: key.into(),
-            etag: "\"e\"".into(),
-            last_modified_ms: 500,
-            parts,
-            ..ObjectVersion::default()
-        }),
-        precondition: None,
-    })
+    let mut version = version_with("bkt", key, "\"e\"", test_support::inline(&[1]));
+    version.parts = parts;
+    put_version(version, lease)
 }
 
-fn part_blob(upload_id: &str, number: u32, id: u8) -> command::Cmd {
-    command::Cmd::PutPart(PutPart {
-        part: Some(UploadedPart {
-            upload_id: upload_id.into(),
-            part_number: number,
-            size: 1,
-            etag: "\"p\"".into(),
-            last_modified_ms: 600,
-            blob: Some(blob(id)),
-            ..UploadedPart::default()
-        }),
-    })
+fn part_blob(lease: u64, upload_id: &str, number: u32, id: u8) -> command::Cmd {
+    test_support::part_with(upload_id, number, 1, "\"p\"", blob(id), lease)
 }
 
 impl Fixture {
@@ -611,7 +550,7 @@ impl Fixture {
         let mut pages = 0;
         loop {
             let page = scan_blobs(
-                &self.store,
+                self.source(),
                 &ScanBlobsRequest {
                     family: family as i32,
                     after: after.clone(),
@@ -641,14 +580,15 @@ fn ids_of(blobs: &[BlobRef]) -> Vec<u8> {
 #[test]
 fn version_scans_page_by_records_and_skip_markers_and_inline_parts() {
     let mut f = Fixture::new();
+    let lease = f.sim.lease_id;
     f.apply(vec![enable_versioning()]);
     f.apply(vec![
-        put_blobs("a", &[1]),
-        put_blobs("b", &[2, 0, 3]),
-        put_blobs("c", &[4]),
+        put_blobs(lease, "a", &[1]),
+        put_blobs(lease, "b", &[2, 0, 3]),
+        put_blobs(lease, "c", &[4]),
         delete("c", None),
-        put_blobs("d", &[0]),
-        put_blobs("e", &[5]),
+        put_blobs(lease, "d", &[0]),
+        put_blobs(lease, "e", &[5]),
     ]);
     // Records in key order: a, b, c (marker, then 4), d, e: six records.
     let (all, pages) = f.scan_all(BlobFamily::Versions, 2);
@@ -660,7 +600,7 @@ fn version_scans_page_by_records_and_skip_markers_and_inline_parts() {
         ("bkt", "b", 2)
     );
     assert_eq!(b.family, BlobFamily::Versions as i32);
-    assert_eq!((b.size, b.time_ms), (1003, 500));
+    assert_eq!((b.size, b.time_ms), (1003, test_support::T0));
     assert!(!b.version_id.is_empty());
     assert_eq!(
         b.record_key,
@@ -684,7 +624,7 @@ fn version_scans_page_by_records_and_skip_markers_and_inline_parts() {
     // before the family starts it from the beginning.
     let from = |after: Vec<u8>| {
         scan_blobs(
-            &f.store,
+            f.source(),
             &ScanBlobsRequest {
                 family: BlobFamily::Versions as i32,
                 after,
@@ -706,11 +646,12 @@ fn version_scans_page_by_records_and_skip_markers_and_inline_parts() {
 #[test]
 fn part_and_garbage_scans_and_get_blob() {
     let mut f = Fixture::new();
+    let lease = f.sim.lease_id;
     f.apply(vec![create_upload("dir/k", "u1"), create_upload("z", "u2")]);
     f.apply(vec![
-        part_blob("u1", 1, 1),
-        part_blob("u1", 2, 2),
-        part_blob("u2", 1, 3),
+        part_blob(lease, "u1", 1, 1),
+        part_blob(lease, "u1", 2, 2),
+        part_blob(lease, "u2", 1, 3),
     ]);
     let (parts, pages) = f.scan_all(BlobFamily::UploadParts, 1);
     assert_eq!(ids_of(&parts), [1, 2, 3]);
@@ -727,16 +668,16 @@ fn part_and_garbage_scans_and_get_blob() {
     );
     assert_eq!(
         (p.record_key.clone(), p.time_ms),
-        (keys::part("u1", 2), 600)
+        (keys::part("u1", 2), test_support::T0)
     );
     assert_eq!(parts[2].key, "z");
 
     // Replacing part 1 and overwriting a version make garbage.
-    f.apply(vec![
-        part_blob("u1", 1, 4),
-        put_blobs("v", &[5]),
-        put_blobs("v", &[6]),
-    ]);
+    let put_v6 = f.apply(vec![
+        part_blob(lease, "u1", 1, 4),
+        put_blobs(lease, "v", &[5]),
+        put_blobs(lease, "v", &[6]),
+    ])[2];
     let (garbage, _) = f.scan_all(BlobFamily::Garbage, 1);
     assert_eq!(ids_of(&garbage), [1, 5]);
     assert!(
@@ -749,7 +690,7 @@ fn part_and_garbage_scans_and_get_blob() {
     // get_blob follows the index to the owning record.
     let get = |id: u8| {
         get_blob(
-            &f.store,
+            f.source(),
             &GetBlobRequest {
                 data_id: vec![id; 16],
             },
@@ -768,7 +709,19 @@ fn part_and_garbage_scans_and_get_blob() {
         (version.family, version.key.as_str()),
         (BlobFamily::Versions as i32, "v")
     );
-    assert_eq!(version.blob.expect("erasure").shards.len(), 3);
+    // Blobs come back as stored: exact copies with generations, digests, placement index.
+    let e = version.blob.expect("erasure");
+    let copies: Vec<(u32, u64, u64)> = e
+        .shards
+        .iter()
+        .map(|s| (s.shard_index, s.node_id, s.generation))
+        .collect();
+    assert_eq!(copies, SPREAD);
+    assert_eq!(
+        e.shard_digests,
+        test_support::erasure_of(Some(&blob(6))).shard_digests
+    );
+    assert_eq!(e.placed_at_index, put_v6);
     assert!(get(1).is_none() && get(5).is_none() && get(99).is_none());
 }
 
@@ -785,7 +738,7 @@ fn repair_reports_are_read_back_by_reporter() {
         })
     };
     f.apply(vec![report("r2"), report("r1")]);
-    let reporters: Vec<String> = repair_reports(&f.store)
+    let reporters: Vec<String> = repair_reports(f.source())
         .expect("reports")
         .into_iter()
         .map(|r| r.reporter)

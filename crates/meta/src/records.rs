@@ -1,53 +1,113 @@
-//! Typed reads of state-machine records shared by the applier and the queries, so both agree on
+//! Typed reads of state-machine records, shared by the applier and the queries so both agree on
 //! what "the current version" or "the null version" of a key is: the current version is the
 //! newest (lowest encoded) version key of the object key; at most one version is "null". A
 //! blob's owner is what the data-id index names, and only if that record still holds an
 //! erasure-coded blob with that data id (a dangling entry counts as no owner).
+//!
+//! Invariant: every record is read through its `tessera_proto::convert::meta` conversion into a
+//! core type, so a record that does not make a valid domain value is reported as a store
+//! failure (`StoreError::InvalidRecord`), never used.
 
-use tessera_core::names::VersionId;
-use tessera_proto::meta::v1::{
-    Blob, BlobOwner, Bucket, ErasureBlob, MultipartUpload, ObjectVersion, UploadedPart, blob,
-};
+use prost::Message;
+use tessera_core::blob::{Blob, ErasureBlob, ShardCopy};
+use tessera_core::lease::WriteLease;
+use tessera_core::names::{DataId, VersionId};
+use tessera_core::object::{Bucket, DataNode, MultipartUpload, ObjectVersion, UploadedPart};
+use tessera_proto::convert::meta::MetaConvertError;
+use tessera_proto::meta::v1 as pb;
 
 use crate::error::StoreError;
 use crate::keys;
-use crate::store::View;
+use crate::kv::{KvRead, KvReadExt, decode};
+
+/// Converts a decoded wire record into its core type.
+pub(crate) fn typed<'p, P, T>(record: &'p P, what: &'static str) -> Result<T, StoreError>
+where
+    T: TryFrom<&'p P, Error = MetaConvertError>,
+{
+    T::try_from(record).map_err(|source| StoreError::InvalidRecord { what, source })
+}
+
+/// Decodes and converts one stored record.
+pub(crate) fn decode_typed<P, T>(bytes: &[u8], what: &'static str) -> Result<T, StoreError>
+where
+    P: Message + Default,
+    T: for<'p> TryFrom<&'p P, Error = MetaConvertError>,
+{
+    let record: P = decode(bytes, what)?;
+    typed(&record, what)
+}
+
+fn get_typed<P, T>(kv: &dyn KvRead, key: &[u8], what: &'static str) -> Result<Option<T>, StoreError>
+where
+    P: Message + Default,
+    T: for<'p> TryFrom<&'p P, Error = MetaConvertError>,
+{
+    match kv.get(key)? {
+        None => Ok(None),
+        Some(bytes) => decode_typed::<P, T>(&bytes, what).map(Some),
+    }
+}
+
+/// A stored object version.
+pub(crate) fn decode_version(bytes: &[u8]) -> Result<ObjectVersion, StoreError> {
+    decode_typed::<pb::ObjectVersion, ObjectVersion>(bytes, "object version")
+}
 
 /// The bucket record, if the bucket exists.
-pub(crate) fn bucket(view: &View<'_>, name: &str) -> Result<Option<Bucket>, StoreError> {
-    view.get_pb(&keys::bucket(name), "bucket")
+pub(crate) fn bucket(kv: &dyn KvRead, name: &str) -> Result<Option<Bucket>, StoreError> {
+    get_typed::<pb::Bucket, Bucket>(kv, &keys::bucket(name), "bucket")
+}
+
+/// The version stored at `key`.
+pub(crate) fn version_at(kv: &dyn KvRead, key: &[u8]) -> Result<Option<ObjectVersion>, StoreError> {
+    get_typed::<pb::ObjectVersion, ObjectVersion>(kv, key, "object version")
 }
 
 /// The newest version of `key` (possibly a delete marker).
 pub(crate) fn current_version(
-    view: &View<'_>,
+    kv: &dyn KvRead,
     bucket: &str,
     key: &str,
 ) -> Result<Option<ObjectVersion>, StoreError> {
-    let mut cursor = view.cursor(keys::versions_of_key(bucket, key));
-    match cursor.next_raw()? {
+    match kv
+        .cursor(&keys::versions_of_key(bucket, key))
+        .next_entry()?
+    {
         None => Ok(None),
-        Some((_, value)) => crate::store::decode(value, "object version").map(Some),
+        Some((_, value)) => decode_version(&value).map(Some),
     }
 }
 
 /// Every version of `key`, newest first.
 pub(crate) fn versions(
-    view: &View<'_>,
+    kv: &dyn KvRead,
     bucket: &str,
     key: &str,
 ) -> Result<Vec<ObjectVersion>, StoreError> {
-    Ok(view
-        .scan::<ObjectVersion>(keys::versions_of_key(bucket, key), "object version")?
+    let mut cursor = kv.cursor(&keys::versions_of_key(bucket, key));
+    let mut out = Vec::new();
+    while let Some((_, value)) = cursor.next_entry()? {
+        out.push(decode_version(&value)?);
+    }
+    Ok(out)
+}
+
+/// The `null` version of `key`, if there is one.
+pub(crate) fn null_version(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<ObjectVersion>, StoreError> {
+    Ok(versions(kv, bucket, key)?
         .into_iter()
-        .map(|(_, v)| v)
-        .collect())
+        .find(|v| v.version_id.is_null()))
 }
 
 /// The version of `key` with id `version_id`; `None` when it does not exist or the id is not a
 /// valid version id.
 pub(crate) fn version_by_id(
-    view: &View<'_>,
+    kv: &dyn KvRead,
     bucket: &str,
     key: &str,
     version_id: &str,
@@ -59,34 +119,111 @@ pub(crate) fn version_by_id(
         // A sequence-made id names the version written by that log entry, if it still exists
         // and was written under that id (a null version written at the same seq is not it).
         Some(seq) => {
-            let found: Option<ObjectVersion> =
-                view.get_pb(&keys::object_version(bucket, key, seq), "object version")?;
-            Ok(found.filter(|v| v.version_id == version_id))
+            Ok(version_at(kv, &keys::object_version(bucket, key, seq))?
+                .filter(|v| v.version_id == id))
         }
-        None => Ok(versions(view, bucket, key)?
-            .into_iter()
-            .find(|v| v.version_id == id.as_str())),
+        None => null_version(kv, bucket, key),
     }
 }
 
-/// An upload by id, with the key of its `u/` record.
+/// An open upload by id, with the key of its `u/` record.
 pub(crate) fn upload_by_id(
-    view: &View<'_>,
+    kv: &dyn KvRead,
     upload_id: &str,
 ) -> Result<Option<(Vec<u8>, MultipartUpload)>, StoreError> {
-    let Some(upload_key) = view.get(&keys::upload_index(upload_id))? else {
+    let Some(upload_key) = kv.get(&keys::upload_index(upload_id))? else {
         return Ok(None);
     };
-    let upload: Option<MultipartUpload> = view.get_pb(&upload_key, "multipart upload")?;
+    let upload =
+        get_typed::<pb::MultipartUpload, MultipartUpload>(kv, &upload_key, "multipart upload")?;
     Ok(upload.map(|u| (upload_key, u)))
 }
 
-/// Every uploaded part of an upload, by part number.
+/// The version a completed upload made, with its key, while that version exists.
+pub(crate) fn completed_upload(
+    kv: &dyn KvRead,
+    upload_id: &str,
+) -> Result<Option<(Vec<u8>, ObjectVersion)>, StoreError> {
+    let Some(version_key) = kv.get(&keys::completed_upload(upload_id))? else {
+        return Ok(None);
+    };
+    let version =
+        version_at(kv, &version_key)?.filter(|v| v.upload_id.as_deref() == Some(upload_id));
+    Ok(version.map(|v| (version_key, v)))
+}
+
+/// Every uploaded part of an upload, by part number, with its key.
 pub(crate) fn parts(
-    view: &View<'_>,
+    kv: &dyn KvRead,
     upload_id: &str,
 ) -> Result<Vec<(Vec<u8>, UploadedPart)>, StoreError> {
-    view.scan(keys::parts_of_upload(upload_id), "uploaded part")
+    let mut cursor = kv.cursor(&keys::parts_of_upload(upload_id));
+    let mut out = Vec::new();
+    while let Some((key, value)) = cursor.next_entry()? {
+        let part = decode_typed::<pb::UploadedPart, UploadedPart>(&value, "uploaded part")?;
+        out.push((key, part));
+    }
+    Ok(out)
+}
+
+/// The uploaded part stored at `key`.
+pub(crate) fn part_at(kv: &dyn KvRead, key: &[u8]) -> Result<Option<UploadedPart>, StoreError> {
+    get_typed::<pb::UploadedPart, UploadedPart>(kv, key, "uploaded part")
+}
+
+/// A registered data node.
+pub(crate) fn data_node(kv: &dyn KvRead, node_id: u64) -> Result<Option<DataNode>, StoreError> {
+    get_typed::<pb::DataNode, DataNode>(kv, &keys::data_node(node_id), "data node")
+}
+
+/// A write lease the state machine still remembers.
+pub(crate) fn lease(kv: &dyn KvRead, lease_id: u64) -> Result<Option<WriteLease>, StoreError> {
+    Ok(kv
+        .get_pb::<pb::WriteLease>(&keys::lease(lease_id), "write lease")?
+        .map(|l| WriteLease::from(&l)))
+}
+
+/// A garbage record: a blob no record references, and since when (meta clock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct GarbageRecord {
+    /// The blob; its copies are the ones to delete.
+    pub(crate) blob: Blob,
+    /// Meta clock when it became garbage.
+    pub(crate) since_ms: i64,
+}
+
+/// The garbage record at `key`.
+pub(crate) fn garbage(kv: &dyn KvRead, key: &[u8]) -> Result<Option<GarbageRecord>, StoreError> {
+    let Some(record) = kv.get_pb::<pb::Garbage>(key, "garbage")? else {
+        return Ok(None);
+    };
+    let blob = record.blob.as_ref().ok_or(StoreError::InvalidRecord {
+        what: "garbage",
+        source: MetaConvertError::Missing {
+            field: "garbage.blob",
+        },
+    })?;
+    Ok(Some(GarbageRecord {
+        blob: typed(blob, "garbage")?,
+        since_ms: record.since_ms,
+    }))
+}
+
+/// Who claimed the copy for deletion, if anyone did.
+pub(crate) fn deletion_mark(
+    kv: &dyn KvRead,
+    data_id: &DataId,
+    copy: &ShardCopy,
+) -> Result<Option<String>, StoreError> {
+    let key = keys::deletion_mark(
+        data_id.as_bytes(),
+        copy.shard_index,
+        copy.node.0,
+        copy.generation.get(),
+    );
+    Ok(kv
+        .get_pb::<pb::DeletionMark>(&key, "deletion mark")?
+        .map(|m| m.claimer))
 }
 
 /// The record that holds an erasure-coded blob, as the data-id index finds it.
@@ -100,24 +237,21 @@ pub(crate) struct OwnedBlob {
     pub(crate) record: BlobRecord,
 }
 
-/// A record that can own a blob.
+/// A record that can own a blob (boxed: both are big).
 #[derive(Debug, Clone)]
 pub(crate) enum BlobRecord {
-    /// A committed object version (one of its parts holds the blob); boxed, versions are big.
+    /// A committed object version (one of its parts holds the blob).
     Version(Box<ObjectVersion>),
     /// A part of an open multipart upload.
-    Part(UploadedPart),
+    Part(Box<UploadedPart>),
 }
 
 impl OwnedBlob {
     /// The owned blob.
     pub(crate) fn blob(&self) -> Option<&Blob> {
         match &self.record {
-            BlobRecord::Version(v) => v
-                .parts
-                .get(self.part_index as usize)
-                .and_then(|p| p.blob.as_ref()),
-            BlobRecord::Part(p) => p.blob.as_ref(),
+            BlobRecord::Version(v) => v.parts.get(self.part_index as usize).map(|p| &p.blob),
+            BlobRecord::Part(p) => Some(&p.blob),
         }
     }
 
@@ -127,42 +261,43 @@ impl OwnedBlob {
             BlobRecord::Version(v) => v
                 .parts
                 .get_mut(self.part_index as usize)
-                .and_then(|p| p.blob.as_mut()),
-            BlobRecord::Part(p) => p.blob.as_mut(),
+                .map(|p| &mut p.blob),
+            BlobRecord::Part(p) => Some(&mut p.blob),
         }
     }
 
     /// The owned blob's shards and layout.
     pub(crate) fn erasure(&self) -> Option<&ErasureBlob> {
-        erasure_of(self.blob())
+        self.blob().and_then(Blob::erasure)
     }
-}
 
-/// The erasure-coded form of a blob, if it is one.
-pub(crate) fn erasure_of(blob: Option<&Blob>) -> Option<&ErasureBlob> {
-    match blob.and_then(|b| b.storage.as_ref()) {
-        Some(blob::Storage::Erasure(e)) => Some(e),
-        _ => None,
+    /// Whether the owner's placement names exactly this copy.
+    pub(crate) fn references(&self, copy: &ShardCopy) -> bool {
+        self.erasure().is_some_and(|e| e.shards.contains(copy))
     }
 }
 
 /// What the data-id index says about `data_id`, without checking the record.
-pub(crate) fn blob_owner(view: &View<'_>, data_id: &[u8]) -> Result<Option<BlobOwner>, StoreError> {
-    view.get_pb(&keys::data_index(data_id), "blob owner")
+pub(crate) fn blob_owner(
+    kv: &dyn KvRead,
+    data_id: &DataId,
+) -> Result<Option<pb::BlobOwner>, StoreError> {
+    kv.get_pb(&keys::data_index(data_id.as_bytes()), "blob owner")
 }
 
 /// The record that owns the blob `data_id`, loaded; `None` when no record does.
-pub(crate) fn owned_blob(view: &View<'_>, data_id: &[u8]) -> Result<Option<OwnedBlob>, StoreError> {
-    let Some(owner) = blob_owner(view, data_id)? else {
+pub(crate) fn owned_blob(
+    kv: &dyn KvRead,
+    data_id: &DataId,
+) -> Result<Option<OwnedBlob>, StoreError> {
+    let Some(owner) = blob_owner(kv, data_id)? else {
         return Ok(None);
     };
     let key = owner.record_key;
     let record = if key.starts_with(keys::OBJECT_PREFIX) {
-        view.get_pb::<ObjectVersion>(&key, "object version")?
-            .map(|v| BlobRecord::Version(Box::new(v)))
+        version_at(kv, &key)?.map(|v| BlobRecord::Version(Box::new(v)))
     } else if key.starts_with(keys::PART_PREFIX) {
-        view.get_pb::<UploadedPart>(&key, "uploaded part")?
-            .map(BlobRecord::Part)
+        part_at(kv, &key)?.map(|p| BlobRecord::Part(Box::new(p)))
     } else {
         None
     };
@@ -174,6 +309,6 @@ pub(crate) fn owned_blob(view: &View<'_>, data_id: &[u8]) -> Result<Option<Owned
         part_index: owner.part_index,
         record,
     };
-    let matches = owned.erasure().is_some_and(|e| e.data_id == data_id);
+    let matches = owned.erasure().is_some_and(|e| e.data_id == *data_id);
     Ok(matches.then_some(owned))
 }

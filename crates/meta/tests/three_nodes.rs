@@ -159,6 +159,7 @@ fn create_bucket(name: &str) -> Command {
                 ..Bucket::default()
             }),
         })),
+        ..Command::default()
     }
 }
 
@@ -178,13 +179,16 @@ fn put(bucket: &str, key: &str) -> Command {
                     blob: Some(Blob {
                         size: body.len() as u64,
                         storage: Some(blob::Storage::InlineData(body)),
+                        ..Blob::default()
                     }),
                     checksums: Vec::new(),
                 }],
                 ..ObjectVersion::default()
             }),
             precondition: None,
+            lease_id: 0,
         })),
+        ..Command::default()
     }
 }
 

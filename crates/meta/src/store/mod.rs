@@ -20,7 +20,7 @@ use crate::types::LogId;
 
 pub use log::LogStore;
 pub use state_machine::StateMachineStore;
-pub(crate) use view::{PrefixCursor, View, decode};
+pub(crate) use view::View;
 
 /// Raft log entries, keyed by index (u64 big-endian).
 pub const CF_LOGS: &str = "logs";
@@ -32,8 +32,9 @@ pub const CF_SM: &str = "sm";
 pub const CF_SM_META: &str = "sm_meta";
 
 /// The layout version this build reads and writes. Version 2 added the data-id index (`d/`);
-/// a version-1 store is migrated when opened.
-pub const FORMAT_VERSION: u32 = 2;
+/// version 3 added shard generations, deletion marks per generation, sessions, leases, the
+/// meta clock and completion records.
+pub const FORMAT_VERSION: u32 = 3;
 
 pub(crate) const KEY_VOTE: &[u8] = b"vote";
 pub(crate) const KEY_COMMITTED: &[u8] = b"committed";

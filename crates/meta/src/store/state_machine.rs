@@ -18,7 +18,7 @@ use tessera_proto::raft::v1 as pb;
 use super::{
     CF_SM, CF_SM_META, FORMAT_VERSION, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP, MetaStore, blocking,
 };
-use crate::apply::apply_command;
+use crate::apply;
 use crate::convert;
 use crate::error::StoreError;
 use crate::types::{LogEntry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
@@ -66,30 +66,45 @@ impl MetaStore {
         Ok((applied, membership))
     }
 
-    /// Applies entries in order; returns one result per entry.
+    /// Applies entries in order; returns one result per entry. Each entry's writes (from the
+    /// rules, over the latest records) and its log id go to RocksDB in one batch.
     pub(crate) fn apply_entries(
         &self,
         entries: Vec<LogEntry>,
     ) -> Result<Vec<CommandResult>, StoreError> {
         let count = entries.len();
         let mut results = Vec::with_capacity(count);
+        let sm = self.cf(CF_SM)?;
+        let sm_meta = self.cf(CF_SM_META)?;
         for (i, entry) in entries.into_iter().enumerate() {
-            let (mut batch, result) = match &entry.payload {
-                EntryPayload::Normal(cmd) => apply_command(self, entry.log_id.index, cmd)?,
-                EntryPayload::Blank => (WriteBatch::default(), done()),
+            let index = entry.log_id.index;
+            let view = self.latest()?;
+            let mut batch = WriteBatch::default();
+            let (writes, result) = match &entry.payload {
+                EntryPayload::Normal(cmd) => {
+                    let applied = apply::apply_command(&view, index, cmd)?;
+                    (applied.writes, applied.result)
+                }
+                EntryPayload::Blank => (apply::apply_without_command(&view, index)?, done()),
                 EntryPayload::Membership(m) => {
-                    let mut batch = WriteBatch::default();
                     let stored = StoredMembership::new(Some(entry.log_id), m.clone());
                     batch.put_cf(
-                        self.cf(CF_SM_META)?,
+                        sm_meta,
                         KEY_LAST_MEMBERSHIP,
                         convert::stored_membership_to_pb(&stored).encode_to_vec(),
                     );
-                    (batch, done())
+                    (apply::apply_without_command(&view, index)?, done())
                 }
             };
+            drop(view);
+            for (key, value) in writes {
+                match value {
+                    Some(v) => batch.put_cf(sm, key, v),
+                    None => batch.delete_cf(sm, key),
+                }
+            }
             batch.put_cf(
-                self.cf(CF_SM_META)?,
+                sm_meta,
                 KEY_LAST_APPLIED,
                 convert::log_id_to_pb(&entry.log_id).encode_to_vec(),
             );
@@ -368,6 +383,7 @@ mod tests {
                         ..Bucket::default()
                     }),
                 })),
+                ..Command::default()
             }),
         }
     }

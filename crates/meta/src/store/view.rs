@@ -1,12 +1,20 @@
-//! Reading the state-machine column family: point reads and prefix cursors, either on the
-//! latest data (the applier, which is the only writer) or on a RocksDB snapshot (queries, so one
-//! answer never mixes two states).
+//! Reading the state-machine column family as a `KvRead`: point reads and prefix cursors,
+//! either on the latest data (the applier, which is the only writer) or on a RocksDB snapshot
+//! (queries, so one answer never mixes two states).
+//!
+//! Invariant: a cursor yields the keys under its prefix in ascending order and never touches the
+//! RocksDB iterator once it is exhausted.
 
 use prost::Message;
 use rocksdb::{ColumnFamily, DB, DBRawIterator, ReadOptions, SnapshotWithThreadMode};
 
+use super::{CF_SM, CF_SM_META, KEY_LAST_APPLIED, MetaStore};
 use crate::error::StoreError;
 use crate::keys;
+use crate::kv::{Entry, KvCursor, KvRead, KvSource};
+use crate::meta_clock::{self, AppliedClock};
+
+pub(crate) use crate::kv::decode;
 
 /// A view of the `sm` column family.
 pub(crate) struct View<'a> {
@@ -32,8 +40,37 @@ impl<'a> View<'a> {
         })
     }
 
-    /// The raw value at `key`.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    /// Every record under `prefix` with its key, in key order.
+    pub(crate) fn scan<M: Message + Default>(
+        &self,
+        prefix: Vec<u8>,
+        what: &'static str,
+    ) -> Result<Vec<(Vec<u8>, M)>, StoreError> {
+        crate::kv::KvReadExt::scan_pb(self, &prefix, what)
+    }
+
+    /// A cursor over the keys starting with `prefix`, positioned at the first of them.
+    pub(crate) fn prefix_cursor(&self, prefix: &[u8]) -> PrefixCursor<'_> {
+        let mut opts = ReadOptions::default();
+        if let Some(upper) = keys::prefix_successor(prefix) {
+            opts.set_iterate_upper_bound(upper);
+        }
+        let mut iter = match &self.snapshot {
+            Some(s) => s.raw_iterator_cf_opt(self.cf, opts),
+            None => self.db.raw_iterator_cf_opt(self.cf, opts),
+        };
+        iter.seek(prefix);
+        PrefixCursor {
+            iter,
+            prefix: prefix.to_vec(),
+            started: false,
+            done: false,
+        }
+    }
+}
+
+impl KvRead for View<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let value = match &self.snapshot {
             Some(s) => s.get_cf(self.cf, key)?,
             None => self.db.get_cf(self.cf, key)?,
@@ -41,67 +78,10 @@ impl<'a> View<'a> {
         Ok(value)
     }
 
-    /// The record at `key`, decoded.
-    pub(crate) fn get_pb<M: Message + Default>(
-        &self,
-        key: &[u8],
-        what: &'static str,
-    ) -> Result<Option<M>, StoreError> {
-        match self.get(key)? {
-            None => Ok(None),
-            Some(bytes) => decode(&bytes, what).map(Some),
-        }
-    }
-
-    /// A cursor over the keys starting with `prefix`, positioned at the first of them.
-    pub(crate) fn cursor(&self, prefix: Vec<u8>) -> PrefixCursor<'_> {
-        let mut opts = ReadOptions::default();
-        if let Some(upper) = keys::prefix_successor(&prefix) {
-            opts.set_iterate_upper_bound(upper);
-        }
-        let mut iter = match &self.snapshot {
-            Some(s) => s.raw_iterator_cf_opt(self.cf, opts),
-            None => self.db.raw_iterator_cf_opt(self.cf, opts),
-        };
-        iter.seek(&prefix);
-        PrefixCursor {
-            iter,
-            prefix,
-            started: false,
-        }
-    }
-
-    /// Every record under `prefix` with its key, in key order.
-    pub(crate) fn scan<M: Message + Default>(
-        &self,
-        prefix: Vec<u8>,
-        what: &'static str,
-    ) -> Result<Vec<(Vec<u8>, M)>, StoreError> {
-        let mut cursor = self.cursor(prefix);
-        let mut out = Vec::new();
-        while let Some((k, v)) = cursor.next_raw()? {
-            out.push((k.to_vec(), decode(v, what)?));
-        }
-        Ok(out)
-    }
-
-    /// Whether any key starts with `prefix`.
-    pub(crate) fn any(&self, prefix: Vec<u8>) -> Result<bool, StoreError> {
-        let mut cursor = self.cursor(prefix);
-        Ok(cursor.next_raw()?.is_some())
+    fn cursor<'c>(&'c self, prefix: &[u8]) -> Box<dyn KvCursor + 'c> {
+        Box::new(self.prefix_cursor(prefix))
     }
 }
-
-/// Decodes one stored record.
-pub(crate) fn decode<M: Message + Default>(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<M, StoreError> {
-    M::decode(bytes).map_err(|source| StoreError::Decode { what, source })
-}
-
-/// A key and its value, borrowed from the cursor.
-pub(crate) type RawEntry<'c> = (&'c [u8], &'c [u8]);
 
 /// Walks keys under one prefix; `seek` jumps forward (or back) within it.
 pub(crate) struct PrefixCursor<'a> {
@@ -109,32 +89,72 @@ pub(crate) struct PrefixCursor<'a> {
     prefix: Vec<u8>,
     /// Whether the iterator has already yielded its current entry.
     started: bool,
+    /// Whether the iterator is exhausted (it must not be moved any more).
+    done: bool,
 }
 
-impl PrefixCursor<'_> {
-    /// Positions the cursor at the first key `>= target` (clamped to the prefix).
-    pub(crate) fn seek(&mut self, target: &[u8]) {
+impl KvCursor for PrefixCursor<'_> {
+    fn seek(&mut self, target: &[u8]) {
         if target < self.prefix.as_slice() {
             self.iter.seek(&self.prefix);
         } else {
             self.iter.seek(target);
         }
         self.started = false;
+        self.done = false;
     }
 
-    /// The next key and value under the prefix, or `None` at its end.
-    pub(crate) fn next_raw(&mut self) -> Result<Option<RawEntry<'_>>, StoreError> {
+    fn next_entry(&mut self) -> Result<Option<Entry>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
         if self.started {
             self.iter.next();
         }
         self.started = true;
         if !self.iter.valid() {
+            self.done = true;
             self.iter.status()?;
             return Ok(None);
         }
         match self.iter.item() {
-            Some((k, v)) if k.starts_with(&self.prefix) => Ok(Some((k, v))),
-            _ => Ok(None),
+            Some((k, v)) if k.starts_with(&self.prefix) => Ok(Some((k.to_vec(), v.to_vec()))),
+            _ => {
+                self.done = true;
+                Ok(None)
+            }
         }
+    }
+}
+
+impl KvSource for MetaStore {
+    fn view(&self) -> Result<Box<dyn KvRead + '_>, StoreError> {
+        Ok(Box::new(self.snapshot_view()?))
+    }
+}
+
+impl MetaStore {
+    /// The last applied log index and the meta clock, from one RocksDB snapshot (both are
+    /// written by the same batch, so they always belong together).
+    pub(crate) fn applied_clock(&self) -> Result<AppliedClock, StoreError> {
+        let db = self.db();
+        let snap = db.snapshot();
+        let applied_index = match snap.get_cf(self.cf(CF_SM_META)?, KEY_LAST_APPLIED)? {
+            None => 0,
+            Some(bytes) => {
+                let id: tessera_proto::raft::v1::LogId = decode(&bytes, "last applied")?;
+                id.index
+            }
+        };
+        let view = View {
+            db,
+            cf: self.cf(CF_SM)?,
+            snapshot: Some(snap),
+        };
+        let clock_ms = meta_clock::read(&view)?;
+        Ok(AppliedClock {
+            applied_index,
+            clock_ms,
+        })
     }
 }
