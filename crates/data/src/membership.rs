@@ -11,8 +11,6 @@ use crate::store::ShardStore;
 use std::time::Duration;
 use tessera_client::MetaClient;
 use tessera_proto::meta::v1 as meta_pb;
-use tessera_proto::meta::v1::command::Cmd;
-use tessera_proto::meta::v1::command_result::Result as CommandOutcome;
 use tessera_runtime::clock::now_ms;
 use tessera_runtime::worker::{StepOutcome, Worker, WorkerError, WorkerProgress};
 use tracing::{debug, info, warn};
@@ -68,20 +66,20 @@ impl Membership {
         self.attempts += 1;
         let attempt = self.attempts;
         self.node.registered_ms = now_ms();
-        let command = meta_pb::Command {
-            cmd: Some(Cmd::RegisterDataNode(meta_pb::RegisterDataNode {
-                node: Some(self.node.clone()),
-            })),
-            ..meta_pb::Command::default()
-        };
-        let failure = match self.register_meta.execute(command).await {
-            Ok(meta_pb::CommandResult {
-                result: Some(CommandOutcome::Error(refusal)),
-            }) => {
-                warn!(attempt, code = refusal.code, message = %refusal.message, "data node registration refused");
-                format!("registration refused: {}", refusal.message)
+        let node = match tessera_core::object::DataNode::try_from(&self.node) {
+            Ok(node) => node,
+            Err(e) => {
+                warn!(error = %e, "data node identity does not convert; registration impossible");
+                self.last_failure = Some(format!("invalid node identity: {e}"));
+                return false;
             }
-            Ok(_) => {
+        };
+        let failure = match self.register_meta.register_data_node(&node).await {
+            Err(tessera_client::CommandError::Rule(refusal)) => {
+                warn!(attempt, code = refusal.code(), error = %refusal, "data node registration refused");
+                format!("registration refused: {refusal}")
+            }
+            Ok(()) => {
                 info!(attempt, addr = %self.node.addr, "data node registered");
                 self.last_failure = None;
                 return true;
