@@ -151,9 +151,11 @@ pub fn guard_body(
         };
     }
     // HTTP/2 frames its bodies itself; an HTTP/1 PUT with neither a length nor chunked coding
-    // has, by the protocol, an empty body the client surely did not mean.
+    // has, by the protocol, an empty body the client surely did not mean. CopyObject and
+    // UploadPartCopy carry no body, and SDKs send them without a length.
     let http1 = version < http::Version::HTTP_2;
-    if http1 && declared.is_none() && !is_transfer_chunked(headers) {
+    let copy = headers.contains_key("x-amz-copy-source");
+    if http1 && !copy && declared.is_none() && !is_transfer_chunked(headers) {
         return Err(Refusal::new(
             411,
             "MissingContentLength",

@@ -162,6 +162,13 @@ fn an_http1_upload_without_length_or_chunked_coding_is_411() {
         )),
         Ok(())
     );
+    // Copies have no body and need no length (SDKs send none), parts included.
+    let copy = headers(&[("x-amz-copy-source", "src-bucket/src-key")]);
+    assert_eq!(body_check(&put, "/b/k", &copy, None), Ok(()));
+    assert_eq!(
+        body_check(&put, "/b/k", &copy, Some("partNumber=1&uploadId=u")),
+        Ok(())
+    );
     // Only uploads need a length: a bucket PUT without a body is fine.
     assert_eq!(body_check(&put, "/b", &headers(&[]), None), Ok(()));
 }
