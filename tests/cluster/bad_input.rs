@@ -59,6 +59,32 @@ async fn streaming_put(
     trailer: Option<&str>,
     body: impl FnOnce(&str) -> Vec<u8>,
 ) -> RawResponse {
+    streaming_put_declaring(
+        tc,
+        signer,
+        key,
+        content_sha256,
+        decoded_length,
+        trailer,
+        None,
+        body,
+    )
+    .await
+}
+
+/// Like [`streaming_put`], but declares `content_length` (when given) while sending only the
+/// body built: the gateway must answer without waiting for the rest.
+#[allow(clippy::too_many_arguments)]
+async fn streaming_put_declaring(
+    tc: &TestCluster,
+    signer: &Signer,
+    key: &str,
+    content_sha256: &str,
+    decoded_length: u64,
+    trailer: Option<&str>,
+    content_length: Option<usize>,
+    body: impl FnOnce(&str) -> Vec<u8>,
+) -> RawResponse {
     let addr = gateway_addr(tc);
     let path = format!("/raw/{key}");
     let mut put = StreamingPut {
@@ -71,7 +97,7 @@ async fn streaming_put(
     };
     let (_, seed) = streaming_put_head(signer, &put);
     let body = body(&seed);
-    put.content_length = body.len();
+    put.content_length = content_length.unwrap_or(body.len());
     let (head, _) = streaming_put_head(signer, &put);
     let mut request = head.into_bytes();
     request.extend(body);
@@ -118,10 +144,18 @@ async fn bad_aws_chunked_uploads_trailers_and_scopes_are_refused() {
     phase(
         "a signed chunk declaring 16 MiB + 1 is refused at its header: 400 InvalidChunkSizeError",
     );
+    // The whole body is declared, but only the chunk's header line is sent.
     let started = Instant::now();
-    let resp = streaming_put(&tc, &s, "huge", SIGNED, 16 * 1024 * 1024 + 1, None, |_| {
-        format!("1000001;chunk-signature={}\r\n", "0".repeat(64)).into_bytes()
-    })
+    let resp = streaming_put_declaring(
+        &tc,
+        &s,
+        "huge",
+        SIGNED,
+        16 * 1024 * 1024 + 1,
+        None,
+        Some(16 * 1024 * 1024 + 200),
+        |_| format!("1000001;chunk-signature={}\r\n", "0".repeat(64)).into_bytes(),
+    )
     .await;
     assert_refused(&resp, 400, "InvalidChunkSizeError");
     assert_eq!(resp.element("Chunk"), Some("1"));
@@ -133,13 +167,14 @@ async fn bad_aws_chunked_uploads_trailers_and_scopes_are_refused() {
     assert_not_stored(&tc, "raw", "huge").await;
 
     phase("an unsigned chunk declaring 4 GiB is refused the same way");
-    let resp = streaming_put(
+    let resp = streaming_put_declaring(
         &tc,
         &s,
         "huge-unsigned",
         UNSIGNED_TRAILER,
         0xffff_ffff,
         Some("x-amz-checksum-crc32"),
+        Some(0xffff_ffff + 100),
         |_| b"ffffffff\r\n".to_vec(),
     )
     .await;
