@@ -2,6 +2,9 @@
 //! at once (one over the limit waits briefly for a slot, then is answered 503 SlowDown and
 //! closed), and a connection without a request in flight for its idle timeout is shut down
 //! gracefully (HTTP/1 keep-alive and HTTP/2 alike; HTTP/2 pings do not count as activity).
+//! Until its first request a connection counts as HTTP/1 (the protocol is known from the
+//! request). A response body still streaming when the idle time is up is not cut: graceful
+//! shutdown lets it finish and only ends keep-alive.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -243,8 +246,7 @@ mod tests {
             .expect("idle after the request");
         assert!(ended.elapsed() >= h1 - Duration::from_millis(5));
         // An HTTP/2 connection gets its own timeout.
-        let _r = clock.begin(true);
-        drop(_r);
+        drop(clock.begin(true));
         let d = clock.idle_deadline(h1, h2).expect("idle");
         assert!(d >= Instant::now() + h2 - Duration::from_millis(50));
     }
