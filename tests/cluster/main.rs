@@ -2,6 +2,7 @@
 //! a real S3 client (aws-sdk-s3). One test binary keeps link times down; every test starts its
 //! own cluster through the shared harness and tears it down.
 
+mod bad_input;
 mod harness;
 mod repair;
 mod restart;

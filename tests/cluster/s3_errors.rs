@@ -23,7 +23,10 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .send()
         .await
         .expect_err("long");
-    assert_eq!(error_code(&e), "KeyTooLongError");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (400, "KeyTooLongError".to_string())
+    );
 
     phase("a wrong Content-MD5 is BadDigest and the object is not stored");
     let e = s3
@@ -35,7 +38,10 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .send()
         .await
         .expect_err("bad md5");
-    assert_eq!(error_code(&e), "BadDigest");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (400, "BadDigest".to_string())
+    );
     let e = s3
         .head_object()
         .bucket("errs")
@@ -55,7 +61,10 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .send()
         .await
         .expect_err("bad crc");
-    assert_eq!(error_code(&e), "BadDigest");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (400, "BadDigest".to_string())
+    );
     let e = s3
         .head_object()
         .bucket("errs")
@@ -94,7 +103,10 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .send()
         .await
         .expect_err("bucket");
-    assert_eq!(error_code(&e), "NoSuchBucket");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (404, "NoSuchBucket".to_string())
+    );
     let e = s3
         .get_object()
         .bucket("errs")
@@ -102,7 +114,10 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .send()
         .await
         .expect_err("key");
-    assert_eq!(error_code(&e), "NoSuchKey");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (404, "NoSuchKey".to_string())
+    );
     let e = s3
         .upload_part()
         .bucket("errs")
@@ -113,7 +128,10 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .send()
         .await
         .expect_err("upload");
-    assert_eq!(error_code(&e), "NoSuchUpload");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (404, "NoSuchUpload".to_string())
+    );
 
     phase("bad signatures and unknown keys are refused");
     let (ak, _) = tc.cluster.credentials();
@@ -141,7 +159,10 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         .send()
         .await
         .expect_err("unknown key");
-    assert_eq!(error_code(&e), "InvalidAccessKeyId");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (403, "InvalidAccessKeyId".to_string())
+    );
 
     phase("nothing was stored by any refused request");
     let listed = s3

@@ -126,6 +126,12 @@ pub enum GatewayError {
         /// Which digest.
         what: String,
     },
+    /// An aws-chunked trailer announced in x-amz-trailer is missing, misnamed or not a digest.
+    #[error("malformed trailer: {detail}")]
+    MalformedTrailer {
+        /// What is wrong (for the log; S3's message is fixed).
+        detail: String,
+    },
     /// The body ended before Content-Length bytes (or went past it).
     #[error("body length {got} does not match the declared {expected}")]
     IncompleteBody {

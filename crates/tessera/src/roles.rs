@@ -355,16 +355,33 @@ mod tests {
         let data: tessera_data::DataConfig =
             tessera_runtime::config::load_required(&template("data.toml")).expect("data.toml");
         data.validate().expect("data config valid");
-        let gateway: tessera_gateway::GatewayConfig =
+        let mut gateway: tessera_gateway::GatewayConfig =
             tessera_runtime::config::load_required(&template("gateway.toml"))
                 .expect("gateway.toml");
-        gateway.validate().expect("gateway config valid");
+        assert!(
+            !format!("{gateway:?}").contains("CHANGE-ME-SECRET"),
+            "secret leaked in Debug"
+        );
+        // The template's placeholder credentials are refused until an operator replaces them.
+        match gateway.validate() {
+            Err(tessera_runtime::config::ConfigError::Invalid(why)) => {
+                assert!(why.contains("CHANGE-ME placeholder"), "{why}");
+            }
+            other => panic!("template credentials must be refused, got {other:?}"),
+        }
+        assert_eq!(gateway.http, tessera_gateway::config::HttpLimits::default());
+        assert_eq!(gateway.max_aws_chunk_size, 16 * 1024 * 1024);
+        gateway.root_access_key = "TESSREALKEY".into();
+        gateway.root_secret_key = Secret::new("a-real-secret-key-0123".into());
+        gateway
+            .validate()
+            .expect("gateway config valid once credentials are set");
         let repair: tessera_repair::RepairConfig =
             tessera_runtime::config::load_required(&template("repair.toml")).expect("repair.toml");
         repair.validate().expect("repair config valid");
         assert_eq!(repair.meta_endpoints.len(), 3);
         assert!(
-            !format!("{gateway:?}").contains("CHANGE-ME-SECRET"),
+            !format!("{gateway:?}").contains("a-real-secret-key-0123"),
             "secret leaked in Debug"
         );
     }

@@ -121,9 +121,8 @@ impl BodySpec {
             .transpose()?;
         let trailer_alg = headers
             .get("x-amz-trailer")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().strip_prefix("x-amz-checksum-"))
-            .and_then(ChecksumAlgorithm::from_s3_name);
+            .map(|v| trailer_algorithm(v.to_str().unwrap_or("")))
+            .transpose()?;
 
         let (algorithm, expected, requested) = if let Some((alg, value)) = given.first() {
             let digest = tessera_core::checksum::from_base64(value)
@@ -192,14 +191,21 @@ impl BodySpec {
                         })
                     })
                     .flatten()
-                    .ok_or_else(|| {
-                        GatewayError::invalid_request(format!(
-                            "The trailing checksum {name} announced in x-amz-trailer was not sent"
-                        ))
+                    .ok_or_else(|| GatewayError::MalformedTrailer {
+                        detail: format!(
+                            "the trailer {name} announced in x-amz-trailer was not sent"
+                        ),
                     })?;
-                Some(tessera_core::checksum::from_base64(&value).map_err(|_| {
-                    GatewayError::invalid_request(format!("Value for {name} trailer is invalid."))
-                })?)
+                Some(
+                    tessera_core::checksum::from_base64(&value)
+                        .ok()
+                        .filter(|d| d.len() == self.algorithm.digest_len())
+                        .ok_or_else(|| GatewayError::MalformedTrailer {
+                            detail: format!(
+                                "the value of the {name} trailer is not a valid digest"
+                            ),
+                        })?,
+                )
             }
         };
         if let Some(expected) = expected
@@ -211,6 +217,21 @@ impl BodySpec {
         }
         Ok(computed)
     }
+}
+
+/// The checksum an `x-amz-trailer` header announces. S3 takes exactly one trailer, an
+/// `x-amz-checksum-*` of an algorithm it knows; anything else is refused up front rather than
+/// left unchecked.
+fn trailer_algorithm(value: &str) -> Result<ChecksumAlgorithm, GatewayError> {
+    value
+        .trim()
+        .strip_prefix("x-amz-checksum-")
+        .and_then(ChecksumAlgorithm::from_s3_name)
+        .ok_or_else(|| {
+            GatewayError::invalid_request(
+                "The value specified in the x-amz-trailer header is not supported",
+            )
+        })
 }
 
 /// The base64 form of a computed digest, as S3 returns it.
@@ -267,12 +288,83 @@ mod tests {
             crc32: Some("AAAA".into()),
             ..Default::default()
         };
-        assert!(BodySpec::from_request(&h, None, None, &c).is_err());
+        assert!(matches!(
+            BodySpec::from_request(&h, None, None, &c),
+            Err(GatewayError::InvalidRequest { message }) if message == "Value for x-amz-checksum-crc32 header is invalid."
+        ));
         let two = ChecksumHeaders {
             crc32: Some("AAAAAA==".into()),
             sha1: Some("AAAAAA==".into()),
             ..Default::default()
         };
-        assert!(BodySpec::from_request(&h, None, None, &two).is_err());
+        assert!(matches!(
+            BodySpec::from_request(&h, None, None, &two),
+            Err(GatewayError::InvalidRequest { message }) if message == "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        ));
+    }
+
+    fn with_trailer(value: &str) -> Result<BodySpec, GatewayError> {
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-trailer", value.parse().expect("hv"));
+        BodySpec::from_request(&h, Some(10), None, &ChecksumHeaders::default())
+    }
+
+    #[test]
+    fn trailers_of_unknown_algorithms_are_refused() {
+        for value in [
+            "x-amz-checksum-md5",
+            "x-amz-checksum-",
+            "garbage",
+            "content-md5",
+            "x-amz-checksum-crc32, x-amz-checksum-sha1",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    with_trailer(value),
+                    Err(GatewayError::InvalidRequest { ref message })
+                        if message == "The value specified in the x-amz-trailer header is not supported"
+                ),
+                "{value:?}"
+            );
+        }
+        let spec = with_trailer(" x-amz-checksum-sha256 ").expect("known");
+        assert_eq!(
+            (spec.algorithm, spec.expected),
+            (ChecksumAlgorithm::Sha256, ExpectedChecksum::Trailer)
+        );
+        // Algorithm names are matched as S3 spells them, in any case.
+        assert_eq!(
+            with_trailer("x-amz-checksum-CRC64NVME")
+                .expect("known")
+                .algorithm,
+            ChecksumAlgorithm::Crc64Nvme
+        );
+    }
+
+    fn written(data: &[u8]) -> WrittenBlob {
+        use md5::Digest;
+        WrittenBlob {
+            blob: tessera_proto::meta::v1::Blob::default(),
+            size: data.len() as u64,
+            md5: md5::Md5::digest(data).into(),
+            checksums: vec![(
+                ChecksumAlgorithm::Crc32,
+                tessera_core::checksum::checksum_of(ChecksumAlgorithm::Crc32, data),
+            )],
+        }
+    }
+
+    #[test]
+    fn an_announced_trailer_that_never_arrives_is_malformed_trailer() {
+        let spec = with_trailer("x-amz-checksum-crc32").expect("spec");
+        let blob = written(b"hello");
+        // No trailers at all (the stream ended with `0\r\n\r\n`).
+        assert!(matches!(
+            spec.verify(&blob, None),
+            Err(GatewayError::MalformedTrailer { .. })
+        ));
+        // (s3s's TrailingHeaders cannot be built outside s3s: a trailer of another name, or
+        // one whose value is no digest, is covered by the cluster test bad_input.)
     }
 }

@@ -116,6 +116,16 @@ pub fn to_s3(err: GatewayError) -> S3Error {
         GatewayError::InvalidDigest { what } => {
             s3_error!(InvalidDigest, "The {what} you specified is not valid.")
         }
+        GatewayError::MalformedTrailer { detail } => {
+            tracing::info!(detail, "aws-chunked trailer refused");
+            // s3s has no code for it; S3 answers 400 MalformedTrailerError.
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("MalformedTrailerError".into()),
+                "The request contained trailing data that was not well-formed or did not conform to our published schema.",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
         GatewayError::IncompleteBody { expected, got } => s3_error!(
             IncompleteBody,
             "You did not provide the number of bytes specified by the Content-Length HTTP header: expected {expected}, got {got}"
@@ -284,6 +294,11 @@ mod tests {
                 },
                 405,
                 "MethodNotAllowed",
+            ),
+            (
+                GatewayError::MalformedTrailer { detail: "x".into() },
+                400,
+                "MalformedTrailerError",
             ),
             (GatewayError::internal("x"), 500, "InternalError"),
         ];

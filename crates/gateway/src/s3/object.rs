@@ -343,6 +343,16 @@ fn plan_read(
             "Cannot specify both Range header and partNumber query parameter",
         )),
         (Some(r), None) => {
+            // On a 0-byte object a suffix range (`bytes=-N`, N > 0) selects the whole empty
+            // object, which S3 answers 200 with no Content-Range; a range with a first byte
+            // (`bytes=0-`, `bytes=0-0`) overlaps nothing and is 416 InvalidRange (below).
+            if size == 0 && matches!(r, Range::Suffix { length } if *length > 0) {
+                return Ok(ReadPlan {
+                    range: 0..0,
+                    partial: false,
+                    parts_count: None,
+                });
+            }
             let range = r
                 .check(size)
                 .map_err(|_| GatewayError::InvalidRange { size })?;
@@ -700,4 +710,52 @@ pub async fn delete_objects(
         errors: Some(errors),
         ..Default::default()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(size: u64) -> pb::ObjectVersion {
+        pb::ObjectVersion {
+            size,
+            ..Default::default()
+        }
+    }
+
+    fn plan(size: u64, range: &str) -> Result<(ByteRange<u64>, bool), GatewayError> {
+        let r = Range::parse(range).expect("range");
+        plan_read(&object(size), Some(&r), None).map(|p| (p.range, p.partial))
+    }
+
+    #[test]
+    fn ranges_on_an_empty_object_follow_s3() {
+        for first_byte in ["bytes=0-", "bytes=0-0", "bytes=1-2"] {
+            assert!(
+                matches!(
+                    plan(0, first_byte),
+                    Err(GatewayError::InvalidRange { size: 0 })
+                ),
+                "{first_byte}"
+            );
+        }
+        // The whole empty object, not partial content.
+        assert_eq!(plan(0, "bytes=-1").expect("suffix"), (0..0, false));
+        assert_eq!(plan(0, "bytes=-100").expect("suffix"), (0..0, false));
+        assert!(matches!(
+            plan(0, "bytes=-0"),
+            Err(GatewayError::InvalidRange { size: 0 })
+        ));
+    }
+
+    #[test]
+    fn ranges_on_a_non_empty_object_are_unchanged() {
+        assert_eq!(plan(10, "bytes=0-").expect("all"), (0..10, true));
+        assert_eq!(plan(10, "bytes=-3").expect("tail"), (7..10, true));
+        assert_eq!(plan(10, "bytes=-30").expect("tail"), (0..10, true));
+        assert!(matches!(
+            plan(10, "bytes=10-"),
+            Err(GatewayError::InvalidRange { size: 10 })
+        ));
+    }
 }
