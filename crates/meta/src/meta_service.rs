@@ -332,6 +332,15 @@ impl MetaService for MetaGrpc {
         ))
     }
 
+    async fn list_versions(
+        &self,
+        request: Request<pb::ListVersionsRequest>,
+    ) -> Result<Response<pb::ListVersionsResponse>, Status> {
+        query_rpc!(self, request, list_versions, |store, req| {
+            query::list_versions(&store, &req)
+        })
+    }
+
     async fn get_blob(
         &self,
         request: Request<pb::GetBlobRequest>,

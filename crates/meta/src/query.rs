@@ -15,8 +15,9 @@ use tessera_proto::meta::v1::{
     BlobFamily, BlobRef, Bucket, DataNode, Garbage, GetBlobRequest, GetBlobResponse,
     GetBucketRequest, GetBucketResponse, GetObjectRequest, GetObjectResponse, GetUploadRequest,
     GetUploadResponse, ListBucketsResponse, ListObjectsRequest, ListObjectsResponse,
-    ListPartsRequest, ListPartsResponse, ListUploadsRequest, ListUploadsResponse, MultipartUpload,
-    ObjectVersion, RepairReport, ScanBlobsRequest, ScanBlobsResponse, UploadedPart,
+    ListPartsRequest, ListPartsResponse, ListUploadsRequest, ListUploadsResponse,
+    ListVersionsRequest, ListVersionsResponse, MultipartUpload, ObjectVersion, RepairReport,
+    ScanBlobsRequest, ScanBlobsResponse, UploadedPart,
 };
 
 use crate::error::StoreError;
@@ -93,6 +94,29 @@ pub fn get_object(
     };
     Ok(GetObjectResponse {
         version: version.map(|v| ObjectVersion::from(&v)),
+        no_such_bucket: false,
+    })
+}
+
+/// Every version of one key, newest first, delete markers included; no inline object bytes.
+pub fn list_versions(
+    source: &dyn KvSource,
+    req: &ListVersionsRequest,
+) -> Result<ListVersionsResponse, StoreError> {
+    let view = source.view()?;
+    let kv = view.as_ref();
+    if records::bucket(kv, &req.bucket)?.is_none() {
+        return Ok(ListVersionsResponse {
+            versions: Vec::new(),
+            no_such_bucket: true,
+        });
+    }
+    let versions = records::versions(kv, &req.bucket, &req.key)?
+        .iter()
+        .map(|v| ObjectVersion::from(&v.without_inline_bytes()))
+        .collect();
+    Ok(ListVersionsResponse {
+        versions,
         no_such_bucket: false,
     })
 }

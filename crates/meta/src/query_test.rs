@@ -337,6 +337,39 @@ fn get_object_finds_the_current_or_a_named_version() {
 }
 
 #[test]
+fn every_version_of_a_key_is_listed_newest_first_with_its_markers() {
+    let mut f = Fixture::new();
+    f.put_keys(&["k", "other"]); // null version from before versioning
+    f.apply(vec![enable_versioning()]);
+    let v2 = f.put_keys(&["k"])[0];
+    let marker = f.apply(vec![delete("k", None)])[0];
+    let list = |bucket: &str| {
+        list_versions(
+            f.source(),
+            &ListVersionsRequest {
+                bucket: bucket.into(),
+                key: "k".into(),
+            },
+        )
+        .expect("list versions")
+    };
+    let resp = list("bkt");
+    assert!(!resp.no_such_bucket);
+    let seen: Vec<(u64, bool, &str)> = resp
+        .versions
+        .iter()
+        .map(|v| (v.seq, v.delete_marker, v.version_id.as_str()))
+        .collect();
+    let (marker_id, v2_id) = (VersionId::from_seq(marker), VersionId::from_seq(v2));
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0], (marker, true, marker_id.as_str()));
+    assert_eq!(seen[1], (v2, false, v2_id.as_str()));
+    assert_eq!(seen[2].2, "null");
+    let missing = list("nope");
+    assert!(missing.no_such_bucket && missing.versions.is_empty());
+}
+
+#[test]
 fn buckets_are_listed_by_name() {
     let mut f = Fixture::new();
     f.apply(

@@ -303,6 +303,34 @@ impl MetaClient {
         })
     }
 
+    /// Every version of one key, newest first (delete markers included), without inline
+    /// object bytes; `None` when the bucket does not exist.
+    pub async fn list_versions(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+    ) -> Result<Option<Vec<ObjectVersion>>, MetaClientError> {
+        let req = pb::ListVersionsRequest {
+            bucket: bucket.as_str().to_owned(),
+            key: key.as_str().to_owned(),
+        };
+        let resp = self
+            .call("list_versions", |mut c| {
+                let req = req.clone();
+                async move { c.list_versions(req).await }
+            })
+            .await?;
+        if resp.no_such_bucket {
+            return Ok(None);
+        }
+        resp.versions
+            .iter()
+            .map(ObjectVersion::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(MetaClientError::convert("list_versions"))
+    }
+
     /// One page of a bucket's current objects.
     pub async fn list_objects(&self, list: &ListObjects) -> Result<ObjectPage, MetaClientError> {
         let req = pb::ListObjectsRequest {

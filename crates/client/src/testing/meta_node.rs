@@ -488,6 +488,13 @@ impl MetaService for MetaModel {
         Ok(Response::new(self.lock().blob.clone()))
     }
 
+    async fn list_versions(
+        &self,
+        _request: Request<pb::ListVersionsRequest>,
+    ) -> Result<Response<pb::ListVersionsResponse>, Status> {
+        Err(Status::unimplemented("the client model keeps no versions"))
+    }
+
     async fn report_workers(
         &self,
         _request: Request<pb::WorkerReport>,
