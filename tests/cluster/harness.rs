@@ -9,6 +9,8 @@ use aws_sdk_s3::Client;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tessera_client::{DataClient, MetaClient};
+use tessera_core::blob::{ErasureBlob, ShardCopy};
+use tessera_core::names::{BucketName, DataId, ObjectKey};
 use tessera_devcluster::{DevCluster, DevClusterSpec, NodeRole};
 use tessera_proto::meta::v1 as meta_pb;
 
@@ -259,47 +261,44 @@ impl TestCluster {
         found
     }
 
+    /// The erasure-coded blob of the current version of `bucket/key` (its first part); `None`
+    /// when the key does not exist or is stored inline.
+    pub async fn erasure_blob(&self, bucket: &str, key: &str) -> Option<ErasureBlob> {
+        let bucket = BucketName::parse(bucket).expect("bucket name");
+        let key = ObjectKey::parse(key).expect("object key");
+        let lookup = self
+            .meta()
+            .get_object(&bucket, &key, None)
+            .await
+            .expect("get object");
+        let part = lookup.version?.parts.into_iter().next()?;
+        part.blob.erasure().cloned()
+    }
+
     /// The erasure placement of the current version of `bucket/key`: its data id, its shard
     /// copies as (index, node), and the chunks each shard holds; `None` when the key does not
     /// exist or is stored inline.
-    pub async fn placement(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Option<(tessera_core::names::DataId, Vec<(u32, u64)>, u64)> {
-        let resp = self
-            .meta()
-            .get_object(meta_pb::GetObjectRequest {
-                bucket: bucket.into(),
-                key: key.into(),
-                version_id: None,
-            })
-            .await
-            .expect("get object");
-        let part = resp.version?.parts.first()?.clone();
-        let Some(meta_pb::blob::Storage::Erasure(e)) = part.blob?.storage else {
-            return None;
-        };
-        let id = tessera_core::names::DataId::from_bytes(e.data_id.as_slice().try_into().ok()?);
-        let chunks = tessera_core::layout::Layout::new(e.data_shards, e.parity_shards)
-            .ok()
-            .and_then(|l| tessera_core::stripe::StripeGeometry::try_new(l, e.chunk_size).ok())
-            .map_or(0, |g| g.chunk_count(part.size));
-        Some((
-            id,
-            e.shards
-                .iter()
-                .map(|s| (s.shard_index, s.node_id))
-                .collect(),
-            chunks,
-        ))
+    pub async fn placement(&self, bucket: &str, key: &str) -> Option<(DataId, Vec<(u32, u64)>, u64)> {
+        let e = self.erasure_blob(bucket, key).await?;
+        let copies = e.shards.iter().map(|c| (c.shard_index, c.node.0)).collect();
+        Some((e.data_id, copies, e.chunks_per_shard))
     }
 
-    /// Asserts that every shard of `bucket/key` is on its node, with every chunk's hash intact
-    /// and the right number of chunks; returns how many shards it checked.
+    /// The file of one shard copy on its data node.
+    pub fn shard_path(&self, data_id: &DataId, copy: &ShardCopy) -> PathBuf {
+        let hex = data_id.to_string();
+        self.data_dir(copy.node.0)
+            .join("shards")
+            .join(&hex[..2])
+            .join(format!("{hex}.{}.{}", copy.shard_index, copy.generation))
+    }
+
+    /// Asserts that every shard of `bucket/key` is on its node as the manifest records it: the
+    /// exact generation, every chunk's hash intact, the right number of chunks, and the digest
+    /// the manifest holds for its index. Returns how many shards it checked.
     pub async fn verify_shards(&self, bucket: &str, key: &str) -> usize {
-        let (id, shards, chunks) = self
-            .placement(bucket, key)
+        let blob = self
+            .erasure_blob(bucket, key)
             .await
             .unwrap_or_else(|| panic!("{key} is not erasure coded"));
         let addrs: std::collections::BTreeMap<u64, String> = self
@@ -308,12 +307,11 @@ impl TestCluster {
             .map(|(node, _, addr)| (node, addr))
             .collect();
         let data = DataClient::new();
-        for (index, node) in &shards {
+        for copy in &blob.shards {
+            let (index, node) = (copy.shard_index, copy.node.0);
+            let id = tessera_client::ShardId::of_copy(blob.data_id, copy);
             let st = data
-                .verify_shard(
-                    &addrs[node],
-                    tessera_proto::convert::data::shard_id(id, *index),
-                )
+                .verify_shard(&addrs[&node], &id)
                 .await
                 .unwrap_or_else(|e| panic!("{key} shard {index} on node {node}: {e}"));
             assert_eq!(
@@ -321,11 +319,49 @@ impl TestCluster {
                 "{key} shard {index} on node {node} is corrupt"
             );
             assert_eq!(
-                st.chunks, chunks,
+                st.chunks, blob.chunks_per_shard,
                 "{key} shard {index} on node {node} has a wrong length"
             );
+            let expected = blob.digest_of(index).expect("manifest digest");
+            assert_eq!(
+                st.digest.as_slice(),
+                expected.as_slice(),
+                "{key} shard {index} on node {node} is not the shard the manifest names"
+            );
         }
-        shards.len()
+        blob.shards.len()
+    }
+
+    /// The erasure-coded blobs (first part) of every version of `bucket/key`, newest first;
+    /// inline versions and delete markers are skipped.
+    pub async fn version_blobs(&self, bucket: &str, key: &str) -> Vec<ErasureBlob> {
+        let bucket = BucketName::parse(bucket).expect("bucket name");
+        let key = ObjectKey::parse(key).expect("object key");
+        self.meta()
+            .list_versions(&bucket, &key)
+            .await
+            .expect("list versions")
+            .expect("bucket exists")
+            .into_iter()
+            .filter_map(|v| v.parts.into_iter().next()?.blob.erasure().cloned())
+            .collect()
+    }
+
+    /// Damages one stored shard file in a way the named fault describes (see [`Tamper`]).
+    pub fn tamper(&self, data_id: &DataId, copy: &ShardCopy, how: &Tamper) {
+        let path = self.shard_path(data_id, copy);
+        let original = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("read shard {}: {e}", path.display()));
+        let damaged = match how {
+            Tamper::ReplaceWith(other) => {
+                std::fs::read(other).unwrap_or_else(|e| panic!("read {}: {e}", other.display()))
+            }
+            Tamper::SwapFirstTwoChunks => swap_first_two_chunks(&original),
+            Tamper::RewriteConsistent { seed } => rewrite_consistent(&original, *seed),
+        };
+        let tmp = path.with_extension("tamper");
+        std::fs::write(&tmp, &damaged).expect("write tampered shard");
+        std::fs::rename(&tmp, &path).expect("replace shard");
     }
 
     /// The cluster's folder.
@@ -415,4 +451,89 @@ pub fn error_status<E>(
         aws_sdk_s3::error::SdkError::ServiceError(e) => e.raw().status().as_u16(),
         _ => 0,
     }
+}
+
+/// Ways to damage a stored shard so that a node may serve wrong bytes.
+#[derive(Debug, Clone)]
+pub enum Tamper {
+    /// The file is replaced by another shard file (another object's, or an older version's),
+    /// byte for byte: its header names another blob.
+    ReplaceWith(PathBuf),
+    /// The first two chunks trade places, their hash-table entries too, and the footer's digest
+    /// is recomputed over the new table: the file is consistent except that each chunk sits at
+    /// a position its hash does not name.
+    SwapFirstTwoChunks,
+    /// The file keeps its header but every chunk is replaced with other bytes whose hashes,
+    /// table and digest are recomputed correctly: the node itself finds nothing wrong; only
+    /// the manifest's digest tells it is not the shard that was written.
+    RewriteConsistent {
+        /// Seed of the replacement bytes.
+        seed: u64,
+    },
+}
+
+/// (header, chunk count) of a shard file's bytes.
+fn shard_layout(file: &[u8]) -> (tessera_core::shard_file::ShardFileHeader, usize) {
+    use tessera_core::shard_file::{ShardFileHeader, chunk_count_from_file_len};
+    let header = ShardFileHeader::decode(file).expect("shard header");
+    let chunks = chunk_count_from_file_len(header.chunk_size, file.len() as u64).expect("length");
+    (header, usize::try_from(chunks).expect("chunks"))
+}
+
+/// A complete shard file: header, chunks, their table, a footer with the table's digest.
+fn assemble_shard(
+    header: &tessera_core::shard_file::ShardFileHeader,
+    chunks: &[Vec<u8>],
+    table: &[u8],
+) -> Vec<u8> {
+    use tessera_core::shard_file::{ShardFileFooter, shard_digest};
+    let digest = shard_digest(&header.data_id, header.shard_index, table).expect("whole table");
+    let footer = ShardFileFooter {
+        chunks: chunks.len() as u64,
+        digest,
+    };
+    let mut out = header.encode().to_vec();
+    for c in chunks {
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(table);
+    out.extend_from_slice(&footer.encode());
+    out
+}
+
+fn swap_first_two_chunks(file: &[u8]) -> Vec<u8> {
+    use tessera_core::shard_file::HEADER_LEN;
+    let (header, count) = shard_layout(file);
+    assert!(count >= 2, "a chunk swap needs two chunks");
+    let size = header.chunk_size as usize;
+    let start = HEADER_LEN as usize;
+    let mut chunks: Vec<Vec<u8>> = (0..count)
+        .map(|i| file[start + i * size..start + (i + 1) * size].to_vec())
+        .collect();
+    let table_at = start + count * size;
+    let mut table: Vec<[u8; 32]> = (0..count)
+        .map(|i| {
+            file[table_at + i * 32..table_at + (i + 1) * 32]
+                .try_into()
+                .expect("32 bytes")
+        })
+        .collect();
+    chunks.swap(0, 1);
+    table.swap(0, 1);
+    assemble_shard(&header, &chunks, &table.concat())
+}
+
+fn rewrite_consistent(file: &[u8], seed: u64) -> Vec<u8> {
+    use tessera_core::shard_file::chunk_hash;
+    let (header, count) = shard_layout(file);
+    let size = header.chunk_size as usize;
+    let chunks: Vec<Vec<u8>> = (0..count)
+        .map(|i| pattern(size, seed.wrapping_add(i as u64)))
+        .collect();
+    let table: Vec<u8> = chunks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| chunk_hash(&header.data_id, header.shard_index, i as u64, c))
+        .collect();
+    assemble_shard(&header, &chunks, &table)
 }

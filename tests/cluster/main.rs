@@ -3,7 +3,9 @@
 //! own cluster through the shared harness and tears it down.
 
 mod bad_input;
+mod exactly_once;
 mod harness;
+mod integrity;
 mod repair;
 mod restart;
 mod s3_errors;
