@@ -16,7 +16,9 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 use tessera_client::meta::{BlobFamily, BlobRef, GarbageClaim, ShardClaim};
-use tessera_client::{CommandError, DataClient, MetaClient, MetaClientError, ShardId};
+use tessera_client::{
+    CommandError, DataClient, DataClientError, MetaClient, MetaClientError, ShardId,
+};
 use tessera_core::blob::{ShardCopy, ShardRef};
 use tessera_core::names::DataId;
 use tracing::{info, warn};
@@ -295,7 +297,8 @@ impl Collector<'_> {
                     .delete_shard(addr, &ShardId::of_copy(r.data_id, &r.copy))
                     .await
                 {
-                    Ok(_existed) => Some(*r),
+                    // Absent is as good as deleted: the exact generation is not there.
+                    Ok(_) | Err(DataClientError::NotFound { .. }) => Some(*r),
                     Err(e) => {
                         warn!(node = node.0, data_id = %r.data_id, code = e.code(), error = %e,
                         "deleting a claimed shard failed; retried next pass");
