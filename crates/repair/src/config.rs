@@ -1,16 +1,20 @@
 //! The repair daemon's typed config: a TOML file (see deploy/repair.toml), overridden by flags
-//! and `TESSERA_*` variables. A config that passed `validate()` can run.
+//! and `TESSERA_*` variables. A config that passed `validate()` can run: in particular its
+//! garbage-collection grace lies within the bounds meta enforces
+//! ([`tessera_core::lease::validate_grace`]), so no claim is refused for its grace.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tessera_core::lease::{GraceError, validate_grace};
 
 /// Everything `tessera repair` needs; unknown fields are rejected.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepairConfig {
-    /// Name of this daemon in reports (unique per daemon).
+    /// Name of this daemon in reports, in its write lease and as the claimer of the shard copies
+    /// it collects (unique per daemon, and kept across restarts so that it finds its own claims).
     pub id: String,
     /// Meta nodes (`host:port`).
     pub meta_endpoints: Vec<String>,
@@ -18,8 +22,10 @@ pub struct RepairConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Milliseconds between passes when the last pass found nothing to do.
     pub scan_interval_ms: u64,
-    /// Shards of garbage and orphans younger than this many seconds are left alone; longer
-    /// than any write takes to commit its manifest.
+    /// Garbage is collected once it has been garbage this many seconds, orphans once the write
+    /// lease they were written under ended this many seconds ago, both by the meta clock. At
+    /// least `MIN_GC_GRACE_MS` (30 s): a reader that fetched a manifest just before it became
+    /// garbage has this long to finish.
     pub gc_grace_secs: u64,
     /// Blobs rebuilt at the same time.
     pub concurrency: usize,
@@ -45,11 +51,57 @@ impl Default for RepairConfig {
 }
 
 /// A setting that cannot work.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RepairConfigError {
-    /// Something is out of range.
-    #[error("invalid repair config: {0}")]
-    Invalid(String),
+    /// The daemon has no name.
+    #[error("invalid repair config: id must not be empty")]
+    EmptyId,
+    /// No meta node to talk to.
+    #[error("invalid repair config: at least one meta endpoint is needed")]
+    NoMetaEndpoints,
+    /// `concurrency` is 0.
+    #[error("invalid repair config: concurrency must be at least 1")]
+    Concurrency,
+    /// `page_size` is 0.
+    #[error("invalid repair config: page size must be at least 1")]
+    PageSize,
+    /// `scan_interval_ms` is 0.
+    #[error("invalid repair config: scan interval must be at least 1 ms")]
+    ScanInterval,
+    /// `gc_grace_secs` is outside the bounds meta accepts.
+    #[error("invalid repair config: gc_grace_secs = {grace_secs}: {source}")]
+    GcGrace {
+        /// The grace configured, in seconds.
+        grace_secs: u64,
+        /// Which bound it breaks.
+        source: GraceError,
+    },
+}
+
+impl RepairConfigError {
+    /// A stable identifier for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RepairConfigError::EmptyId => "repair_config_id",
+            RepairConfigError::NoMetaEndpoints => "repair_config_meta_endpoints",
+            RepairConfigError::Concurrency => "repair_config_concurrency",
+            RepairConfigError::PageSize => "repair_config_page_size",
+            RepairConfigError::ScanInterval => "repair_config_scan_interval",
+            RepairConfigError::GcGrace { source, .. } => source.code(),
+        }
+    }
+
+    /// Whether starting again could succeed: never, the settings do not change by themselves.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RepairConfigError::EmptyId
+            | RepairConfigError::NoMetaEndpoints
+            | RepairConfigError::Concurrency
+            | RepairConfigError::PageSize
+            | RepairConfigError::ScanInterval
+            | RepairConfigError::GcGrace { .. } => false,
+        }
+    }
 }
 
 impl RepairConfig {
@@ -58,59 +110,36 @@ impl RepairConfig {
         Duration::from_millis(self.scan_interval_ms)
     }
 
-    /// Age below which garbage and orphans are kept.
-    pub fn gc_grace(&self) -> Duration {
-        Duration::from_secs(self.gc_grace_secs)
+    /// The grace period claims carry, in milliseconds (saturating: an absurd value is refused by
+    /// `validate` as too long rather than wrapping).
+    pub fn gc_grace_ms(&self) -> u64 {
+        self.gc_grace_secs.saturating_mul(1000)
     }
 
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), RepairConfigError> {
-        let invalid = |m: &str| Err(RepairConfigError::Invalid(m.to_owned()));
         if self.id.is_empty() {
-            return invalid("id must not be empty");
+            return Err(RepairConfigError::EmptyId);
         }
         if self.meta_endpoints.is_empty() {
-            return invalid("at least one meta endpoint is needed");
+            return Err(RepairConfigError::NoMetaEndpoints);
         }
         if self.concurrency == 0 {
-            return invalid("concurrency must be at least 1");
+            return Err(RepairConfigError::Concurrency);
         }
         if self.page_size == 0 {
-            return invalid("page size must be at least 1");
+            return Err(RepairConfigError::PageSize);
         }
         if self.scan_interval_ms == 0 {
-            return invalid("scan interval must be at least 1 ms");
+            return Err(RepairConfigError::ScanInterval);
         }
-        Ok(())
+        validate_grace(self.gc_grace_ms()).map_err(|source| RepairConfigError::GcGrace {
+            grace_secs: self.gc_grace_secs,
+            source,
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid_and_bad_values_are_refused() {
-        RepairConfig::default().validate().expect("defaults");
-        for bad in [
-            RepairConfig {
-                id: String::new(),
-                ..RepairConfig::default()
-            },
-            RepairConfig {
-                meta_endpoints: Vec::new(),
-                ..RepairConfig::default()
-            },
-            RepairConfig {
-                concurrency: 0,
-                ..RepairConfig::default()
-            },
-            RepairConfig {
-                scan_interval_ms: 0,
-                ..RepairConfig::default()
-            },
-        ] {
-            assert!(bad.validate().is_err(), "{bad:?}");
-        }
-    }
-}
+#[path = "config_test.rs"]
+mod tests;

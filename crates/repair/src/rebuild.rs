@@ -1,65 +1,147 @@
-//! Rebuilding one blob: read any k healthy shards chunk by chunk, verify every chunk's blake3
-//! hash, reconstruct the missing shards with Reed-Solomon, stream them to their target nodes,
-//! and swap the placement in meta with compare-and-set.
+//! Rebuilding one blob: read k copies chunk by chunk with [`VerifiedShardReader`] (each copy's
+//! hash table checked against the manifest's digest, each chunk against its table entry),
+//! reconstruct the missing shards with Reed-Solomon, write each with [`ShardWriter`] as a new
+//! generation under the daemon's write lease, and swap the placement in meta with
+//! compare-and-set on the exact copies scanned.
 //!
-//! Invariant: no byte is written that was not derived from k verified chunks, so repair never
-//! spreads corruption; and the placement only changes after every new copy is durable.
+//! Invariant: no byte is written that was not derived from k chunks verified against the
+//! manifest, so a self-consistent but wrong copy (another blob's shard renamed, a stale write,
+//! swapped chunks) is never a source; a rebuilt copy enters a placement only after the node
+//! made it durable with exactly the manifest's digest; and it is always a new generation, so it
+//! never replaces a file any placement or reader names. A refused swap leaves the new copies as
+//! orphans for garbage collection, never as half a placement.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use tessera_client::data::ShardChunkStream;
-use tessera_client::{DataClient, DataClientError, MetaClient, MetaClientError};
-use tessera_core::layout::Layout;
+use tessera_client::meta::PlacementChange;
+use tessera_client::shard::{ShardReadSpec, ShardWriteError, ShardWriteSpec, WrittenShard};
+use tessera_client::{
+    CommandError, DataClient, LeaseError, LeaseGuard, LeaseHandle, MetaClient, MetaClientError,
+    ShardId, ShardReadFault, ShardWriter, VerifiedShardReader,
+};
+use tessera_core::blob::{ErasureBlob, Generation, ShardCopy};
+use tessera_core::meta_error::MetaRuleError;
 use tessera_core::names::NodeId;
-use tessera_core::shard_format::{chunk_hash, verify_chunk};
-use tessera_core::stripe::{Codec, StripeGeometry};
-use tessera_proto::data::v1 as data_pb;
-use tessera_proto::data::v1::write_shard_request::Msg;
-use tessera_proto::meta::v1 as pb;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tessera_core::repair::{RepairAction, RepairPlan, ShardHealth, ShardState};
+use tessera_core::stripe::{Codec, CodecError};
+use tessera_runtime::rate::SharedRateLimiter;
+use tracing::{info, warn};
 
 use crate::scan::BlobWork;
 use crate::view::ClusterView;
 
-/// How long one source chunk may take to arrive.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why a rebuild did not finish.
+/// Why a rebuild did not finish (the next pass plans the blob again).
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    /// Fewer than k healthy sources could be read.
-    #[error("too few readable shards: {0}")]
-    Sources(String),
-    /// A source shard failed mid-read (missing, corrupt chunk, node gone).
-    #[error("source shard {index} on node {node}: {reason}")]
+    /// Fewer than k copies could be opened and verified.
+    #[error("too few readable shards: {readable} of {needed} needed")]
+    TooFewSources {
+        /// Copies opened.
+        readable: usize,
+        /// k.
+        needed: usize,
+    },
+    /// A source copy failed verification or its node failed mid-read.
+    #[error("source shard {index} on node {node}: {source}")]
     Source {
         /// Its index.
         index: u32,
         /// Its node.
-        node: u64,
+        node: NodeId,
         /// What went wrong.
-        reason: String,
+        source: ShardReadFault,
     },
-    /// Writing a rebuilt shard failed.
-    #[error("writing shard {index} to node {node}: {reason}")]
+    /// Writing a rebuilt copy failed.
+    #[error("writing shard {index} to node {node}: {source}")]
     Target {
         /// Its index.
         index: u32,
         /// Its node.
-        node: u64,
+        node: NodeId,
         /// What went wrong.
-        reason: String,
+        source: ShardWriteError,
     },
-    /// The blob's layout or geometry is invalid.
-    #[error("blob layout: {0}")]
-    Layout(String),
-    /// Meta did not answer.
+    /// A target node is not registered (it left since the scan).
+    #[error("target node {node} is not registered")]
+    UnknownNode {
+        /// The node.
+        node: NodeId,
+    },
+    /// The rebuilt copy's digest is not the manifest's: the sources cannot have been the
+    /// manifest's shards; the copy is left as an orphan.
+    #[error("rebuilt shard {index} on node {node} does not match the manifest's digest")]
+    DigestMismatch {
+        /// Its index.
+        index: u32,
+        /// Its node.
+        node: NodeId,
+    },
+    /// The plan places a copy that is neither scanned nor written (a planner bug; nothing is
+    /// committed).
+    #[error("the plan places shard {index} on node {node} without a copy there")]
+    Unplaced {
+        /// The index.
+        index: u32,
+        /// The node.
+        node: NodeId,
+    },
+    /// The manifest has no digest for an index (it cannot be verified).
+    #[error("the manifest has no digest for shard {index}")]
+    NoDigest {
+        /// The index.
+        index: u32,
+    },
+    /// Reed-Solomon failed.
+    #[error("erasure coding: {0}")]
+    Codec(#[from] CodecError),
+    /// The daemon holds no live write lease to write under.
+    #[error("no write lease: {0}")]
+    Lease(#[from] LeaseError),
+    /// Reading the blob's current placement failed.
     #[error("meta: {0}")]
     Meta(#[from] MetaClientError),
+    /// Meta refused or lost the placement swap (other than a changed placement); the rebuilt
+    /// copies are orphans.
+    #[error("placement update: {0}")]
+    Placement(CommandError),
+}
+
+impl RebuildError {
+    /// A stable code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RebuildError::TooFewSources { .. } => "rebuild_too_few_sources",
+            RebuildError::Source { source, .. } => source.code(),
+            RebuildError::Target { source, .. } => source.code(),
+            RebuildError::UnknownNode { .. } => "rebuild_unknown_node",
+            RebuildError::DigestMismatch { .. } => "rebuild_digest_mismatch",
+            RebuildError::NoDigest { .. } => "rebuild_no_digest",
+            RebuildError::Unplaced { .. } => "rebuild_unplaced",
+            RebuildError::Codec(e) => e.code(),
+            RebuildError::Lease(e) => e.code(),
+            RebuildError::Meta(e) => e.code(),
+            RebuildError::Placement(e) => e.code(),
+        }
+    }
+
+    /// Whether a later pass may succeed where this one failed: everything but a digest
+    /// mismatch, which needs an operator's look (the pass still retries it).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RebuildError::DigestMismatch { .. }
+            | RebuildError::NoDigest { .. }
+            | RebuildError::Unplaced { .. } => false,
+            RebuildError::Codec(_) => false,
+            RebuildError::TooFewSources { .. }
+            | RebuildError::Source { .. }
+            | RebuildError::Target { .. }
+            | RebuildError::UnknownNode { .. }
+            | RebuildError::Lease(_) => true,
+            RebuildError::Meta(e) => e.is_retryable(),
+            RebuildError::Placement(e) => e.is_retryable(),
+        }
+    }
 }
 
 /// What a rebuild achieved.
@@ -72,418 +154,339 @@ pub enum RebuildOutcome {
         /// Bytes written (shard data).
         bytes: u64,
     },
-    /// Meta refused the swap: the blob changed or is gone since the scan (another daemon, an
-    /// overwrite, a delete). The copies written are orphans for garbage collection.
+    /// The blob changed or is gone since the scan (another daemon, an overwrite, a delete):
+    /// skipped, or meta refused the swap (the copies written are orphans).
     Superseded,
-}
-
-/// Spreads rebuilt bytes over time when a rate cap is set.
-#[derive(Debug)]
-pub struct Throttle {
-    rate: u64,
-    next_free: Mutex<Option<Instant>>,
-}
-
-impl Throttle {
-    /// A throttle of `rate` bytes per second; 0 = none.
-    pub fn new(rate: u64) -> Self {
-        Throttle {
-            rate,
-            next_free: Mutex::new(None),
-        }
-    }
-
-    /// Waits until `bytes` more may be written.
-    pub async fn acquire(&self, bytes: u64) {
-        if self.rate == 0 {
-            return;
-        }
-        let start = {
-            let mut next = self
-                .next_free
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (start, after) = schedule(*next, Instant::now(), bytes, self.rate);
-            *next = Some(after);
-            start
-        };
-        tokio::time::sleep_until(start).await;
-    }
-}
-
-/// When a write of `bytes` may start at `rate` bytes/s, given when the previous writes leave
-/// the budget free (`next_free`) and the time `now`; and when the budget is free after it.
-fn schedule(next_free: Option<Instant>, now: Instant, bytes: u64, rate: u64) -> (Instant, Instant) {
-    let cost = Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64);
-    let start = next_free.map_or(now, |n| n.max(now));
-    (start, start + cost)
 }
 
 /// Everything a rebuild needs.
 pub struct RebuildCtx<'a> {
+    /// Meta.
     pub meta: &'a MetaClient,
+    /// Data nodes.
     pub data: &'a DataClient,
+    /// This pass's view.
     pub view: &'a ClusterView,
-    pub throttle: &'a Throttle,
+    /// The daemon's write lease.
+    pub lease: &'a LeaseHandle,
+    /// The daemon's byte budget for rebuilt data.
+    pub limiter: &'a SharedRateLimiter,
 }
 
-/// Rebuilds `work` and commits its new placement; retries once without a source that failed.
+/// Rebuilds `work` and commits its new placement. A source that turns out not to be the
+/// manifest's shard (missing, or failing the digest or a chunk hash) is marked corrupt and the
+/// blob planned again, so it is rebuilt too; a source whose node fails is left out. Each retry
+/// concerns another copy, so the attempts are bounded by the blob's copies.
 pub async fn rebuild(
     ctx: &RebuildCtx<'_>,
     work: &BlobWork,
 ) -> Result<RebuildOutcome, RebuildError> {
+    let blob = &work.blob;
     // The scan may be minutes old: skip a blob that another daemon, an overwrite or a delete
     // has changed since, rather than rebuild it only to lose the compare-and-set.
     if !still_as_scanned(ctx.meta, work).await? {
         return Ok(RebuildOutcome::Superseded);
     }
+    let nodes = ctx.view.repair_nodes();
+    let mut states = work.states.clone();
+    let mut plan = work.plan.clone();
     let mut excluded: Vec<(u32, NodeId)> = Vec::new();
-    let mut written = (0u64, 0u64);
-    if !work.plan.writes.is_empty() {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match write_shards(ctx, work, &excluded).await {
-                Ok(w) => {
-                    written = w;
-                    break;
-                }
-                Err(RebuildError::Source {
-                    index,
-                    node,
-                    reason,
-                }) if attempt < 3 => {
-                    tracing::warn!(data_id = %work.data_id, index, node, %reason,
-                        "source shard unreadable; retrying without it");
-                    excluded.push((index, NodeId(node)));
-                }
-                Err(e) => return Err(e),
-            }
+    // Held until meta answered the swap, so the lease stays renewed while its copies are
+    // unplaced. A change that only drops copies adds none and needs no lease.
+    let mut lease: Option<LeaseGuard> = None;
+    let mut failures = 0;
+    let (written, bytes) = loop {
+        if plan.action != RepairAction::Rebuild {
+            return Err(RebuildError::TooFewSources {
+                readable: plan.healthy as usize,
+                needed: blob.layout.data_shards() as usize,
+            });
         }
-    }
-    commit(ctx.meta, work).await.map(|committed| {
-        if committed {
-            RebuildOutcome::Committed {
-                shards: written.0,
-                bytes: written.1,
-            }
-        } else {
-            RebuildOutcome::Superseded
+        if plan.writes.is_empty() {
+            break (Vec::new(), 0);
         }
-    })
+        let lease_id = match &lease {
+            Some(guard) => guard.lease_id(),
+            None => lease.insert(ctx.lease.acquire()?).lease_id(),
+        };
+        match write_shards(ctx, blob, &plan, &excluded, lease_id).await {
+            Ok(done) => break done,
+            Err(RebuildError::Source {
+                index,
+                node,
+                source,
+            }) if failures < blob.shards.len() => {
+                failures += 1;
+                if source.is_copy_fault() {
+                    warn!(data_id = %blob.data_id, index, node = node.0, code = source.code(),
+                        error = %source, "source shard is not the manifest's; rebuilding it too");
+                    mark_corrupt(&mut states, index, node);
+                    plan = tessera_core::repair::plan(&blob.layout, &blob.data_id, &states, &nodes);
+                } else {
+                    warn!(data_id = %blob.data_id, index, node = node.0, code = source.code(),
+                        error = %source, "source shard unreadable; retrying without it");
+                    excluded.push((index, node));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let change = PlacementChange {
+        data_id: blob.data_id,
+        expected: blob.shards.clone(),
+        shards: new_placement(blob, &plan.placement, &written)?,
+        degraded: plan.degraded,
+        lease_id: lease.as_ref().map_or(0, LeaseGuard::lease_id),
+    };
+    let outcome = match ctx.meta.update_placement(&change).await {
+        Ok(()) => Ok(RebuildOutcome::Committed {
+            shards: written.len() as u64,
+            bytes,
+        }),
+        Err(CommandError::Rule(MetaRuleError::Conflict { message })) => {
+            info!(data_id = %blob.data_id, reason = %message, orphans = written.len(),
+                "placement changed since the scan; rebuild superseded");
+            Ok(RebuildOutcome::Superseded)
+        }
+        Err(e) => Err(RebuildError::Placement(e)),
+    };
+    drop(lease);
+    outcome
 }
 
-/// Whether the blob is still owned and placed as the scan saw it.
+/// Marks the copy of `index` on `node` corrupt (a read showed it is not the manifest's shard).
+pub fn mark_corrupt(states: &mut [ShardState], index: u32, node: NodeId) {
+    for state in states
+        .iter_mut()
+        .filter(|s| s.index == index && s.node == node)
+    {
+        state.health = ShardHealth::Corrupt;
+    }
+}
+
+/// The placement after the rebuild: for each `(index, node)` of the plan's placement, the copy
+/// just written there, else the scanned copy there (the planner keeps only healthy copies,
+/// which the manifest names once per index and node). An entry with neither is refused rather
+/// than dropped, so a placement never silently loses an index.
+pub fn new_placement(
+    blob: &ErasureBlob,
+    placement: &[(u32, NodeId)],
+    written: &[ShardCopy],
+) -> Result<Vec<ShardCopy>, RebuildError> {
+    let existing: BTreeMap<(u32, NodeId), ShardCopy> = blob
+        .shards
+        .iter()
+        .map(|c| ((c.shard_index, c.node), *c))
+        .collect();
+    let fresh: BTreeMap<(u32, NodeId), ShardCopy> = written
+        .iter()
+        .map(|c| ((c.shard_index, c.node), *c))
+        .collect();
+    let mut copies = placement
+        .iter()
+        .map(|&(index, node)| {
+            fresh
+                .get(&(index, node))
+                .or_else(|| existing.get(&(index, node)))
+                .copied()
+                .ok_or(RebuildError::Unplaced { index, node })
+        })
+        .collect::<Result<Vec<ShardCopy>, RebuildError>>()?;
+    copies.sort_unstable();
+    Ok(copies)
+}
+
+/// Whether the blob is still owned and placed exactly as the scan saw it (generations too).
 async fn still_as_scanned(meta: &MetaClient, work: &BlobWork) -> Result<bool, RebuildError> {
-    let Some(current) = meta.get_blob(work.data_id.as_bytes()).await? else {
+    let Some(current) = meta.get_blob(&work.blob.data_id).await? else {
         return Ok(false);
     };
-    let key = |s: &pb::ShardPlacement| (s.shard_index, s.node_id);
-    let mut now: Vec<_> = current
-        .blob
-        .map(|b| b.shards)
-        .unwrap_or_default()
-        .iter()
-        .map(key)
-        .collect();
-    let mut then: Vec<_> = work.blob.shards.iter().map(key).collect();
+    let mut now = current.blob.shards;
+    let mut then = work.blob.shards.clone();
     now.sort_unstable();
     then.sort_unstable();
     Ok(now == then)
 }
 
-/// Swaps the placement; false when meta says the blob changed or is gone.
-async fn commit(meta: &MetaClient, work: &BlobWork) -> Result<bool, RebuildError> {
-    let cmd = pb::Command {
-        cmd: Some(pb::command::Cmd::UpdatePlacement(pb::UpdatePlacement {
-            data_id: work.data_id.as_bytes().to_vec(),
-            expected: work.blob.shards.clone(),
-            shards: work
-                .plan
-                .placement
-                .iter()
-                .map(|(index, node)| pb::ShardPlacement {
-                    shard_index: *index,
-                    node_id: node.0,
-                    generation: 0,
-                })
-                .collect(),
-            degraded: work.plan.degraded,
-            ..pb::UpdatePlacement::default()
-        })),
-        ..pb::Command::default()
-    };
-    let result = meta.execute(cmd).await?;
-    match result.result {
-        Some(pb::command_result::Result::Error(e)) => {
-            let code = pb::MetaErrorCode::try_from(e.code)
-                .unwrap_or(pb::MetaErrorCode::MetaErrorUnspecified);
-            match code {
-                pb::MetaErrorCode::MetaErrorConflict | pb::MetaErrorCode::MetaErrorNoSuchKey => {
-                    tracing::info!(data_id = %work.data_id, reason = %e.message,
-                        "placement changed since the scan; rebuild superseded");
-                    Ok(false)
-                }
-                _ => Err(RebuildError::Meta(MetaClientError::Decode(format!(
-                    "update placement refused: {}",
-                    e.message
-                )))),
-            }
-        }
-        _ => Ok(true),
-    }
+/// A fresh generation for a rebuilt copy.
+fn fresh_generation() -> Generation {
+    Generation::from_random(rand::random())
 }
 
-struct Source {
-    index: u32,
-    node: NodeId,
-    stream: ShardChunkStream,
-}
-
-struct Target {
-    index: u32,
-    node: NodeId,
-    tx: Option<mpsc::Sender<data_pb::WriteShardRequest>>,
-    task: tokio::task::JoinHandle<Result<data_pb::WriteShardResponse, DataClientError>>,
-}
-
-impl Target {
-    async fn send(&mut self, msg: Msg) -> Result<(), RebuildError> {
-        let sent = match &self.tx {
-            Some(tx) => tx
-                .send(data_pb::WriteShardRequest { msg: Some(msg) })
-                .await
-                .is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
-        }
-        // The stream ended early: the task holds the reason.
-        self.tx = None;
-        let reason = match (&mut self.task).await {
-            Ok(Err(e)) => e.to_string(),
-            Ok(Ok(_)) => "stream closed early".to_owned(),
-            Err(e) => e.to_string(),
-        };
-        Err(RebuildError::Target {
-            index: self.index,
-            node: self.node.0,
-            reason,
-        })
-    }
-}
-
-/// Streams the plan's writes; returns (shards, bytes) written.
-async fn write_shards(
+/// Opens verified readers on k of the plan's sources on reachable nodes, data indices first. A
+/// copy whose node fails is skipped for the next; a copy that is not the manifest's shard
+/// (missing, digest or table size not the manifest's) fails the attempt, to be planned around.
+async fn open_sources(
     ctx: &RebuildCtx<'_>,
-    work: &BlobWork,
+    blob: &ErasureBlob,
+    plan: &RepairPlan,
     excluded: &[(u32, NodeId)],
-) -> Result<(u64, u64), RebuildError> {
-    let blob = &work.blob;
-    let layout = Layout::new(blob.data_shards, blob.parity_shards)
-        .map_err(|e| RebuildError::Layout(e.to_string()))?;
-    let codec = Codec::new(layout).map_err(|e| RebuildError::Layout(e.to_string()))?;
-    let geometry = StripeGeometry::try_new(layout, blob.chunk_size)
-        .map_err(|e| RebuildError::Layout(e.to_string()))?;
-    let chunk_count = geometry.chunk_count(work.size);
-    let chunk_size = blob.chunk_size as usize;
-    let k = layout.data_shards() as usize;
-    let n = layout.total_shards() as usize;
-
-    // Sources: the plan's healthy copies, data shards first, on nodes that answered this pass.
-    let candidates: Vec<(u32, NodeId)> = work
-        .plan
+) -> Result<Vec<(u32, NodeId, VerifiedShardReader)>, RebuildError> {
+    let k = blob.layout.data_shards() as usize;
+    let mut sources = Vec::with_capacity(k);
+    let candidates = plan
         .sources
         .iter()
         .copied()
-        .filter(|s| !excluded.contains(s) && ctx.view.is_reachable(s.1))
-        .collect();
-    if candidates.len() < k {
-        return Err(RebuildError::Sources(format!(
-            "{} of {k} needed",
-            candidates.len()
-        )));
+        .filter(|s| !excluded.contains(s) && ctx.view.is_reachable(s.1));
+    for (index, node) in candidates {
+        if sources.len() == k {
+            break;
+        }
+        let (Some(copy), Some(addr)) = (
+            blob.shards
+                .iter()
+                .find(|c| c.shard_index == index && c.node == node),
+            ctx.view.addr(node),
+        ) else {
+            continue;
+        };
+        let spec = ShardReadSpec::from_manifest(blob, copy, 0..blob.chunks_per_shard)
+            .ok_or(RebuildError::NoDigest { index })?;
+        match VerifiedShardReader::open(ctx.data, addr, spec).await {
+            Ok(reader) => sources.push((index, node, reader)),
+            // Not the manifest's shard: the caller marks it corrupt and plans again.
+            Err(source) if source.is_copy_fault() => {
+                return Err(RebuildError::Source {
+                    index,
+                    node,
+                    source,
+                });
+            }
+            Err(fault) => {
+                warn!(data_id = %blob.data_id, index, node = node.0, code = fault.code(),
+                    error = %fault, "source shard unreachable; trying another");
+            }
+        }
     }
-    let mut sources = Vec::with_capacity(k);
-    for (index, node) in candidates.into_iter().take(k) {
-        let addr = ctx.view.addr(node).unwrap_or_default().to_owned();
-        let stream = ctx
-            .data
-            .read_shard(&addr, crate::gc::legacy_shard_id(work.data_id, index), 0, 0)
-            .await
-            .map_err(|e| RebuildError::Source {
-                index,
-                node: node.0,
-                reason: e.to_string(),
-            })?;
-        sources.push(Source {
-            index,
-            node,
-            stream,
+    if sources.len() < k {
+        return Err(RebuildError::TooFewSources {
+            readable: sources.len(),
+            needed: k,
         });
     }
+    Ok(sources)
+}
 
-    let mut targets = Vec::with_capacity(work.plan.writes.len());
-    for (index, node) in &work.plan.writes {
+/// Streams the plan's writes as new generations under `lease_id`; returns the copies written
+/// (each verified against the manifest's digest) and the bytes written.
+async fn write_shards(
+    ctx: &RebuildCtx<'_>,
+    blob: &ErasureBlob,
+    plan: &RepairPlan,
+    excluded: &[(u32, NodeId)],
+    lease_id: u64,
+) -> Result<(Vec<ShardCopy>, u64), RebuildError> {
+    let codec = Codec::new(blob.layout)?;
+    let n = blob.layout.total_shards() as usize;
+    // Zero chunks (an empty blob): nothing to read, empty shards to write.
+    let mut sources = if blob.chunks_per_shard == 0 {
+        Vec::new()
+    } else {
+        open_sources(ctx, blob, plan, excluded).await?
+    };
+
+    let mut targets = Vec::with_capacity(plan.writes.len());
+    for &(index, node) in &plan.writes {
         let addr = ctx
             .view
-            .addr(*node)
-            .ok_or_else(|| RebuildError::Target {
-                index: *index,
-                node: node.0,
-                reason: "node not registered".into(),
-            })?
-            .to_owned();
-        let (tx, rx) = mpsc::channel(4);
-        let data = ctx.data.clone();
-        let task = tokio::spawn(async move {
-            data.write_shard(&addr, tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-        });
-        let mut target = Target {
-            index: *index,
-            node: *node,
-            tx: Some(tx),
-            task,
-        };
-        target
-            .send(Msg::Header(data_pb::ShardHeader {
-                id: Some(crate::gc::legacy_shard_id(work.data_id, *index)),
-                data_shards: blob.data_shards,
-                parity_shards: blob.parity_shards,
-                chunk_size: blob.chunk_size,
-                lease_id: 0,
-            }))
-            .await?;
-        targets.push(target);
+            .addr(node)
+            .ok_or(RebuildError::UnknownNode { node })?;
+        let id = ShardId::new(blob.data_id, index, fresh_generation());
+        let spec = ShardWriteSpec::new(id, blob.layout, blob.chunk_size, lease_id);
+        let writer =
+            ShardWriter::open(ctx.data, addr, spec).map_err(|source| RebuildError::Target {
+                index,
+                node,
+                source,
+            })?;
+        targets.push((index, node, writer));
     }
 
     let mut bytes = 0u64;
-    for chunk in 0..chunk_count {
-        let reads = sources.iter_mut().map(|s| next_chunk(s, chunk, chunk_size));
+    for _ in 0..blob.chunks_per_shard {
+        let reads = sources.iter_mut().map(|(index, node, reader)| async move {
+            match reader.next_chunk().await {
+                Ok(Some(chunk)) => Ok((*index, chunk.data)),
+                // The reader ends at the manifest's chunk count, which the loop does not pass.
+                Ok(None) => Err(RebuildError::Source {
+                    index: *index,
+                    node: *node,
+                    source: ShardReadFault::Ended {
+                        addr: reader.addr().to_owned(),
+                        shard: reader.id(),
+                        next: reader.next_index(),
+                    },
+                }),
+                Err(source) => Err(RebuildError::Source {
+                    index: *index,
+                    node: *node,
+                    source,
+                }),
+            }
+        });
         let mut row: Vec<Option<Vec<u8>>> = vec![None; n];
-        for result in futures::future::join_all(reads).await {
-            let (index, data) = result?;
-            row[index as usize] = Some(data);
+        for (index, data) in futures::future::try_join_all(reads).await? {
+            row[index as usize] = Some(data.to_vec());
         }
-        codec
-            .reconstruct(&mut row)
-            .map_err(|e| RebuildError::Sources(e.to_string()))?;
-        for target in &mut targets {
-            let Some(data) = row[target.index as usize].take() else {
-                return Err(RebuildError::Layout(format!(
-                    "shard {} was not reconstructed",
-                    target.index
-                )));
-            };
-            let hash = chunk_hash(&data);
-            ctx.throttle.acquire(data.len() as u64).await;
+        codec.reconstruct(&mut row)?;
+        let mut chunks = Vec::with_capacity(targets.len());
+        for (index, _, _) in &targets {
+            let data = row[*index as usize].take().unwrap_or_default();
+            ctx.limiter.acquire(data.len() as u64).await;
             bytes += data.len() as u64;
-            target
-                .send(Msg::Chunk(data_pb::ShardChunk {
-                    index: chunk,
-                    data: Bytes::from(data),
-                    blake3: Bytes::copy_from_slice(&hash),
-                }))
-                .await?;
+            chunks.push(Bytes::from(data));
         }
-    }
-    for target in &mut targets {
-        target
-            .send(Msg::Commit(data_pb::ShardCommit {
-                chunks: chunk_count,
-                ..data_pb::ShardCommit::default()
-            }))
-            .await?;
-        target.tx = None;
-    }
-    for target in targets {
-        let (index, node) = (target.index, target.node.0);
-        match target.task.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                return Err(RebuildError::Target {
-                    index,
-                    node,
-                    reason: e.to_string(),
+        let sends =
+            targets
+                .iter_mut()
+                .zip(chunks)
+                .map(|((index, node, writer), data)| async move {
+                    writer
+                        .send_chunk(data)
+                        .await
+                        .map_err(|source| RebuildError::Target {
+                            index: *index,
+                            node: *node,
+                            source,
+                        })
                 });
-            }
-            Err(e) => {
-                return Err(RebuildError::Target {
-                    index,
-                    node,
-                    reason: e.to_string(),
-                });
-            }
-        }
+        futures::future::try_join_all(sends).await?;
     }
-    Ok((work.plan.writes.len() as u64, bytes))
+    drop(sources);
+
+    let commits = targets.into_iter().map(|(index, node, writer)| async move {
+        let written = writer
+            .commit()
+            .await
+            .map_err(|source| RebuildError::Target {
+                index,
+                node,
+                source,
+            })?;
+        check_written(blob, index, node, &written)?;
+        Ok::<_, RebuildError>(written.id.copy_on(node))
+    });
+    let written = futures::future::try_join_all(commits).await?;
+    Ok((written, bytes))
 }
 
-/// The verified chunk `expected` of a source.
-async fn next_chunk(
-    source: &mut Source,
-    expected: u64,
-    chunk_size: usize,
-) -> Result<(u32, Vec<u8>), RebuildError> {
-    let (index, node) = (source.index, source.node.0);
-    let fail = move |reason: String| RebuildError::Source {
-        index,
-        node,
-        reason,
-    };
-    let item = match tokio::time::timeout(CHUNK_TIMEOUT, source.stream.next()).await {
-        Err(_) => return Err(fail("no chunk within the timeout".into())),
-        Ok(None) => return Err(fail(format!("stream ended before chunk {expected}"))),
-        Ok(Some(Err(e))) => return Err(fail(e.to_string())),
-        Ok(Some(Ok(item))) => item,
-    };
-    if item.corrupt {
-        return Err(fail(format!("chunk {} is corrupt", item.index)));
+/// Whether a rebuilt copy is exactly the manifest's shard: same digest, same chunk count.
+pub fn check_written(
+    blob: &ErasureBlob,
+    index: u32,
+    node: NodeId,
+    written: &WrittenShard,
+) -> Result<(), RebuildError> {
+    let expected = blob
+        .digest_of(index)
+        .ok_or(RebuildError::NoDigest { index })?;
+    if written.digest != *expected || written.chunks != blob.chunks_per_shard {
+        return Err(RebuildError::DigestMismatch { index, node });
     }
-    if item.index != expected {
-        return Err(fail(format!(
-            "chunk {} arrived, {expected} expected",
-            item.index
-        )));
-    }
-    if item.data.len() != chunk_size {
-        return Err(fail(format!(
-            "chunk of {} bytes, {chunk_size} expected",
-            item.data.len()
-        )));
-    }
-    let hash = item
-        .hashes
-        .as_ref()
-        .map(|h| h.hashes.clone())
-        .unwrap_or_default();
-    if !verify_chunk(&item.data, &hash) {
-        return Err(fail(format!("chunk {expected} fails its hash")));
-    }
-    Ok((source.index, item.data.to_vec()))
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_are_spaced_at_the_rate() {
-        let t0 = Instant::now();
-        let mut next = None;
-        let mut starts = Vec::new();
-        for _ in 0..5 {
-            // All five arrive at once: each starts when the previous one's budget is spent.
-            let (start, after) = schedule(next, t0, 500, 1_000);
-            starts.push(start - t0);
-            next = Some(after);
-        }
-        let ms: Vec<u128> = starts.iter().map(|d| d.as_millis()).collect();
-        assert_eq!(ms, vec![0, 500, 1000, 1500, 2000]);
-        // After an idle spell the budget does not accumulate: a late write starts at once.
-        let late = t0 + Duration::from_secs(10);
-        assert_eq!(schedule(next, late, 500, 1_000).0, late);
-    }
-}
+#[path = "rebuild_test.rs"]
+mod tests;

@@ -1,106 +1,139 @@
 //! The cluster as one pass sees it: every registered data node with its zone, liveness and
-//! state, and the shards each live node listed.
+//! state, meta's applied log index read before any node was listed, and the exact shard copies
+//! each live node listed.
+//!
+//! Invariant: a placed copy counts as healthy only against the manifest, never on the node's
+//! word alone: its node is alive and answered its listing, and lists exactly the placement's
+//! generation with the manifest's digest and chunk count. A listed copy of the same index on the
+//! same node under another generation satisfies nothing. And because `applied_index` was read
+//! (after meta's read barrier) before the first listing began, every placement applied at or
+//! below it names copies that were durable before the listings: their absence is real.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use tessera_client::{DataClient, MetaClient, MetaClientError};
-use tessera_core::names::{DataId, NodeId, ZoneName};
+use tessera_client::data::ListedShard;
+use tessera_client::{DataClient, MetaClient, MetaClientError, ShardId};
+use tessera_core::blob::{ErasureBlob, ShardCopy};
+use tessera_core::names::{NodeId, ZoneName};
 use tessera_core::repair::{RepairNode, ShardHealth};
 use tessera_proto::meta::v1 as pb;
 use tracing::warn;
 
+/// What meta's membership says of a data node's heartbeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Heartbeats arrive.
+    Alive,
+    /// Heartbeats stopped a little while ago: its copies may come back.
+    Suspect,
+    /// Heartbeats stopped long ago: its copies count as lost.
+    Dead,
+}
+
+impl Liveness {
+    /// The liveness a status names; an unknown value counts as dead (never trusted, never a
+    /// target).
+    fn from_pb(value: i32) -> Liveness {
+        match pb::Liveness::try_from(value) {
+            Ok(pb::Liveness::Alive) => Liveness::Alive,
+            Ok(pb::Liveness::Suspect) => Liveness::Suspect,
+            Ok(pb::Liveness::Dead) | Err(_) => Liveness::Dead,
+        }
+    }
+}
+
 /// One registered data node.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeView {
+    /// Its id.
     pub id: NodeId,
+    /// Its failure domain.
     pub zone: ZoneName,
+    /// Where it serves.
     pub addr: String,
-    pub liveness: pb::Liveness,
+    /// Whether its heartbeats arrive.
+    pub liveness: Liveness,
+    /// Whether it is being emptied (readable, never a target).
     pub draining: bool,
 }
 
-/// What one node holds: shard id -> chunk count.
-pub type Listing = HashMap<(DataId, u32), ListedShard>;
+/// What one node listed: every stored copy by its exact id.
+pub type Listing = HashMap<ShardId, ListedShard>;
 
-/// One listed shard file.
-#[derive(Clone, Copy, Debug)]
-pub struct ListedShard {
-    pub chunks: u64,
-    pub modified_ms: i64,
-}
-
-/// The registered nodes and the listings of the ones that answered.
+/// The registered nodes, the applied index and the listings of the nodes that answered.
 #[derive(Debug, Default)]
 pub struct ClusterView {
+    /// Every registered data node.
     pub nodes: BTreeMap<NodeId, NodeView>,
+    /// Meta's applied log index, read before the listings: placements applied above it are too
+    /// new to be judged by them.
+    pub applied_index: u64,
+    /// The listings of the alive nodes that answered.
     pub listings: HashMap<NodeId, Listing>,
     /// Alive nodes whose listing failed: their copies are of unknown health this pass.
     pub unlisted: HashSet<NodeId>,
 }
 
 impl ClusterView {
-    /// Reads the membership from meta.
-    pub async fn load_nodes(meta: &MetaClient) -> Result<ClusterView, MetaClientError> {
-        let status = meta.cluster_status().await?;
+    /// The membership and applied index of a cluster status, without listings.
+    pub fn from_status(status: &pb::ClusterStatusResponse) -> ClusterView {
         let mut nodes = BTreeMap::new();
-        for s in status.data_nodes {
-            let Some(node) = s.node else { continue };
-            let liveness = pb::Liveness::try_from(s.liveness).unwrap_or(pb::Liveness::Dead);
+        for s in &status.data_nodes {
+            let Some(node) = &s.node else { continue };
+            let id = NodeId(node.node_id);
             nodes.insert(
-                NodeId(node.node_id),
+                id,
                 NodeView {
-                    id: NodeId(node.node_id),
+                    id,
                     zone: ZoneName(node.zone.clone()),
                     addr: node.addr.clone(),
-                    liveness,
+                    liveness: Liveness::from_pb(s.liveness),
                     draining: node.state == pb::NodeState::Draining as i32,
                 },
             );
         }
-        Ok(ClusterView {
+        ClusterView {
             nodes,
+            applied_index: status.applied_index,
             ..ClusterView::default()
-        })
+        }
+    }
+
+    /// Reads the membership and the applied index from meta (one linearizable status call);
+    /// call it before listing.
+    pub async fn load(meta: &MetaClient) -> Result<ClusterView, MetaClientError> {
+        Ok(ClusterView::from_status(&meta.cluster_status().await?))
     }
 
     /// Lists the shards of every alive node, concurrently.
     pub async fn list_shards(&mut self, data: &DataClient) {
-        let alive: Vec<NodeView> = self
+        let alive: Vec<(NodeId, String)> = self
             .nodes
             .values()
-            .filter(|n| n.liveness == pb::Liveness::Alive)
-            .cloned()
+            .filter(|n| n.liveness == Liveness::Alive)
+            .map(|n| (n.id, n.addr.clone()))
             .collect();
-        let calls = alive.into_iter().map(|node| {
+        let calls = alive.into_iter().map(|(id, addr)| {
             let data = data.clone();
-            async move { (node.id, data.list_shards(&node.addr).await) }
+            async move { (id, data.list_shards(&addr).await) }
         });
         for (id, result) in futures::future::join_all(calls).await {
             match result {
-                Ok(entries) => {
-                    let mut listing = Listing::with_capacity(entries.len());
-                    for e in entries {
-                        let Some(sid) = e.id else { continue };
-                        let Ok(data_id) = tessera_proto::convert::data::data_id(&sid.data_id)
-                        else {
-                            continue;
-                        };
-                        listing.insert(
-                            (data_id, sid.shard_index),
-                            ListedShard {
-                                chunks: e.chunks,
-                                modified_ms: 0,
-                            },
-                        );
-                    }
-                    self.listings.insert(id, listing);
-                }
+                Ok(shards) => self.add_listing(id, shards),
                 Err(e) => {
-                    warn!(node = id.0, error = %e, "listing shards failed; node skipped this pass");
+                    warn!(node = id.0, code = e.code(), error = %e,
+                        "listing shards failed; node skipped this pass");
                     self.unlisted.insert(id);
                 }
             }
         }
+    }
+
+    /// Records what `node` listed.
+    pub fn add_listing(&mut self, node: NodeId, shards: Vec<ListedShard>) {
+        let listing: Listing = shards.into_iter().map(|s| (s.id, s)).collect();
+        self.unlisted.remove(&node);
+        self.listings.insert(node, listing);
     }
 
     /// The nodes as the planner sees them: alive means heartbeats arrive and the listing worked.
@@ -110,29 +143,36 @@ impl ClusterView {
             .map(|n| RepairNode {
                 id: n.id,
                 zone: n.zone.clone(),
-                alive: n.liveness == pb::Liveness::Alive && !self.unlisted.contains(&n.id),
+                alive: self.is_reachable(n.id),
                 draining: n.draining,
             })
             .collect()
     }
 
-    /// The health of shard `index` of `data_id` on `node`, expecting `chunks` chunks.
-    pub fn health(&self, data_id: &DataId, index: u32, node: NodeId, chunks: u64) -> ShardHealth {
-        let Some(view) = self.nodes.get(&node) else {
+    /// The health of the placed copy `copy` of `blob`, judged against the manifest (see the
+    /// module invariant).
+    pub fn health(&self, blob: &ErasureBlob, copy: &ShardCopy) -> ShardHealth {
+        let Some(node) = self.nodes.get(&copy.node) else {
             return ShardHealth::Lost;
         };
-        match view.liveness {
-            pb::Liveness::Dead => return ShardHealth::Lost,
-            pb::Liveness::Suspect => return ShardHealth::Unknown,
-            pb::Liveness::Alive => {}
+        match node.liveness {
+            Liveness::Dead => return ShardHealth::Lost,
+            Liveness::Suspect => return ShardHealth::Unknown,
+            Liveness::Alive => {}
         }
-        let Some(listing) = self.listings.get(&node) else {
+        let Some(listing) = self.listings.get(&copy.node) else {
             return ShardHealth::Unknown;
         };
-        match listing.get(&(*data_id, index)) {
-            None => ShardHealth::Missing,
-            Some(l) if chunks != 0 && l.chunks != chunks => ShardHealth::Corrupt,
-            Some(_) => ShardHealth::Ok,
+        let Some(listed) = listing.get(&ShardId::of_copy(blob.data_id, copy)) else {
+            return ShardHealth::Missing;
+        };
+        let digest_matches = blob
+            .digest_of(copy.shard_index)
+            .is_some_and(|expected| *expected == listed.digest);
+        if digest_matches && listed.chunks == blob.chunks_per_shard {
+            ShardHealth::Ok
+        } else {
+            ShardHealth::Corrupt
         }
     }
 
@@ -141,69 +181,32 @@ impl ClusterView {
         self.nodes.get(&node).map(|n| n.addr.as_str())
     }
 
+    /// Whether a node is registered at all (a copy on an unregistered node is gone for good).
+    pub fn is_registered(&self, node: NodeId) -> bool {
+        self.nodes.contains_key(&node)
+    }
+
     /// Whether a node is alive and answered its listing.
     pub fn is_reachable(&self, node: NodeId) -> bool {
         self.nodes
             .get(&node)
-            .is_some_and(|n| n.liveness == pb::Liveness::Alive)
+            .is_some_and(|n| n.liveness == Liveness::Alive)
             && self.listings.contains_key(&node)
+    }
+
+    /// What `node` listed for the exact copy `id`, if it did.
+    pub fn listed(&self, node: NodeId, id: &ShardId) -> Option<&ListedShard> {
+        self.listings.get(&node)?.get(id)
+    }
+
+    /// Every listed copy with its node.
+    pub fn all_listed(&self) -> impl Iterator<Item = (NodeId, &ListedShard)> {
+        self.listings
+            .iter()
+            .flat_map(|(node, listing)| listing.values().map(move |s| (*node, s)))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(id: u64, liveness: pb::Liveness) -> NodeView {
-        NodeView {
-            id: NodeId(id),
-            zone: ZoneName("z".into()),
-            addr: format!("127.0.0.1:{id}"),
-            liveness,
-            draining: false,
-        }
-    }
-
-    #[test]
-    fn health_follows_liveness_and_listings() {
-        let id = DataId::from_bytes([1; 16]);
-        let mut view = ClusterView::default();
-        for (n, l) in [
-            (1, pb::Liveness::Alive),
-            (2, pb::Liveness::Suspect),
-            (3, pb::Liveness::Dead),
-            (4, pb::Liveness::Alive),
-        ] {
-            view.nodes.insert(NodeId(n), node(n, l));
-        }
-        let mut listing = Listing::new();
-        listing.insert(
-            (id, 0),
-            ListedShard {
-                chunks: 2,
-                modified_ms: 0,
-            },
-        );
-        listing.insert(
-            (id, 1),
-            ListedShard {
-                chunks: 1,
-                modified_ms: 0,
-            },
-        );
-        view.listings.insert(NodeId(1), listing);
-        // Node 4 is alive but its listing failed.
-        view.unlisted.insert(NodeId(4));
-        assert_eq!(view.health(&id, 0, NodeId(1), 2), ShardHealth::Ok);
-        assert_eq!(view.health(&id, 1, NodeId(1), 2), ShardHealth::Corrupt);
-        assert_eq!(view.health(&id, 2, NodeId(1), 2), ShardHealth::Missing);
-        assert_eq!(view.health(&id, 0, NodeId(2), 2), ShardHealth::Unknown);
-        assert_eq!(view.health(&id, 0, NodeId(3), 2), ShardHealth::Lost);
-        assert_eq!(view.health(&id, 0, NodeId(4), 2), ShardHealth::Unknown);
-        assert_eq!(view.health(&id, 0, NodeId(9), 2), ShardHealth::Lost);
-        let nodes = view.repair_nodes();
-        assert!(nodes.iter().any(|n| n.id == NodeId(1) && n.alive));
-        assert!(nodes.iter().any(|n| n.id == NodeId(4) && !n.alive));
-        assert!(view.is_reachable(NodeId(1)) && !view.is_reachable(NodeId(4)));
-    }
-}
+#[path = "view_test.rs"]
+mod tests;
