@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod exactly_once;
+mod gc_safety;
 mod harness;
 mod integrity;
 mod repair;
