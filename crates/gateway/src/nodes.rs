@@ -86,7 +86,7 @@ impl std::fmt::Debug for NodeDirectory {
 
 impl NodeDirectory {
     /// An empty directory filled from `meta` by [`NodeDirectory::refresh`] or
-    /// [`NodeDirectory::spawn_refresh`].
+    /// a [`NodeRefresher`] worker.
     pub fn new(meta: MetaClient) -> Self {
         Self::build(Some(meta), Vec::new())
     }

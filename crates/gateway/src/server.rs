@@ -259,6 +259,11 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
         LeaseConfig::new(format!("gateway {}", config.listen)),
     )?;
     let (leases, _keeper) = keeper.spawn(&registry, shutdown.clone());
+    // The keeper grants at once; give it a moment so the first uploads find a lease (without
+    // one, erasure-coded writes answer 503 until it is granted).
+    if !wait_for_lease(&leases, Duration::from_secs(5)).await {
+        tracing::warn!("no write lease yet; serving anyway");
+    }
     let process = ProcessIdentity {
         role: "gateway".to_owned(),
         id: config.listen.to_string(),
@@ -311,6 +316,18 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
     );
     serve_s3(listener, &config, service, metrics, shutdown).await;
     Ok(())
+}
+
+/// Waits until `leases` holds a lease, at most `limit`; whether it does.
+async fn wait_for_lease(leases: &LeaseHandle, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while leases.current_lease_id().is_none() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
 
 /// Serves `service` on `listener` with the config's HTTP limits until `shutdown`, then waits
