@@ -288,7 +288,7 @@ async fn a_request_refused_at_the_door_is_named_and_counted_unrouted() {
 }
 
 #[tokio::test]
-async fn a_write_without_a_lease_is_refused_before_its_body_and_inline_bodies_need_none() {
+async fn only_bodies_that_may_go_to_data_nodes_need_a_write_lease() {
     let meta = MetaClient::new(Vec::new());
     let blobs = BlobStore::new(
         DataClient::new(),
