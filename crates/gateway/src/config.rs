@@ -41,6 +41,9 @@ pub struct GatewayConfig {
     /// Connection limits of the HTTP server.
     #[serde(default)]
     pub http: HttpLimits,
+    /// Where Prometheus scrapes `/metrics` (its own listener); none when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Limits on the HTTP connections of the S3 endpoint (`[http]` in the config file).
@@ -126,6 +129,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ),
     ("TESSERA_MAX_CONNECTIONS", "http.max_connections"),
     ("TESSERA_CONNECTION_QUEUE_MS", "http.connection_queue_ms"),
+    ("TESSERA_GATEWAY_METRICS_LISTEN", "metrics_listen"),
 ];
 
 fn default_region() -> String {
@@ -156,10 +160,14 @@ fn default_max_aws_chunk_size() -> u64 {
 const PLACEHOLDER: &str = "change-me";
 
 fn parse_env<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| ConfigError::Invalid(format!("{name}={value:?} is not a valid number")))
+    value.trim().parse().map_err(|_| {
+        let what = if name.ends_with("_LISTEN") {
+            "an address"
+        } else {
+            "a valid number"
+        };
+        ConfigError::Invalid(format!("{name}={value:?} is not {what}"))
+    })
 }
 
 impl GatewayConfig {
@@ -182,6 +190,7 @@ impl GatewayConfig {
             header_read_timeout_secs: default_header_read_secs(),
             max_aws_chunk_size: default_max_aws_chunk_size(),
             http: HttpLimits::default(),
+            metrics_listen: None,
         }
     }
 
@@ -214,6 +223,9 @@ impl GatewayConfig {
                 "TESSERA_MAX_CONNECTIONS" => http.max_connections = parse_env(name, &value)?,
                 "TESSERA_CONNECTION_QUEUE_MS" => {
                     http.connection_queue_ms = parse_env(name, &value)?;
+                }
+                "TESSERA_GATEWAY_METRICS_LISTEN" => {
+                    self.metrics_listen = Some(parse_env(name, &value)?);
                 }
                 _ => unreachable!("every listed variable is handled"),
             }
@@ -348,6 +360,7 @@ mod tests {
             ("TESSERA_HTTP2_KEEP_ALIVE_TIMEOUT_SECS", "5"),
             ("TESSERA_CONNECTION_QUEUE_MS", "50"),
             ("TESSERA_MAX_AWS_CHUNK_SIZE", "1048576"),
+            ("TESSERA_GATEWAY_METRICS_LISTEN", "127.0.0.1:9464"),
         ]
         .into_iter()
         .collect();
@@ -366,6 +379,14 @@ mod tests {
             }
         );
         assert_eq!(c.max_aws_chunk_size, 1 << 20);
+        assert_eq!(c.metrics_listen, "127.0.0.1:9464".parse().ok());
+        let err = c
+            .apply_env(|k| (k == "TESSERA_GATEWAY_METRICS_LISTEN").then(|| "nowhere".to_string()))
+            .expect_err("not an address");
+        assert!(
+            matches!(&err, ConfigError::Invalid(why) if why == "TESSERA_GATEWAY_METRICS_LISTEN=\"nowhere\" is not an address"),
+            "{err}"
+        );
         let err = c
             .apply_env(|k| (k == "TESSERA_MAX_CONNECTIONS").then(|| "many".to_string()))
             .expect_err("not a number");
@@ -391,6 +412,14 @@ max_connections = 9
         let c: GatewayConfig = tessera_runtime::config::load_required(&path).expect("parse");
         assert_eq!(c.http.max_connections, 9);
         assert_eq!(c.http.http2_idle_timeout_secs, 60);
+        assert_eq!(c.metrics_listen, None, "no metrics listener unless asked");
+        std::fs::write(
+            &path,
+            text.replace("[http]", "metrics_listen = \"127.0.0.1:9100\"\n[http]"),
+        )
+        .expect("write");
+        let c: GatewayConfig = tessera_runtime::config::load_required(&path).expect("parse");
+        assert_eq!(c.metrics_listen, "127.0.0.1:9100".parse().ok());
         std::fs::write(&path, text.replace("max_connections", "max_conections")).expect("write");
         let err = tessera_runtime::config::load_required::<GatewayConfig>(&path)
             .expect_err("unknown field");

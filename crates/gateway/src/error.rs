@@ -1,8 +1,13 @@
-//! What an S3 operation can fail with, in the gateway's own terms. Each variant maps to exactly
-//! one S3 error in `s3::errors`; nothing here knows about HTTP.
+//! What an S3 operation can fail with, in the gateway's own terms. Each variant (and each
+//! variant of the errors it wraps) maps to exactly one S3 error in `s3::errors`; nothing here
+//! knows about HTTP.
+//!
+//! Invariant: errors keep their type and fields all the way to that mapping (a rule the meta
+//! state machine reported stays a `MetaRuleError`, with its part number and ETag), so the S3
+//! error is chosen from data, never from a message.
 
 use crate::pipeline::PipelineError;
-use tessera_client::MetaClientError;
+use tessera_client::{CommandError, LeaseError, MetaClientError};
 
 /// Why an S3 operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,23 +119,11 @@ pub enum GatewayError {
         /// What is wrong.
         message: String,
     },
-    /// Content-MD5 or x-amz-checksum-* does not match the body.
-    #[error("{what} did not match the body")]
-    BadDigest {
-        /// Which digest.
-        what: String,
-    },
     /// Content-MD5 or a checksum header that is not valid base64 of the right length.
     #[error("invalid digest: {what}")]
     InvalidDigest {
         /// Which digest.
         what: String,
-    },
-    /// An aws-chunked trailer announced in x-amz-trailer is missing, misnamed or not a digest.
-    #[error("malformed trailer: {detail}")]
-    MalformedTrailer {
-        /// What is wrong (for the log; S3's message is fixed).
-        detail: String,
     },
     /// The body ended before Content-Length bytes (or went past it).
     #[error("body length {got} does not match the declared {expected}")]
@@ -161,9 +154,16 @@ pub enum GatewayError {
     /// A concurrent write changed the object between check and commit.
     #[error("conflicting conditional write")]
     ConditionalRequestConflict,
-    /// The metadata service failed or was unreachable.
+    /// A metadata query failed or no meta node answered.
     #[error("metadata service: {0}")]
     Meta(#[from] MetaClientError),
+    /// A metadata command broke a rule, or its outcome is unknown (see
+    /// `CommandError::is_outcome_unknown`).
+    #[error("metadata command: {0}")]
+    Command(#[from] CommandError),
+    /// No write lease could be held for an erasure-coded write.
+    #[error("write lease: {0}")]
+    Lease(#[from] LeaseError),
     /// Storing or reading shards failed.
     #[error("data path: {0}")]
     Pipeline(#[from] PipelineError),

@@ -1,4 +1,5 @@
-//! The gateway's view of the data nodes: who they are, where they live and whether to use them.
+//! The gateway's view of the data nodes: who they are, where they live and whether to use them,
+//! kept fresh by the [`NodeRefresher`] worker.
 //!
 //! Invariant: a node is `available` only while meta reports it healthy AND this gateway has not
 //! seen a call to it fail in the last [`FAILURE_MEMORY`]; a failed refresh from meta keeps the
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use tessera_client::{MetaClient, MetaClientError};
 use tessera_core::names::{NodeId, ZoneName};
 use tessera_core::placement::NodeInfo;
-use tessera_runtime::Shutdown;
+use tessera_runtime::worker::{StepOutcome, Worker, WorkerError, WorkerProgress};
 use tracing::{debug, info, warn};
 
 /// How often the membership is refreshed from meta.
@@ -85,7 +86,7 @@ impl std::fmt::Debug for NodeDirectory {
 
 impl NodeDirectory {
     /// An empty directory filled from `meta` by [`NodeDirectory::refresh`] or
-    /// [`NodeDirectory::spawn_refresh`].
+    /// a [`NodeRefresher`] worker.
     pub fn new(meta: MetaClient) -> Self {
         Self::build(Some(meta), Vec::new())
     }
@@ -166,44 +167,9 @@ impl NodeDirectory {
         Ok(count)
     }
 
-    /// Refreshes from meta every [`REFRESH_INTERVAL`] until `shutdown` trips. A fixed
-    /// directory has nothing to refresh and spawns nothing.
-    pub fn spawn_refresh(&self, shutdown: Shutdown) {
-        if self.inner.meta.is_none() {
-            debug!("node directory is fixed; no refresh");
-            return;
-        }
-        let directory = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFRESH_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
-            loop {
-                tokio::select! {
-                    () = shutdown.wait() => return,
-                    _ = tick.tick() => {}
-                }
-                let refreshed = tokio::select! {
-                    () = shutdown.wait() => return,
-                    r = directory.refresh() => r,
-                };
-                match refreshed {
-                    Ok(nodes) if failing => {
-                        failing = false;
-                        info!(nodes, "data node membership refreshed again");
-                    }
-                    Ok(_) => {}
-                    // Warn once per outage, not once a second.
-                    Err(e) if !failing => {
-                        failing = true;
-                        warn!(error = %e, code = e.code(), "data node membership refresh failed; keeping the last view");
-                    }
-                    Err(e) => {
-                        debug!(error = %e, code = e.code(), "data node membership refresh failed");
-                    }
-                }
-            }
-        });
+    /// Whether the membership comes from meta (a fixed directory has nothing to refresh).
+    pub fn refreshes(&self) -> bool {
+        self.inner.meta.is_some()
     }
 
     /// Every known node, with availability as described in the module doc.
@@ -274,6 +240,74 @@ impl NodeDirectory {
     }
 }
 
+/// The worker that refreshes a directory from meta every [`REFRESH_INTERVAL`]. A failed
+/// refresh is not a failed step: the last view stays, the worker warns once per outage and
+/// tries again at the next interval (a backoff would leave the view stale for a minute).
+pub struct NodeRefresher {
+    directory: NodeDirectory,
+    refreshes: u64,
+    failing: bool,
+    last_error: Option<String>,
+    nodes: usize,
+}
+
+impl NodeRefresher {
+    /// A refresher of `directory`.
+    pub fn new(directory: NodeDirectory) -> Self {
+        Self {
+            directory,
+            refreshes: 0,
+            failing: false,
+            last_error: None,
+            nodes: 0,
+        }
+    }
+}
+
+impl Worker for NodeRefresher {
+    fn name(&self) -> String {
+        "node-refresh".to_owned()
+    }
+
+    async fn step(&mut self) -> Result<StepOutcome, WorkerError> {
+        match self.directory.refresh().await {
+            Ok(nodes) => {
+                if self.failing {
+                    info!(nodes, "data node membership refreshed again");
+                }
+                self.failing = false;
+                self.nodes = nodes;
+                self.refreshes += 1;
+            }
+            // Warn once per outage, not once a second.
+            Err(e) if !self.failing => {
+                self.failing = true;
+                warn!(error = %e, code = e.code(), "data node membership refresh failed; keeping the last view");
+                self.last_error = Some(e.to_string());
+            }
+            Err(e) => {
+                debug!(error = %e, code = e.code(), "data node membership refresh failed");
+                self.last_error = Some(e.to_string());
+            }
+        }
+        Ok(StepOutcome::Idle(REFRESH_INTERVAL))
+    }
+
+    fn progress(&self) -> WorkerProgress {
+        let mut text = format!("{} data nodes, {} refreshes", self.nodes, self.refreshes);
+        if self.failing
+            && let Some(error) = &self.last_error
+        {
+            text.push_str(&format!("; failing: {error}"));
+        }
+        WorkerProgress {
+            text,
+            done: self.refreshes,
+            ..WorkerProgress::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,8 +373,30 @@ mod tests {
     #[tokio::test]
     async fn a_fixed_directory_refreshes_to_itself() {
         let dir = NodeDirectory::fixed(vec![node(1, "a", true), node(2, "b", true)]);
+        assert!(!dir.refreshes());
         assert_eq!(dir.refresh().await.ok(), Some(2));
-        dir.spawn_refresh(Shutdown::new());
+        let mut worker = NodeRefresher::new(dir.clone());
+        let outcome = worker.step().await.expect("step");
+        assert_eq!(outcome, StepOutcome::Idle(REFRESH_INTERVAL));
+        assert_eq!(worker.progress().done, 1);
         assert_eq!(dir.snapshot().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_fails_keeps_the_view_and_says_so() {
+        // No meta endpoint at all: every refresh fails at once.
+        let dir = NodeDirectory::new(MetaClient::new(Vec::new()));
+        dir.set_members(vec![node(1, "a", true)]);
+        assert!(dir.refreshes());
+        let mut worker = NodeRefresher::new(dir.clone());
+        let outcome = worker
+            .step()
+            .await
+            .expect("a failed refresh is not a failed step");
+        assert_eq!(outcome, StepOutcome::Idle(REFRESH_INTERVAL));
+        let progress = worker.progress();
+        assert_eq!(progress.done, 0);
+        assert!(progress.text.contains("failing"), "{}", progress.text);
+        assert_eq!(dir.snapshot().len(), 1, "the last view stays");
     }
 }

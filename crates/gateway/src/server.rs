@@ -6,26 +6,39 @@
 //! POST forms, after at most 20 KB of fields were read here. Header size, header-read time,
 //! idle connections and the number of open connections are bounded (`conn`), so a slow or
 //! hostile client cannot hold the gateway's resources.
+//!
+//! Every request gets its [`RequestContext`] here, first thing: its id names the response
+//! (`x-amz-request-id`, the error body's `RequestId`) and every log line, and its metrics are
+//! recorded when its response body is done. The gateway's background loops (node view refresh,
+//! write lease, worker reports) run as workers of one registry.
 
 use crate::aws_chunked::{AwsChunkedValidator, ChunkSigning};
 use crate::body_guard::{BodyVerdict, GuardedBody, OverCap, PrefixedBody};
 use crate::config::GatewayConfig;
 use crate::conn::{ActivityClock, ConnectionSlots};
+use crate::context::{RequestContext, new_request_id};
 use crate::guard::{self, Refusal, refusal_response};
-use crate::nodes::NodeDirectory;
+use crate::metrics::{CountedBody, GatewayMetrics};
+use crate::nodes::{NodeDirectory, NodeRefresher};
 use crate::pipeline::{BlobStore, BlobStoreConfig};
 use crate::post_form;
 use crate::s3::auth::{AccessHook, KeyStore};
 use crate::s3::convert::canonical_id;
 use crate::s3::{Ops, TesseraS3};
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::{S3Service, S3ServiceBuilder};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tessera_client::{DataClient, MetaClient};
+use tessera_client::lease::LeaseConfigError;
+use tessera_client::workers::{ProcessIdentity, WorkerReporter};
+use tessera_client::{DataClient, LeaseConfig, LeaseHandle, LeaseKeeper, MetaClient};
 use tessera_runtime::Shutdown;
+use tessera_runtime::metrics::Counter;
+use tessera_runtime::worker::{WorkerRegistry, spawn_worker};
 use tracing::Instrument;
 
 pub use crate::guard::{MAX_NON_OBJECT_BODY, MAX_PRESIGNED_EXPIRY_SECS};
@@ -44,6 +57,9 @@ pub enum GatewayServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The write lease keeper's pacing is invalid.
+    #[error(transparent)]
+    Lease(#[from] LeaseConfigError),
 }
 
 /// What every request's checks need from the config.
@@ -57,15 +73,13 @@ pub struct RequestRules {
     pub body_idle: Duration,
 }
 
-fn new_request_id() -> String {
-    hex::encode_upper(rand::random::<[u8; 8]>())
-}
-
-/// Checks a request's head and wraps its body; a refusal is answered without calling s3s.
+/// Checks a request's head and wraps its body (bytes counted into `bytes_in`); a refusal is
+/// answered without calling s3s.
 async fn admit_request(
     rules: &RequestRules,
     req: http::Request<Incoming>,
     verdict: &BodyVerdict,
+    bytes_in: &Arc<Counter>,
 ) -> Result<http::Request<s3s::Body>, Refusal> {
     let (parts, mut body) = req.into_parts();
     let path = parts.uri.path();
@@ -102,50 +116,98 @@ async fn admit_request(
     );
     Ok(http::Request::from_parts(
         parts,
-        s3s::Body::http_body(guarded),
+        s3s::Body::http_body(CountedBody::new(guarded, Arc::clone(bytes_in))),
     ))
 }
 
+/// Names the request in an S3 error body that s3s wrote without it (its own authentication
+/// and routing errors); bodies that already name it, or are not whole XML, stay as they are.
+fn name_request_in_error(resp: &mut s3s::HttpResponse, request_id: &str) {
+    if resp.status().as_u16() < 400 {
+        return;
+    }
+    let Some(bytes) = resp.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return;
+    };
+    if !text.contains("<Error>") || text.contains("<RequestId>") {
+        return;
+    }
+    let Some(end) = text.rfind("</Error>") else {
+        return;
+    };
+    let named = format!(
+        "{}<RequestId>{request_id}</RequestId>{}",
+        &text[..end],
+        &text[end..]
+    );
+    *resp.body_mut() = s3s::Body::from(Bytes::from(named));
+}
+
+/// Serves one request: its context first, then the front's checks, s3s, and the metrics.
 async fn handle(
     service: S3Service,
     rules: Arc<RequestRules>,
-    req: http::Request<Incoming>,
+    metrics: Arc<GatewayMetrics>,
+    source: Option<SocketAddr>,
+    mut req: http::Request<Incoming>,
 ) -> Result<s3s::HttpResponse, s3s::HttpError> {
-    let request_id = new_request_id();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+    let ctx = RequestContext::new(source, false);
+    let mut record = metrics.start_request();
+    req.extensions_mut().insert(Arc::clone(&ctx));
+    let span = tracing::info_span!("request", request_id = %ctx.request_id, method = %req.method(), path = %req.uri().path());
     async move {
+        let request_id = ctx.request_id.as_str();
         let verdict = BodyVerdict::new();
-        let mut resp = match admit_request(&rules, req, &verdict).await {
+        let mut resp = match admit_request(&rules, req, &verdict, metrics.bytes_in()).await {
             Err(refusal) => {
                 tracing::info!(code = refusal.code, "request refused");
-                refusal_response(&refusal, &request_id)
+                refusal_response(&refusal, request_id)
             }
             Ok(req) => {
                 let resp = service.call(req).await?;
                 // A body that broke a rule failed the handler with an I/O error; the client
                 // gets the S3 error that stands for the rule.
                 match verdict.refusal() {
-                    Some(refusal) => refusal_response(refusal, &request_id),
+                    Some(refusal) => refusal_response(refusal, request_id),
                     None => resp,
                 }
             }
         };
-        if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        name_request_in_error(&mut resp, request_id);
+        if let Ok(v) = http::HeaderValue::from_str(request_id) {
             resp.headers_mut().insert("x-amz-request-id", v.clone());
             resp.headers_mut().insert("x-amz-id-2", v);
         }
-        tracing::debug!(status = resp.status().as_u16(), "request done");
-        Ok(resp)
+        let status = resp.status().as_u16();
+        tracing::debug!(status, operation = ctx.operation(), "request answered");
+        record.answered(ctx.operation(), status);
+        let (parts, body) = resp.into_parts();
+        let body = CountedBody::new(body, Arc::clone(metrics.bytes_out())).with_record(record);
+        Ok(http::Response::from_parts(
+            parts,
+            s3s::Body::http_body(body),
+        ))
     }
     .instrument(span)
     .await
 }
 
 /// Builds the s3s service with auth and the access hook always installed.
-pub fn build_service(config: &GatewayConfig, meta: MetaClient, blobs: BlobStore) -> S3Service {
+pub fn build_service(
+    config: &GatewayConfig,
+    meta: MetaClient,
+    blobs: BlobStore,
+    leases: LeaseHandle,
+    metrics: Arc<GatewayMetrics>,
+) -> S3Service {
     let ops = Ops {
         meta,
         blobs: Arc::new(blobs),
+        leases,
+        metrics,
         region: config.region.clone(),
         owner_id: canonical_id(&config.root_access_key),
         owner_name: "root".to_string(),
@@ -180,13 +242,39 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
     let meta = MetaClient::new(config.meta_endpoints.clone());
     let nodes = NodeDirectory::new(meta.clone());
     // One view before serving, so the first writes find the data nodes; if meta is not up
-    // yet, the background refresh keeps trying.
+    // yet, the refresh worker keeps trying.
     match tokio::time::timeout(Duration::from_secs(5), nodes.refresh()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "no data-node view yet; serving anyway"),
         Err(_) => tracing::warn!("meta did not answer within 5 s; serving anyway"),
     }
-    nodes.spawn_refresh(shutdown.clone());
+    let registry = WorkerRegistry::new();
+    spawn_worker(
+        NodeRefresher::new(nodes.clone()),
+        &registry,
+        shutdown.clone(),
+    );
+    let keeper = LeaseKeeper::new(
+        meta.clone(),
+        LeaseConfig::new(format!("gateway {}", config.listen)),
+    )?;
+    let (leases, _keeper) = keeper.spawn(&registry, shutdown.clone());
+    // The keeper grants at once; give it a moment so the first uploads find a lease (without
+    // one, erasure-coded writes answer 503 until it is granted).
+    if !wait_for_lease(&leases, Duration::from_secs(5)).await {
+        tracing::warn!("no write lease yet; serving anyway");
+    }
+    let process = ProcessIdentity {
+        role: "gateway".to_owned(),
+        id: config.listen.to_string(),
+        zone: String::new(),
+        addr: config.listen.to_string(),
+    };
+    spawn_worker(
+        WorkerReporter::new(meta.clone(), process, registry.clone()),
+        &registry,
+        shutdown.clone(),
+    );
     let blobs = BlobStore::new(
         DataClient::new(),
         nodes,
@@ -197,20 +285,61 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
             body_idle_timeout: Duration::from_secs(config.body_idle_timeout_secs),
         },
     );
-    let service = build_service(&config, meta, blobs);
+    let metrics = GatewayMetrics::new(Arc::clone(blobs.metrics()));
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayServeError::Bind { addr, source })?;
+        let render = {
+            let metrics = Arc::clone(&metrics);
+            Arc::new(move || metrics.render())
+        };
+        tracing::info!(addr = %addr, "gateway metrics serving");
+        tokio::spawn(tessera_runtime::metrics_server::serve_metrics(
+            listener,
+            render,
+            shutdown.clone(),
+        ));
+    }
+    let service = build_service(&config, meta, blobs, leases, Arc::clone(&metrics));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| GatewayServeError::Bind {
             addr: config.listen,
             source,
         })?;
-    let limits = config.http.clone();
     tracing::info!(
         addr = %config.listen,
         region = %config.region,
-        max_connections = limits.max_connections,
+        max_connections = config.http.max_connections,
         "gateway serving"
     );
+    serve_s3(listener, &config, service, metrics, shutdown).await;
+    Ok(())
+}
+
+/// Waits until `leases` holds a lease, at most `limit`; whether it does.
+async fn wait_for_lease(leases: &LeaseHandle, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while leases.current_lease_id().is_none() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// Serves `service` on `listener` with the config's HTTP limits until `shutdown`, then waits
+/// (up to 10 s) for open connections to finish.
+pub async fn serve_s3(
+    listener: tokio::net::TcpListener,
+    config: &GatewayConfig,
+    service: S3Service,
+    metrics: Arc<GatewayMetrics>,
+    shutdown: Shutdown,
+) {
+    let limits = config.http.clone();
 
     let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
     conn_builder
@@ -230,6 +359,7 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
     let conn = Arc::new(ConnectionContext {
         builder: conn_builder,
         service,
+        metrics,
         rules: Arc::new(RequestRules {
             region: config.region.clone(),
             max_aws_chunk_size: config.max_aws_chunk_size,
@@ -246,15 +376,15 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
-                tokio::spawn(Arc::clone(&conn).serve(stream));
+                tokio::spawn(Arc::clone(&conn).serve(stream, Some(peer)));
             }
             () = shutdown.wait() => break,
         }
@@ -267,13 +397,13 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
             "connections still open after 10 s"
         );
     }
-    Ok(())
 }
 
 /// What serving one connection needs.
 struct ConnectionContext {
     builder: ConnBuilder<TokioExecutor>,
     service: S3Service,
+    metrics: Arc<GatewayMetrics>,
     rules: Arc<RequestRules>,
     slots: ConnectionSlots,
     http1_idle: Duration,
@@ -284,7 +414,7 @@ struct ConnectionContext {
 impl ConnectionContext {
     /// Serves one client connection if a slot is free (soon), until it closes, idles out or the
     /// gateway shuts down.
-    async fn serve(self: Arc<Self>, stream: tokio::net::TcpStream) {
+    async fn serve(self: Arc<Self>, stream: tokio::net::TcpStream, peer: Option<SocketAddr>) {
         let Some(slot) = self.slots.admit().await else {
             let request_id = new_request_id();
             tracing::warn!(
@@ -301,9 +431,16 @@ impl ConnectionContext {
             let clock = Arc::clone(&clock);
             let service = self.service.clone();
             let rules = Arc::clone(&self.rules);
+            let metrics = Arc::clone(&self.metrics);
             hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let activity = clock.begin(req.version() == http::Version::HTTP_2);
-                let call = handle(service.clone(), Arc::clone(&rules), req);
+                let call = handle(
+                    service.clone(),
+                    Arc::clone(&rules),
+                    Arc::clone(&metrics),
+                    peer,
+                    req,
+                );
                 async move {
                     let resp = call.await;
                     drop(activity);
@@ -339,3 +476,7 @@ impl ConnectionContext {
         drop(slot);
     }
 }
+
+#[cfg(test)]
+#[path = "server_test.rs"]
+mod tests;

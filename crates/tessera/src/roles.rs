@@ -100,6 +100,9 @@ pub struct GatewayArgs {
     /// Seconds a client has to send its request headers (default 30).
     #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT_SECS")]
     header_read_timeout_secs: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off when unset).
+    #[arg(long, env = "TESSERA_GATEWAY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Flags of `tessera repair`.
@@ -287,6 +290,9 @@ pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
     }
     if let Some(secs) = args.header_read_timeout_secs {
         config.header_read_timeout_secs = secs;
+    }
+    if let Some(addr) = args.metrics_listen {
+        config.metrics_listen = Some(addr);
     }
     if config.meta_endpoints.is_empty() {
         bail!("--meta is required");

@@ -260,6 +260,14 @@ impl ShardWriter {
         self.digester.chunks()
     }
 
+    /// The digest state over every chunk handed to [`send_chunk`](Self::send_chunk) so far,
+    /// the one whose send failed included: a caller whose write failed continues it with the
+    /// later chunks' hashes, so the manifest still records the digest of the shard as it should
+    /// be (repair rebuilds it from that).
+    pub fn digester(&self) -> &ShardDigester {
+        &self.digester
+    }
+
     /// Sends the next chunk (exactly `chunk_size` bytes) with its bound hash; waits while the
     /// queue is full, at most the stall timeout.
     pub async fn send_chunk(&mut self, data: Bytes) -> Result<(), ShardWriteError> {

@@ -5,7 +5,28 @@
 
 use std::time::Duration;
 
+use tessera_core::checksum::ChecksumAlgorithm;
+
 use super::BodyError;
+use super::sealing::SealError;
+
+/// Why the writer's own check of a whole body refused it (see `WriteOptions::check`); the
+/// write committed no shard.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyRejection {
+    /// A digest the client declared (Content-MD5, `x-amz-checksum-*`) differs from the body's.
+    #[error("{what} did not match the body")]
+    BadDigest {
+        /// Which digest.
+        what: String,
+    },
+    /// A checksum trailer announced in `x-amz-trailer` is missing or not a digest.
+    #[error("malformed trailer: {detail}")]
+    MalformedTrailer {
+        /// What is wrong.
+        detail: String,
+    },
+}
 
 /// A failure of the blob pipeline; the S3 layer maps each variant to one S3 error.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +80,21 @@ pub enum PipelineError {
         /// k: shards that must remain after the loss of any one zone.
         needed: u32,
     },
+    /// The body's own check refused it after it ended; no shard was committed.
+    #[error("body refused: {0}")]
+    BodyRejected(#[from] BodyRejection),
+    /// The stored bytes could not be sealed or unsealed.
+    #[error("sealing: {0}")]
+    Seal(#[from] SealError),
+    /// A whole part (or object) read back does not match its stored checksum: the bytes read
+    /// are not the bytes written, and the last piece was never sent.
+    #[error("part {part_number} does not match its stored {algorithm} checksum")]
+    ChecksumMismatch {
+        /// The part (1 for a single-part object).
+        part_number: u32,
+        /// The checksum checked.
+        algorithm: ChecksumAlgorithm,
+    },
     /// Fewer than k shards of a stripe could be read intact.
     #[error("only {available} of the {needed} shards needed could be read")]
     ReadUnavailable {
@@ -88,6 +124,9 @@ impl PipelineError {
             | Self::BodyIdle { .. }
             | Self::LengthMismatch { .. }
             | Self::EntityTooLarge { .. }
+            | Self::BodyRejected(_)
+            | Self::Seal(_)
+            | Self::ChecksumMismatch { .. }
             | Self::Internal { .. } => false,
         }
     }
@@ -102,6 +141,10 @@ impl PipelineError {
             Self::InsufficientNodes { .. } => "insufficient_nodes",
             Self::WriteQuorumLost { .. } => "write_quorum_lost",
             Self::ReadUnavailable { .. } => "read_unavailable",
+            Self::BodyRejected(BodyRejection::BadDigest { .. }) => "bad_digest",
+            Self::BodyRejected(BodyRejection::MalformedTrailer { .. }) => "malformed_trailer",
+            Self::Seal(e) => e.code(),
+            Self::ChecksumMismatch { .. } => "object_checksum_mismatch",
             Self::Internal { .. } => "pipeline_internal",
         }
     }

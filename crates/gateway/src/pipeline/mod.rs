@@ -1,32 +1,45 @@
-//! The blob pipeline: request bodies in, erasure-coded shards out to data nodes, and back.
+//! The blob pipeline: request bodies in, sealed and erasure-coded shards out to data nodes, and
+//! back.
 //!
 //! Invariant: a write returns a blob only when its committed shards satisfy the write rule
-//! (they survive the loss of any one zone); a failed write commits nothing unless it lost its
-//! quorum at the very end, and then logs the orphans. A read emits only bytes of chunks whose
-//! blake3 hash it verified, or bytes rebuilt from k such chunks. Neither direction holds more
-//! than a few stripes of a blob in memory, whatever its size.
+//! (they survive the loss of any one zone) and the body passed its own check; no shard is
+//! committed before the whole body was read and checked, and a failed write commits nothing
+//! unless it lost its quorum at the very end (then the orphans are logged, and garbage
+//! collection takes them once the write's lease ended). Every shard written carries the
+//! write's lease id, and the manifest records every shard's digest. A read emits only bytes
+//! of chunks verified against the manifest's digests (by the shared shard reader), or rebuilt
+//! from k such chunks. Neither direction holds more than a few stripes of a blob in memory,
+//! whatever its size.
 
 mod error;
+mod metrics;
+mod object_read;
 mod read;
+pub mod sealing;
 mod write;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
 use tessera_client::DataClient;
+use tessera_core::blob::Blob;
 use tessera_core::checksum::ChecksumAlgorithm;
 use tessera_core::layout::Layout;
 use tessera_core::names::ZoneName;
+use tessera_core::object::ObjectVersion;
 use tessera_core::stripe::DEFAULT_CHUNK_SIZE;
-use tessera_proto::meta::v1 as pb;
 
 use crate::nodes::{DataNodeView, NodeDirectory};
 
-pub use error::PipelineError;
+pub use error::{BodyRejection, PipelineError};
+pub use metrics::PipelineMetrics;
+pub use object_read::{ExpectedChecksum, PartSlice, ReadCheck, plan_object_read};
+pub use sealing::{IdentitySeals, SealError, Sealer, Seals, Unsealer};
 
 /// The error a request body stream yields (whatever the HTTP layer had).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,6 +58,13 @@ pub const DEFAULT_INLINE_THRESHOLD: u64 = 16 * 1024;
 /// How long a body may send nothing before the write gives up, by default.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The largest chunk a data node stores (its `shard_limits::MAX_CHUNK_SIZE`).
+pub const MAX_CHUNK_SIZE: u32 = 4 * 1024 * 1024;
+
+/// The most chunks one shard may have on a data node (its `shard_limits::MAX_SHARD_CHUNKS`);
+/// the writer picks chunks large enough that no blob it accepts needs more.
+pub const MAX_CHUNKS_PER_SHARD: u64 = 262_144;
+
 /// The most nodes per zone a default layout is built for: `zone_plus_one(z)` has 3z shards and
 /// Reed-Solomon over GF(2^8) allows 255.
 const MAX_LAYOUT_NODES_PER_ZONE: u32 = 85;
@@ -52,7 +72,7 @@ const MAX_LAYOUT_NODES_PER_ZONE: u32 = 85;
 /// How the pipeline cuts and places blobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobStoreConfig {
-    /// Bytes per chunk of new blobs.
+    /// Bytes per chunk of new blobs (at most [`MAX_CHUNK_SIZE`]).
     pub chunk_size: u32,
     /// Bodies of at most this many bytes are stored inline in metadata, not on data nodes.
     pub inline_threshold: u64,
@@ -73,32 +93,9 @@ impl Default for BlobStoreConfig {
     }
 }
 
-/// What one write must check and compute besides storing the bytes.
+/// The digests of a whole body (its plaintext, as the client sent it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WriteOptions {
-    /// The declared (decoded) length; a body of another length fails and stores nothing.
-    pub expected_len: Option<u64>,
-    /// The longest body accepted; a longer one fails with `EntityTooLarge`.
-    pub max_len: u64,
-    /// Checksums to compute over the body, returned in this order.
-    pub checksums: Vec<ChecksumAlgorithm>,
-}
-
-impl Default for WriteOptions {
-    fn default() -> Self {
-        Self {
-            expected_len: None,
-            max_len: MAX_BLOB_SIZE,
-            checksums: Vec::new(),
-        }
-    }
-}
-
-/// A blob that was stored, with the digests of its body.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WrittenBlob {
-    /// Where the bytes are: inline, or which shards on which nodes.
-    pub blob: pb::Blob,
+pub struct BodyDigests {
     /// Body length in bytes.
     pub size: u64,
     /// MD5 of the body (the ETag of a single PUT or part).
@@ -107,21 +104,98 @@ pub struct WrittenBlob {
     pub checksums: Vec<(ChecksumAlgorithm, Vec<u8>)>,
 }
 
+impl BodyDigests {
+    /// The digest computed with `algorithm`, if it was asked for.
+    pub fn checksum(&self, algorithm: ChecksumAlgorithm) -> Option<&[u8]> {
+        self.checksums
+            .iter()
+            .find(|(a, _)| *a == algorithm)
+            .map(|(_, d)| d.as_slice())
+    }
+}
+
+/// The check a write runs on the body's digests once the body ended and before any shard is
+/// committed (Content-MD5, `x-amz-checksum-*` from a header or an aws-chunked trailer, which is
+/// readable once the body stream ended). A refusal commits nothing.
+pub type BodyCheck = Box<dyn FnOnce(&BodyDigests) -> Result<(), BodyRejection> + Send>;
+
+/// What one write must check and compute besides storing the bytes.
+pub struct WriteOptions {
+    /// The declared (decoded) length; a body of another length fails and stores nothing.
+    pub expected_len: Option<u64>,
+    /// The longest body accepted; a longer one fails with `EntityTooLarge`.
+    pub max_len: u64,
+    /// Checksums to compute over the body, returned in this order.
+    pub checksums: Vec<ChecksumAlgorithm>,
+    /// The write lease held for the write (the caller keeps its guard until the blob is
+    /// committed); required unless the body is stored inline.
+    pub lease_id: Option<u64>,
+    /// Run on the body's digests between the end of the body and the shards' commit.
+    pub check: Option<BodyCheck>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            expected_len: None,
+            max_len: MAX_BLOB_SIZE,
+            checksums: Vec::new(),
+            lease_id: None,
+            check: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WriteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteOptions")
+            .field("expected_len", &self.expected_len)
+            .field("max_len", &self.max_len)
+            .field("checksums", &self.checksums)
+            .field("lease_id", &self.lease_id)
+            .field("check", &self.check.is_some())
+            .finish()
+    }
+}
+
+/// A blob that was stored, with the digests of its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenBlob {
+    /// Where the bytes are: inline, or which shards on which nodes, with their digests.
+    pub blob: Blob,
+    /// The body's digests.
+    pub digests: BodyDigests,
+}
+
 /// Writes bodies as blobs and reads blob ranges back; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     data: DataClient,
     nodes: NodeDirectory,
     config: BlobStoreConfig,
+    seals: Arc<dyn Seals>,
+    metrics: Arc<PipelineMetrics>,
 }
 
 impl BlobStore {
-    /// A store writing through `data` to the nodes of `nodes`.
+    /// A store writing through `data` to the nodes of `nodes`, storing bytes as sent.
     pub fn new(data: DataClient, nodes: NodeDirectory, config: BlobStoreConfig) -> Self {
+        Self::with_seals(data, nodes, config, Arc::new(IdentitySeals))
+    }
+
+    /// A store whose blobs are sealed and unsealed by `seals`.
+    pub fn with_seals(
+        data: DataClient,
+        nodes: NodeDirectory,
+        config: BlobStoreConfig,
+        seals: Arc<dyn Seals>,
+    ) -> Self {
         Self {
             data,
             nodes,
             config,
+            seals,
+            metrics: Arc::new(PipelineMetrics::new()),
         }
     }
 
@@ -135,8 +209,14 @@ impl BlobStore {
         &self.nodes
     }
 
+    /// The counters of shard faults met by reads and writes.
+    pub fn metrics(&self) -> &Arc<PipelineMetrics> {
+        &self.metrics
+    }
+
     /// Streams a body into a blob: never holds more than a few stripes in memory. Fails,
-    /// storing nothing, if the body breaks off, idles, or differs from `expected_len`.
+    /// committing nothing, if the body breaks off, idles, differs from `expected_len` or fails
+    /// `opts.check`.
     pub async fn write<S>(&self, body: S, opts: WriteOptions) -> Result<WrittenBlob, PipelineError>
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Send + Unpin,
@@ -144,12 +224,25 @@ impl BlobStore {
         write::write_blob(self, body, opts).await
     }
 
-    /// Streams the bytes `[range.start, range.end)` of `blob` (the range lies within
-    /// `0..blob.size`), verifying every chunk and rebuilding from parity when shards are
-    /// missing or damaged. The stream does no work until first polled, and must be polled
-    /// inside a Tokio runtime (it then reads ahead on a task of its own, stopped on drop).
-    pub fn read(&self, blob: &pb::Blob, range: Range<u64>) -> BlobReadStream {
+    /// Streams the plaintext bytes `[range.start, range.end)` of `blob` (the range lies within
+    /// `0..blob.size`), verifying every chunk against the manifest and rebuilding from parity
+    /// when copies are missing or do not verify. The stream does no work until first polled,
+    /// and must be polled inside a Tokio runtime (it then reads ahead on a task of its own,
+    /// stopped on drop).
+    pub fn read(&self, blob: &Blob, range: Range<u64>) -> BlobReadStream {
         read::read_blob(self, blob, range)
+    }
+
+    /// Streams the bytes `range` of an object version across its parts; with
+    /// [`ReadCheck::WholeParts`], every part read whole is checked against its stored checksum
+    /// and its last piece held back until it matched (see [`plan_object_read`]).
+    pub fn read_object(
+        &self,
+        version: &ObjectVersion,
+        range: Range<u64>,
+        check: ReadCheck,
+    ) -> BlobReadStream {
+        object_read::read_object(self, version, range, check)
     }
 
     /// The layout a write would use now, from the configuration or the membership.
@@ -214,4 +307,8 @@ mod layout_tests {
 }
 
 #[cfg(test)]
+mod integrity_test;
+#[cfg(test)]
 mod pipeline_test;
+#[cfg(test)]
+mod test_cluster;

@@ -1,309 +1,18 @@
-//! The pipeline against six real in-process data nodes, two in each of three zones.
+//! The pipeline against six real in-process data nodes, two in each of three zones: round
+//! trips, ranges, lost and rotten shards, zones and nodes going down mid-stream, bodies that
+//! fail, and the chunk sizes chosen.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use rand::RngCore;
-use tessera_client::DataClient;
+use tessera_core::blob::BlobStorage;
 use tessera_core::checksum::{ChecksumAlgorithm, checksum_of};
 use tessera_core::etag::md5_of;
-use tessera_core::names::{NodeId, ZoneName};
-use tessera_data::DataConfig;
-use tessera_proto::meta::v1 as pb;
-use tessera_runtime::Shutdown;
+use tessera_core::names::NodeId;
 
+use super::test_cluster::*;
 use super::*;
-use crate::nodes::{DataNodeView, NodeDirectory};
-
-const CHUNK: u32 = 8 * 1024;
-/// RS(3,3) with 8 KiB chunks.
-const STRIPE: u64 = 3 * CHUNK as u64;
-const THRESHOLD: u64 = 16 * 1024;
-const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
-
-struct TestNode {
-    /// As the directory lists it: the address of its proxy.
-    view: DataNodeView,
-    dir: PathBuf,
-    shutdown: Shutdown,
-    task: tokio::task::JoinHandle<()>,
-    proxy: Proxy,
-}
-
-/// A TCP relay in front of a data node, so a test can sever the node's connections at any
-/// moment (mid-stream), as a crash or a network partition would.
-struct Proxy {
-    accept: tokio::task::JoinHandle<()>,
-    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: std::net::SocketAddr) -> (Proxy, String) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr").to_string();
-        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let tracked = Arc::clone(&connections);
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let relay = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tracked.lock().expect("lock").push(relay.abort_handle());
-            }
-        });
-        (
-            Proxy {
-                accept,
-                connections,
-            },
-            addr,
-        )
-    }
-
-    /// Stops accepting and drops every open connection.
-    fn cut(&self) {
-        self.accept.abort();
-        for relay in self.connections.lock().expect("lock").drain(..) {
-            relay.abort();
-        }
-    }
-}
-
-/// Six data nodes on ports from binding :0, each with its own directory under one temp dir.
-struct Cluster {
-    _root: tempfile::TempDir,
-    nodes: Vec<TestNode>,
-    directory: NodeDirectory,
-    data: DataClient,
-}
-
-impl Cluster {
-    async fn start() -> Cluster {
-        // Logs go to the test's captured output, shown only when it fails.
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "tessera_gateway=debug,warn".into()),
-            )
-            .try_init();
-        // tmpfs when there is one: six stores of 256 directories each are slow to remove
-        // from some disks, and these tests do not need durable files.
-        let shm = Path::new("/dev/shm");
-        let root = if shm.is_dir() {
-            tempfile::tempdir_in(shm)
-        } else {
-            tempfile::tempdir()
-        }
-        .expect("temp dir");
-        let mut nodes = Vec::new();
-        for i in 0..6u64 {
-            let zone = ZONES[(i / 2) as usize];
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr = listener.local_addr().expect("local addr");
-            let dir = root.path().join(format!("node-{}", i + 1));
-            let config = DataConfig {
-                node_id: i + 1,
-                zone: zone.to_owned(),
-                listen: addr,
-                data_dir: dir.clone(),
-                // Nothing listens there: registration retries in the background while the
-                // node serves, which is all these tests need.
-                meta_endpoints: vec!["127.0.0.1:9".to_owned()],
-                advertise: None,
-                ..DataConfig::default()
-            };
-            let (proxy, proxy_addr) = Proxy::start(addr).await;
-            let shutdown = Shutdown::new();
-            let stop = shutdown.clone();
-            let task = tokio::spawn(async move {
-                if let Err(e) = tessera_data::run_on(config, listener, stop).await {
-                    panic!("data node failed: {e}");
-                }
-            });
-            nodes.push(TestNode {
-                view: DataNodeView {
-                    id: NodeId(i + 1),
-                    zone: ZoneName(zone.to_owned()),
-                    addr: proxy_addr,
-                    available: true,
-                },
-                dir,
-                shutdown,
-                task,
-                proxy,
-            });
-        }
-        let data = DataClient::new();
-        for node in &nodes {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while data.ping(&node.view.addr).await.is_err() {
-                assert!(tokio::time::Instant::now() < deadline, "node not ready");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        let directory = NodeDirectory::fixed(nodes.iter().map(|n| n.view.clone()).collect());
-        Cluster {
-            _root: root,
-            nodes,
-            directory,
-            data,
-        }
-    }
-
-    fn store(&self) -> BlobStore {
-        self.store_with(BlobStoreConfig {
-            chunk_size: CHUNK,
-            inline_threshold: THRESHOLD,
-            ..BlobStoreConfig::default()
-        })
-    }
-
-    fn store_with(&self, config: BlobStoreConfig) -> BlobStore {
-        BlobStore::new(self.data.clone(), self.directory.clone(), config)
-    }
-
-    /// Severs every connection to node `id` (1-based) at once, mid-stream or not.
-    fn cut(&self, id: u64) {
-        self.nodes[(id - 1) as usize].proxy.cut();
-    }
-
-    /// Stops node `id` (1-based) and waits until it no longer answers.
-    async fn kill(&mut self, id: u64) {
-        let node = &mut self.nodes[(id - 1) as usize];
-        node.proxy.cut();
-        node.shutdown.trigger();
-        if tokio::time::timeout(Duration::from_secs(5), &mut node.task)
-            .await
-            .is_err()
-        {
-            node.task.abort();
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.data.ping(&node.view.addr).await.is_ok() {
-            assert!(tokio::time::Instant::now() < deadline, "node still answers");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Tells the directory (as meta would) which nodes are healthy.
-    fn set_down(&self, down: &[u64]) {
-        let views = self
-            .nodes
-            .iter()
-            .map(|n| DataNodeView {
-                available: !down.contains(&n.view.id.0),
-                ..n.view.clone()
-            })
-            .collect();
-        self.directory.set_members(views);
-    }
-
-    fn shard_path(&self, blob: &pb::Blob, index: u32) -> PathBuf {
-        let erasure = erasure_of(blob);
-        let placement = erasure
-            .shards
-            .iter()
-            .find(|s| s.shard_index == index)
-            .expect("shard stored");
-        let hex = hex::encode(&erasure.data_id);
-        self.nodes[(placement.node_id - 1) as usize]
-            .dir
-            .join("shards")
-            .join(&hex[..2])
-            .join(format!("{hex}.{index}"))
-    }
-
-    fn delete_shard(&self, blob: &pb::Blob, index: u32) {
-        std::fs::remove_file(self.shard_path(blob, index)).expect("delete shard file");
-    }
-
-    /// Flips one byte inside chunk `chunk` of a shard file (64-byte header, then records of
-    /// chunk data plus a 32-byte hash).
-    fn corrupt_shard(&self, blob: &pb::Blob, index: u32, chunk: u64) {
-        let path = self.shard_path(blob, index);
-        let mut bytes = std::fs::read(&path).expect("read shard file");
-        let offset = 64 + chunk as usize * (CHUNK as usize + 32) + 100;
-        bytes[offset] ^= 0x5a;
-        std::fs::write(&path, bytes).expect("write shard file");
-    }
-
-    /// Committed shard files on all nodes.
-    fn committed_files(&self) -> usize {
-        self.nodes
-            .iter()
-            .map(|n| count_files(&n.dir.join("shards")))
-            .sum()
-    }
-}
-
-fn count_files(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() { count_files(&path) } else { 1 }
-        })
-        .sum()
-}
-
-fn erasure_of(blob: &pb::Blob) -> &pb::ErasureBlob {
-    match &blob.storage {
-        Some(pb::blob::Storage::Erasure(e)) => e,
-        other => panic!("not an erasure blob: {other:?}"),
-    }
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    rand::rng().fill_bytes(&mut data);
-    data
-}
-
-/// The body as a stream of pieces of `piece` bytes (so pieces straddle stripe boundaries).
-fn body(
-    data: &[u8],
-    piece: usize,
-) -> impl futures::Stream<Item = Result<Bytes, BodyError>> + Send + Unpin + use<> {
-    let pieces: Vec<Result<Bytes, BodyError>> = data
-        .chunks(piece.max(1))
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    futures::stream::iter(pieces)
-}
-
-fn opts(len: usize) -> WriteOptions {
-    WriteOptions {
-        expected_len: Some(len as u64),
-        checksums: vec![ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Sha256],
-        ..WriteOptions::default()
-    }
-}
-
-async fn read_all(
-    store: &BlobStore,
-    blob: &pb::Blob,
-    range: Range<u64>,
-) -> Result<Vec<u8>, PipelineError> {
-    let mut stream = store.read(blob, range);
-    let mut out = Vec::new();
-    while let Some(piece) = stream.next().await {
-        out.extend_from_slice(&piece?);
-    }
-    Ok(out)
-}
 
 fn assert_sync<T: Send + Sync>(_: &T) {}
 
@@ -330,11 +39,13 @@ async fn bodies_of_every_size_round_trip() {
             .write(body(&data, 7_000), opts(size))
             .await
             .unwrap_or_else(|e| panic!("write of {size} bytes: {e}"));
-        assert_eq!(written.size, size as u64);
+        assert_eq!(written.digests.size, size as u64);
         assert_eq!(written.blob.size, size as u64);
-        assert_eq!(written.md5, md5_of(&data), "md5 of {size}");
+        assert_eq!(written.blob.stored_size, size as u64, "identity sealing");
+        assert!(written.blob.sealing.is_identity());
+        assert_eq!(written.digests.md5, md5_of(&data), "md5 of {size}");
         assert_eq!(
-            written.checksums,
+            written.digests.checksums,
             vec![
                 (
                     ChecksumAlgorithm::Crc32c,
@@ -349,19 +60,46 @@ async fn bodies_of_every_size_round_trip() {
         if size as u64 <= THRESHOLD {
             assert_eq!(
                 written.blob.storage,
-                Some(pb::blob::Storage::InlineData(data.clone())),
+                BlobStorage::Inline(data.clone()),
                 "{size} bytes are inline"
             );
         } else {
             let erasure = erasure_of(&written.blob);
-            assert_eq!((erasure.data_shards, erasure.parity_shards), (3, 3));
-            assert_eq!(erasure.chunk_size, CHUNK);
+            let layout = erasure.layout;
+            assert_eq!((layout.data_shards(), layout.parity_shards()), (3, 3));
+            assert!(erasure.chunk_size <= CHUNK);
             assert_eq!(erasure.shards.len(), 6);
             assert!(!erasure.degraded);
-            let mut nodes: Vec<u64> = erasure.shards.iter().map(|s| s.node_id).collect();
+            assert_eq!(erasure.placed_at_index, 0, "meta sets it");
+            let mut nodes: Vec<NodeId> = erasure.shards.iter().map(|s| s.node).collect();
             nodes.sort_unstable();
             nodes.dedup();
             assert_eq!(nodes.len(), 6, "one shard per node");
+            let stripe = 3 * u64::from(erasure.chunk_size);
+            assert_eq!(erasure.chunks_per_shard, (size as u64).div_ceil(stripe));
+            assert_eq!(
+                erasure.shard_digests,
+                expected_digests(&data, layout, erasure.chunk_size, erasure.data_id),
+                "the manifest commits to every shard's chunk hashes"
+            );
+            // Every copy is the file the manifest names: its generation, the write's lease,
+            // the manifest's digest.
+            let listed = cluster.listed().await;
+            for copy in &erasure.shards {
+                let file = listed[&copy.node]
+                    .iter()
+                    .find(|l| {
+                        l.id.data_id == erasure.data_id && l.id.shard_index == copy.shard_index
+                    })
+                    .expect("copy listed");
+                assert_eq!(file.id.generation, copy.generation);
+                assert_eq!(file.lease_id, LEASE);
+                assert_eq!(file.chunks, erasure.chunks_per_shard);
+                assert_eq!(Some(&file.digest), erasure.digest_of(copy.shard_index));
+            }
+            let generations: std::collections::BTreeSet<_> =
+                erasure.shards.iter().map(|c| c.generation).collect();
+            assert_eq!(generations.len(), 6, "a fresh generation per shard");
         }
         let stream = store.read(&written.blob, 0..size as u64);
         assert_sync(&stream);
@@ -518,7 +256,7 @@ async fn a_write_with_one_zone_down_is_degraded_and_reads_back() {
     let erasure = erasure_of(&written.blob);
     assert!(erasure.degraded);
     assert_eq!(erasure.shards.len(), 6, "3+3 over four nodes");
-    assert!(erasure.shards.iter().all(|s| s.node_id <= 4));
+    assert!(erasure.shards.iter().all(|s| s.node.0 <= 4));
     let back = read_all(&store, &written.blob, 0..data.len() as u64)
         .await
         .expect("read");
@@ -554,7 +292,12 @@ async fn a_node_that_fails_unnoticed_loses_its_shard_but_not_the_write() {
     let erasure = erasure_of(&written.blob);
     assert_eq!(erasure.shards.len(), 5);
     assert!(erasure.degraded);
-    assert!(erasure.shards.iter().all(|s| s.node_id != 2));
+    assert!(erasure.shards.iter().all(|s| s.node != NodeId(2)));
+    assert_eq!(
+        erasure.shard_digests,
+        expected_digests(&data, erasure.layout, erasure.chunk_size, erasure.data_id),
+        "the lost shard's digest is in the manifest too, so repair can rebuild it"
+    );
     let node2 = cluster
         .directory
         .snapshot()
@@ -633,11 +376,11 @@ async fn failed_bodies_commit_nothing() {
 
     // Give the nodes a moment to see the streams end; nothing may have been committed.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(cluster.committed_files(), 0);
+    assert_eq!(cluster.listed_count().await, 0);
 
     let ok = store.write(body(&data, 9_000), opts(data.len())).await;
     assert!(ok.is_ok(), "{ok:?}");
-    assert_eq!(cluster.committed_files(), 6);
+    assert_eq!(cluster.listed_count().await, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -677,7 +420,12 @@ async fn a_node_cut_off_mid_upload_is_dropped_and_the_write_completes() {
     let erasure = erasure_of(&written.blob);
     assert_eq!(erasure.shards.len(), 5);
     assert!(erasure.degraded);
-    assert!(erasure.shards.iter().all(|s| s.node_id != 3));
+    assert!(erasure.shards.iter().all(|s| s.node != NodeId(3)));
+    assert_eq!(
+        erasure.shard_digests,
+        expected_digests(&data, erasure.layout, erasure.chunk_size, erasure.data_id),
+        "the digest of the shard lost mid-stream is complete in the manifest"
+    );
     let back = read_all(&store, &written.blob, 0..data.len() as u64)
         .await
         .expect("read");
@@ -705,7 +453,7 @@ async fn a_node_cut_off_mid_read_is_replaced_by_a_spare() {
         .shards
         .iter()
         .find(|s| s.shard_index == 0)
-        .map(|s| s.node_id)
+        .map(|s| s.node.0)
         .expect("shard 0");
 
     let mut stream = store.read(&written.blob, 0..data.len() as u64);
@@ -773,27 +521,52 @@ async fn losing_a_zone_mid_upload_loses_the_quorum_and_commits_nothing() {
         "{result:?}"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(cluster.committed_files(), 0);
+    // Zone-a's nodes are cut off from the gateway, not gone: list them directly.
+    assert_eq!(cluster.listed_count().await, 0);
 }
 
 #[test]
 fn small_blobs_get_chunks_just_large_enough() {
     let layout = tessera_core::layout::Layout::new(3, 3).expect("layout");
     let full = 256 * 1024;
-    assert_eq!(super::write::chunk_size_for(full, layout, None), full);
+    let max = MAX_BLOB_SIZE;
+    let size = |expected| super::write::chunk_size_for(full, layout, expected, max);
+    assert_eq!(size(None), full);
     // 64 KiB over 3 data chunks: 21,846 bytes each, rounded up to 24 KiB.
-    assert_eq!(
-        super::write::chunk_size_for(full, layout, Some(65_536)),
-        24_576
-    );
-    assert_eq!(super::write::chunk_size_for(full, layout, Some(1)), 4096);
+    assert_eq!(size(Some(65_536)), 24_576);
+    assert_eq!(size(Some(1)), 4096);
     // Larger than one stripe: the configured size.
+    assert_eq!(size(Some(10 << 20)), full);
+    assert_eq!(size(Some(3 * 256 * 1024)), full);
+}
+
+#[test]
+fn chunks_are_large_enough_for_the_data_nodes_limits() {
+    let chunk_size = super::write::chunk_size_for;
+    let limit = |chunk: u32, k: u64, len: u64| len.div_ceil(k * u64::from(chunk));
+    for (k, m) in [(1, 2), (3, 3), (5, 4), (9, 6)] {
+        let layout = tessera_core::layout::Layout::new(k, m).expect("layout");
+        for configured in [4096, 64 * 1024, 256 * 1024] {
+            // A declared 5 GiB body, and a body of unknown length that may reach 5 GiB.
+            for expected in [Some(MAX_BLOB_SIZE), None] {
+                let chunk = chunk_size(configured, layout, expected, MAX_BLOB_SIZE);
+                assert!(chunk >= configured, "never below the configured size");
+                assert!(chunk <= MAX_CHUNK_SIZE);
+                assert_eq!(u64::from(chunk) % 4096, 0);
+                assert!(
+                    limit(chunk, u64::from(k), MAX_BLOB_SIZE) <= MAX_CHUNKS_PER_SHARD,
+                    "RS({k},{m}) at {configured}: {chunk}-byte chunks"
+                );
+            }
+        }
+    }
+    // 4 KiB chunks at k = 1 would need 1.3 million chunks for 5 GiB: 20 KiB ones are chosen.
+    let one = tessera_core::layout::Layout::new(1, 2).expect("layout");
+    assert_eq!(chunk_size(4096, one, None, MAX_BLOB_SIZE), 20_480);
+    // The gateway's limits are the data node's.
+    assert_eq!(MAX_CHUNK_SIZE, tessera_data::shard_limits::MAX_CHUNK_SIZE);
     assert_eq!(
-        super::write::chunk_size_for(full, layout, Some(10 << 20)),
-        full
-    );
-    assert_eq!(
-        super::write::chunk_size_for(full, layout, Some(3 * 256 * 1024)),
-        full
+        MAX_CHUNKS_PER_SHARD,
+        tessera_data::shard_limits::MAX_SHARD_CHUNKS
     );
 }

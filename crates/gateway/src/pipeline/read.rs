@@ -1,36 +1,35 @@
-//! The read half of the pipeline: a byte range of a blob, stripe by stripe, from any k shards.
+//! The read half of the pipeline: a plaintext range of a blob, as the stored range that holds
+//! it, stripe by stripe from any k shard copies, unsealed.
 //!
-//! Invariant: every byte emitted comes from a chunk whose blake3 hash was verified here, or was
-//! rebuilt from k such chunks; at most k shard streams are open at a time (data shards
-//! preferred) and at most one stripe is buffered beyond what the consumer has not yet taken.
+//! Invariant: every byte emitted was unsealed from chunks the shared [`VerifiedShardReader`]
+//! checked against the manifest's shard digest (so a copy whose table or chunk differs from
+//! what the writer wrote there, whatever the node claims, is treated as missing and read
+//! around), or from chunks rebuilt from k such chunks; at most k shard streams are open at a
+//! time (data shards and live nodes preferred) and at most one stripe is buffered beyond what
+//! the consumer has not yet taken.
 
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
-use tessera_client::data::ShardChunkStream;
-use tessera_client::{DataClient, DataClientError};
+use futures::Stream;
+use tessera_client::shard::ShardReadSpec;
+use tessera_client::{DataClient, ShardReadFault, VerifiedShardReader};
+use tessera_core::blob::{Blob, BlobStorage, ErasureBlob, ShardCopy};
 use tessera_core::layout::Layout;
-use tessera_core::names::{DataId, NodeId};
+use tessera_core::names::NodeId;
 use tessera_core::stripe::{Codec, StripeGeometry};
-use tessera_proto::convert::data::data_id;
-use tessera_proto::meta::v1 as pb;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{BlobReadStream, BlobStore, PipelineError};
+use super::sealing::Unsealer;
+use super::{BlobReadStream, BlobStore, PipelineError, PipelineMetrics};
 use crate::nodes::NodeDirectory;
 
-/// How long opening a shard stream or waiting for its next chunk may take before the shard is
-/// given up for this read (dead connections are noticed sooner by HTTP/2 keepalive).
-pub const SHARD_READ_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Reads the bytes `range` of `blob`; see [`BlobStore::read`].
-pub(super) fn read_blob(store: &BlobStore, blob: &pb::Blob, range: Range<u64>) -> BlobReadStream {
+/// Reads the plaintext bytes `range` of `blob`; see [`BlobStore::read`].
+pub(super) fn read_blob(store: &BlobStore, blob: &Blob, range: Range<u64>) -> BlobReadStream {
     if range.start >= range.end {
         return Box::pin(futures::stream::empty());
     }
@@ -40,36 +39,123 @@ pub(super) fn read_blob(store: &BlobStore, blob: &pb::Blob, range: Range<u64>) -
             format!("range {range:?} beyond a blob of {} bytes", blob.size),
         ));
     }
-    match &blob.storage {
-        Some(pb::blob::Storage::InlineData(data)) => {
-            if data.len() as u64 != blob.size {
+    let mapped = store
+        .seals
+        .stored_range(&blob.sealing, range.clone(), blob.size);
+    if mapped.stored.start >= mapped.stored.end || mapped.stored.end > blob.stored_size {
+        return failed(PipelineError::internal(
+            "read",
+            format!(
+                "stored range {:?} outside a blob of {} stored bytes",
+                mapped.stored, blob.stored_size
+            ),
+        ));
+    }
+    let unsealer = match store.seals.unsealer(&blob.sealing, mapped.stored.clone()) {
+        Ok(unsealer) => unsealer,
+        Err(e) => return failed(e.into()),
+    };
+    let stored = match &blob.storage {
+        BlobStorage::Inline(data) => {
+            if data.len() as u64 != blob.stored_size {
                 return failed(PipelineError::internal(
                     "read",
-                    "inline data length differs from the blob size",
+                    "inline data length differs from the blob's stored size",
                 ));
             }
-            // Both ends are at most blob.size == data.len(), so they fit in usize.
-            let (start, end) = (range.start as usize, range.end as usize);
+            // Both ends are at most stored_size == data.len(), so they fit in usize.
+            let (start, end) = (mapped.stored.start as usize, mapped.stored.end as usize);
             let piece = Bytes::copy_from_slice(&data[start..end]);
-            Box::pin(futures::stream::iter([Ok(piece)]))
+            Box::pin(futures::stream::iter([Ok(piece)])) as BlobReadStream
         }
-        Some(pb::blob::Storage::Erasure(erasure)) => {
-            match ErasureRead::new(store, erasure, range) {
+        BlobStorage::Erasure(erasure) => {
+            match ErasureRead::new(store, erasure, mapped.stored.clone()) {
                 Ok(read) => Box::pin(ReadTaskStream {
                     pending: Some(read),
                     rx: None,
                     task: None,
                 }),
-                Err(e) => failed(e),
+                Err(e) => return failed(e),
             }
         }
-        None => failed(PipelineError::internal("read", "blob has no storage")),
-    }
+    };
+    Box::pin(UnsealStream {
+        stored,
+        unsealer,
+        skip: mapped.skip,
+        remaining: range.end - range.start,
+        done: false,
+    })
 }
 
 /// A stream of just one error.
 fn failed(err: PipelineError) -> BlobReadStream {
     Box::pin(futures::stream::iter([Err(err)]))
+}
+
+/// Unseals stored pieces and cuts the plaintext to the range asked for: drops the first `skip`
+/// bytes, ends after `remaining` more.
+struct UnsealStream {
+    stored: BlobReadStream,
+    unsealer: Box<dyn Unsealer>,
+    skip: u64,
+    remaining: u64,
+    done: bool,
+}
+
+impl UnsealStream {
+    /// The part of freshly unsealed `plain` that lies in the range.
+    fn cut(&mut self, mut plain: Bytes) -> Bytes {
+        let skip = usize::try_from(self.skip.min(plain.len() as u64)).unwrap_or(plain.len());
+        self.skip -= skip as u64;
+        plain = plain.slice(skip..);
+        let take = usize::try_from(self.remaining.min(plain.len() as u64)).unwrap_or(0);
+        self.remaining -= take as u64;
+        plain.slice(..take)
+    }
+}
+
+impl Stream for UnsealStream {
+    type Item = Result<Bytes, PipelineError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done || this.remaining == 0 {
+                return Poll::Ready(None);
+            }
+            let unsealed = match this.stored.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(stored))) => this.unsealer.unseal(stored),
+                Poll::Ready(None) => {
+                    this.done = true;
+                    this.unsealer.finish()
+                }
+            };
+            match unsealed {
+                Err(e) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Ok(plain) => {
+                    let piece = this.cut(plain);
+                    if !piece.is_empty() {
+                        return Poll::Ready(Some(Ok(piece)));
+                    }
+                    if this.done && this.remaining > 0 {
+                        return Poll::Ready(Some(Err(PipelineError::internal(
+                            "unseal",
+                            format!("the stored range ended {} bytes short", this.remaining),
+                        ))));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Runs an [`ErasureRead`] as a task started on first poll, so that reading from the nodes
@@ -105,97 +191,66 @@ impl Drop for ReadTaskStream {
     }
 }
 
-/// One open shard stream, positioned at chunk `next`.
-struct Source {
-    index: u32,
-    node: NodeId,
-    stream: ShardChunkStream,
-    next: u64,
-}
-
-impl Source {
-    /// The verified chunk `stripe` of this shard.
-    async fn next_chunk(&mut self, stripe: u64, chunk_size: u32) -> Result<Bytes, ReadFault> {
-        let item = tokio::time::timeout(SHARD_READ_TIMEOUT, self.stream.next())
-            .await
-            .map_err(|_| ReadFault::Stalled)?;
-        let chunk = match item {
-            None => return Err(ReadFault::Ended),
-            Some(Err(e)) => return Err(ReadFault::Node(e)),
-            Some(Ok(chunk)) => chunk,
-        };
-        if chunk.corrupt {
-            return Err(ReadFault::CorruptChunk);
-        }
-        if chunk.index != stripe {
-            return Err(ReadFault::WrongChunk {
-                expected: stripe,
-                got: chunk.index,
-            });
-        }
-        if chunk.data.len() != chunk_size as usize {
-            return Err(ReadFault::WrongSize {
-                len: chunk.data.len(),
-            });
-        }
-        let Some(hashes) = &chunk.hashes else {
-            return Err(ReadFault::HashMismatch);
-        };
-        if blake3::hash(&chunk.data).as_bytes().as_slice() != hashes.hashes.as_ref() {
-            return Err(ReadFault::HashMismatch);
-        }
-        self.next = stripe + 1;
-        Ok(chunk.data)
-    }
-}
-
-/// Why one shard could not serve a read.
+/// Why one copy could not serve a read.
 #[derive(Debug, thiserror::Error)]
 enum ReadFault {
-    #[error("the shard's node is not a member")]
+    #[error("the copy's node is not a member")]
     UnknownNode,
+    #[error("the manifest has no digest for the copy's shard index")]
+    NoDigest,
+    #[error("the copy ended before chunk {next}")]
+    Ended { next: u64 },
     #[error("{0}")]
-    Node(#[from] DataClientError),
-    #[error("no answer for {} s", SHARD_READ_TIMEOUT.as_secs())]
-    Stalled,
-    #[error("the shard stream ended early")]
-    Ended,
-    #[error("the node reports the chunk corrupt")]
-    CorruptChunk,
-    #[error("chunk {got} arrived, {expected} expected")]
-    WrongChunk { expected: u64, got: u64 },
-    #[error("chunk of {len} bytes")]
-    WrongSize { len: usize },
-    #[error("chunk hash mismatch")]
-    HashMismatch,
+    Copy(#[from] ShardReadFault),
 }
 
 impl ReadFault {
     fn code(&self) -> &'static str {
         match self {
             ReadFault::UnknownNode => "unknown_node",
-            ReadFault::Node(e) => e.code(),
-            ReadFault::Stalled => "stalled",
-            ReadFault::Ended => "stream_ended",
-            ReadFault::CorruptChunk => "corrupt_chunk",
-            ReadFault::WrongChunk { .. } => "wrong_chunk",
-            ReadFault::WrongSize { .. } => "wrong_chunk_size",
-            ReadFault::HashMismatch => "hash_mismatch",
+            ReadFault::NoDigest => "no_manifest_digest",
+            ReadFault::Ended { .. } => "shard_stream_ended",
+            ReadFault::Copy(f) => f.code(),
         }
     }
 
-    /// Whether the fault says the node (rather than this one shard) is in trouble.
+    /// Whether the node, rather than this one copy, is in trouble.
     fn blames_node(&self) -> bool {
         match self {
-            ReadFault::Node(e) => e.is_retryable(),
-            ReadFault::Stalled => true,
-            ReadFault::UnknownNode
-            | ReadFault::Ended
-            | ReadFault::CorruptChunk
-            | ReadFault::WrongChunk { .. }
-            | ReadFault::WrongSize { .. }
-            | ReadFault::HashMismatch => false,
+            ReadFault::Copy(f) => f.blames_node(),
+            ReadFault::Ended { .. } => true,
+            ReadFault::UnknownNode | ReadFault::NoDigest => false,
         }
+    }
+
+    /// Whether the copy is missing or not what the manifest says (repair should rebuild it).
+    fn is_copy_fault(&self) -> bool {
+        match self {
+            ReadFault::Copy(f) => f.is_copy_fault(),
+            ReadFault::UnknownNode | ReadFault::NoDigest | ReadFault::Ended { .. } => false,
+        }
+    }
+}
+
+/// One open copy, positioned at chunk `next`.
+struct Source {
+    index: u32,
+    node: NodeId,
+    reader: VerifiedShardReader,
+}
+
+impl Source {
+    /// The verified chunk `stripe` of this copy.
+    async fn next_chunk(&mut self, stripe: u64) -> Result<Bytes, ReadFault> {
+        match self.reader.next_chunk().await? {
+            Some(chunk) if chunk.index == stripe => Ok(chunk.data),
+            // The reader yields chunks in order from the one it was opened at.
+            Some(_) | None => Err(ReadFault::Ended { next: stripe }),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        self.reader.next_index()
     }
 }
 
@@ -203,15 +258,17 @@ impl ReadFault {
 struct ErasureRead {
     data: DataClient,
     nodes: NodeDirectory,
-    data_id: DataId,
+    metrics: Arc<PipelineMetrics>,
+    blob: Arc<ErasureBlob>,
     layout: Layout,
     geometry: StripeGeometry,
-    /// The stored shards, lowest index (data shards) first.
-    candidates: Vec<(u32, NodeId)>,
+    /// The placed copies, live nodes first, lowest index (data shards) first among them.
+    candidates: Vec<ShardCopy>,
+    /// The stored bytes to read.
     range: Range<u64>,
 }
 
-/// The moving parts of a read: open sources, spares tried, the codec once needed.
+/// The moving parts of a read: open sources, copies tried, the codec once needed.
 struct ReadState {
     active: Vec<Source>,
     tried: Vec<bool>,
@@ -221,30 +278,38 @@ struct ReadState {
 impl ErasureRead {
     fn new(
         store: &BlobStore,
-        erasure: &pb::ErasureBlob,
+        erasure: &ErasureBlob,
         range: Range<u64>,
     ) -> Result<Self, PipelineError> {
-        let id =
-            data_id(&erasure.data_id).map_err(|e| PipelineError::internal("blob record", e))?;
-        let layout = Layout::new(erasure.data_shards, erasure.parity_shards)
-            .map_err(|e| PipelineError::internal("blob record", e))?;
+        let layout = erasure.layout;
         let geometry = StripeGeometry::try_new(layout, erasure.chunk_size)
             .map_err(|e| PipelineError::internal("blob record", e))?;
-        let mut candidates: Vec<(u32, NodeId)> = erasure
+        let last = geometry.stripes_for_range(range.start, range.end - 1).end;
+        if last > erasure.chunks_per_shard {
+            return Err(PipelineError::internal(
+                "blob record",
+                format!(
+                    "stored range {range:?} needs {last} stripes, the manifest has {}",
+                    erasure.chunks_per_shard
+                ),
+            ));
+        }
+        let mut candidates: Vec<ShardCopy> = erasure
             .shards
             .iter()
-            .filter(|s| s.shard_index < layout.total_shards())
-            .map(|s| (s.shard_index, NodeId(s.node_id)))
+            .filter(|c| c.shard_index < layout.total_shards())
+            .copied()
             .collect();
-        // Shards on nodes known to be down go last, so a read during an outage does not first
+        // Copies on nodes known to be down go last, so a read during an outage does not first
         // try every dead node; among live ones, data shards come first (no decoding needed).
         let view = store.nodes.snapshot();
         let down = |node: NodeId| !view.iter().any(|v| v.id == node && v.available);
-        candidates.sort_by_key(|&(index, node)| (down(node), index));
+        candidates.sort_by_key(|c| (down(c.node), c.shard_index));
         Ok(Self {
             data: store.data.clone(),
             nodes: store.nodes.clone(),
-            data_id: id,
+            metrics: Arc::clone(&store.metrics),
+            blob: Arc::new(erasure.clone()),
             layout,
             geometry,
             candidates,
@@ -286,7 +351,7 @@ impl ErasureRead {
     }
 
     /// At least k verified chunks of `stripe` (n entries, `None` where missing), replacing
-    /// failed sources with spare shards opened at this stripe.
+    /// failed sources with spare copies opened at this stripe.
     async fn stripe_chunks(
         &self,
         state: &mut ReadState,
@@ -294,17 +359,16 @@ impl ErasureRead {
         end: u64,
     ) -> Result<Vec<Option<Bytes>>, PipelineError> {
         let k = self.layout.data_shards() as usize;
-        let chunk_size = self.geometry.chunk_size();
         let mut got: Vec<Option<Bytes>> = vec![None; self.layout.total_shards() as usize];
         let mut present = 0usize;
         while present < k {
             let want = k - present;
-            let waiting = state.active.iter().filter(|s| s.next == stripe).count();
+            let waiting = state.active.iter().filter(|s| s.next() == stripe).count();
             if waiting < want {
                 self.open_spares(state, &got, stripe, end, want - waiting)
                     .await;
             }
-            let waiting = state.active.iter().filter(|s| s.next == stripe).count();
+            let waiting = state.active.iter().filter(|s| s.next() == stripe).count();
             if waiting < want {
                 return Err(PipelineError::ReadUnavailable {
                     needed: self.layout.data_shards(),
@@ -315,9 +379,9 @@ impl ErasureRead {
                 state
                     .active
                     .iter_mut()
-                    .filter(|s| s.next == stripe)
+                    .filter(|s| s.next() == stripe)
                     .map(|source| async move {
-                        let chunk = source.next_chunk(stripe, chunk_size).await;
+                        let chunk = source.next_chunk(stripe).await;
                         (source.index, source.node, chunk)
                     });
             let results = futures::future::join_all(fetches).await;
@@ -328,8 +392,10 @@ impl ErasureRead {
                         present += 1;
                     }
                     Err(fault) => {
-                        self.shard_unreadable(index, node, stripe, &fault);
-                        state.active.retain(|s| s.index != index);
+                        self.copy_unreadable(index, node, stripe, &fault);
+                        state
+                            .active
+                            .retain(|s| !(s.index == index && s.node == node));
                     }
                 }
             }
@@ -337,7 +403,7 @@ impl ErasureRead {
         Ok(got)
     }
 
-    /// Opens up to `count` more sources at `stripe` from shards not tried yet whose index is
+    /// Opens up to `count` more sources at `stripe` from copies not tried yet whose index is
     /// neither open nor already read for this stripe.
     async fn open_spares(
         &self,
@@ -349,76 +415,76 @@ impl ErasureRead {
     ) {
         let mut opened = 0;
         while opened < count {
-            let mut picks: Vec<(u32, NodeId)> = Vec::new();
-            for (slot, &(index, node)) in self.candidates.iter().enumerate() {
+            let mut picks: Vec<ShardCopy> = Vec::new();
+            for (slot, copy) in self.candidates.iter().enumerate() {
                 if picks.len() == count - opened {
                     break;
                 }
+                let index = copy.shard_index;
                 let busy = state.active.iter().any(|s| s.index == index)
                     || got.get(index as usize).is_some_and(Option::is_some)
-                    || picks.iter().any(|(i, _)| *i == index);
+                    || picks.iter().any(|p| p.shard_index == index);
                 if !state.tried[slot] && !busy {
                     state.tried[slot] = true;
-                    picks.push((index, node));
+                    picks.push(*copy);
                 }
             }
             if picks.is_empty() {
                 return;
             }
-            let opens = picks
-                .iter()
-                .map(|&(index, node)| self.open_source(index, node, stripe, end));
-            for (result, (index, node)) in futures::future::join_all(opens)
+            let opens = picks.iter().map(|copy| self.open_source(copy, stripe, end));
+            for (result, copy) in futures::future::join_all(opens)
                 .await
                 .into_iter()
                 .zip(picks)
             {
                 match result {
                     Ok(source) => {
-                        self.nodes.report_success(node);
+                        self.nodes.report_success(copy.node);
                         state.active.push(source);
                         opened += 1;
                     }
-                    Err(fault) => self.shard_unreadable(index, node, stripe, &fault),
+                    Err(fault) => {
+                        self.copy_unreadable(copy.shard_index, copy.node, stripe, &fault);
+                    }
                 }
             }
         }
     }
 
-    /// Opens shard `index` on `node` for chunks `stripe..end`.
+    /// Opens `copy` for chunks `stripe..end`, its hash table checked against the manifest.
     async fn open_source(
         &self,
-        index: u32,
-        node: NodeId,
+        copy: &ShardCopy,
         stripe: u64,
         end: u64,
     ) -> Result<Source, ReadFault> {
-        let addr = self.nodes.addr_of(node).ok_or(ReadFault::UnknownNode)?;
-        let id = legacy_shard_id(self.data_id, index);
-        let stream = tokio::time::timeout(
-            SHARD_READ_TIMEOUT,
-            self.data.read_shard(&addr, id, stripe, end - stripe),
-        )
-        .await
-        .map_err(|_| ReadFault::Stalled)??;
+        let addr = self
+            .nodes
+            .addr_of(copy.node)
+            .ok_or(ReadFault::UnknownNode)?;
+        let spec = ShardReadSpec::from_manifest(&self.blob, copy, stripe..end)
+            .ok_or(ReadFault::NoDigest)?;
+        let reader = VerifiedShardReader::open(&self.data, &addr, spec).await?;
         Ok(Source {
-            index,
-            node,
-            stream,
-            next: stripe,
+            index: copy.shard_index,
+            node: copy.node,
+            reader,
         })
     }
 
-    fn shard_unreadable(&self, index: u32, node: NodeId, stripe: u64, fault: &ReadFault) {
+    fn copy_unreadable(&self, index: u32, node: NodeId, stripe: u64, fault: &ReadFault) {
         warn!(
-            data_id = %self.data_id,
+            data_id = %self.blob.data_id,
             shard_index = index,
             node_id = node.0,
             stripe,
             fault = fault.code(),
+            copy_fault = fault.is_copy_fault(),
             error = %fault,
-            "shard unreadable; reconstructed"
+            "shard copy unreadable; reading around it"
         );
+        self.metrics.shard_read_faults.with(&[fault.code()]).inc();
         if fault.blames_node() {
             self.nodes.report_failure(node);
         }
@@ -506,14 +572,5 @@ mod tests {
         assert_eq!(piece_bounds(5, 6, 4), vec![(1, 1..2)]);
         assert_eq!(piece_bounds(8, 12, 4), vec![(2, 0..4)]);
         assert!(piece_bounds(4, 4, 4).is_empty());
-    }
-}
-
-/// Temporary bridge to generation-less shard ids (replaced by the verified shard reader).
-fn legacy_shard_id(data_id: DataId, shard_index: u32) -> tessera_proto::data::v1::ShardId {
-    tessera_proto::data::v1::ShardId {
-        data_id: data_id.as_bytes().to_vec().into(),
-        shard_index,
-        generation: 0,
     }
 }

@@ -1,59 +1,63 @@
-//! The write half of the pipeline: a body becomes an inline blob or k + m shard streams.
+//! The write half of the pipeline: a body becomes an inline blob or k + m shard streams, each
+//! written by the shared [`ShardWriter`] under the write's lease with a fresh generation.
 //!
-//! Invariant: a shard stream is sent its `ShardCommit` only after the whole body was read,
-//! matched its declared length and was sent; any earlier failure drops every stream without a
-//! commit, so the data nodes keep nothing. Memory per write is bounded by one stripe being cut,
-//! one being coded and [`SHARD_QUEUE_CHUNKS`] chunks queued per shard.
+//! Invariant: a shard stream is sent its commit only after the whole body was read, matched its
+//! declared length, was sent, and passed the write's check; any earlier failure drops every
+//! writer without a commit, so the data nodes keep nothing. The manifest records the digest of
+//! every shard index: a committed shard's from its writer, a lost shard's from the chunk hashes
+//! its writer had when it failed, continued here. Memory per write is bounded by one stripe
+//! being cut, one being coded, its plaintext pieces, and the shard writers' small queues.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use tessera_client::{DataClient, DataClientError};
+use tessera_client::shard::{ShardWriteSpec, WrittenShard};
+use tessera_client::{ShardId, ShardWriteError, ShardWriter};
+use tessera_core::blob::{Blob, BlobStorage, ErasureBlob, Generation, ShardCopy};
 use tessera_core::checksum::{ChecksumAlgorithm, ChecksumHasher};
 use tessera_core::etag::Md5Hasher;
 use tessera_core::layout::Layout;
 use tessera_core::names::{DataId, NodeId, ZoneName};
 use tessera_core::placement::{NodeInfo, Placement, PlacementError, meets_write_rule, place};
+use tessera_core::shard_file::{ChunkHash, ShardDigester, chunk_hash};
 use tessera_core::stripe::Codec;
-use tessera_proto::data::v1 as data_pb;
-use tessera_proto::data::v1::write_shard_request::Msg;
-use tessera_proto::meta::v1 as pb;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
-use super::{BlobStore, BodyError, PipelineError, WriteOptions, WrittenBlob, choose_layout};
+use super::sealing::Sealer;
+use super::{
+    BlobStore, BodyCheck, BodyDigests, BodyError, MAX_CHUNK_SIZE, MAX_CHUNKS_PER_SHARD,
+    PipelineError, WriteOptions, WrittenBlob, choose_layout,
+};
 use crate::nodes::NodeDirectory;
-
-/// Chunks queued per shard stream: enough to keep every node busy while the next stripe is
-/// coded, few enough that many concurrent uploads stay small.
-pub const SHARD_QUEUE_CHUNKS: usize = 2;
-
-/// How long one shard may refuse a chunk (or its commit) before it is dropped as stalled; a
-/// node that hangs must not hang the whole upload.
-pub const SHARD_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Chunk sizes are multiples of this (small blobs get smaller chunks).
 const CHUNK_ALIGN: u64 = 4096;
 
-/// The chunk size of a blob: the configured one, or for a blob whose length is known and fits
-/// in one stripe, just enough (rounded up to 4 KiB) for its k data chunks, so a small object
-/// does not occupy n full-size chunks on disk.
-pub(super) fn chunk_size_for(configured: u32, layout: Layout, expected_len: Option<u64>) -> u32 {
-    let Some(len) = expected_len else {
-        return configured;
-    };
+/// The chunk size of a blob of layout `layout`: the configured one, or for a blob whose stored
+/// length is known and fits in one stripe, just enough (rounded up to 4 KiB) for its k data
+/// chunks, so a small object does not occupy n full-size chunks on disk; and never so small
+/// that the longest stored length the write may reach (`max_stored_len`) would need more than
+/// [`MAX_CHUNKS_PER_SHARD`] chunks per shard. At most [`MAX_CHUNK_SIZE`].
+pub(super) fn chunk_size_for(
+    configured: u32,
+    layout: Layout,
+    expected_stored_len: Option<u64>,
+    max_stored_len: u64,
+) -> u32 {
     let k = u64::from(layout.data_shards().max(1));
-    let needed = len.div_ceil(k).div_ceil(CHUNK_ALIGN).max(1) * CHUNK_ALIGN;
-    u32::try_from(needed).map_or(configured, |n| n.min(configured))
+    let align = |bytes: u64| bytes.div_ceil(CHUNK_ALIGN).max(1) * CHUNK_ALIGN;
+    let wanted = match expected_stored_len {
+        Some(len) => align(len.div_ceil(k)).min(u64::from(configured)),
+        None => u64::from(configured),
+    };
+    let bound = expected_stored_len.unwrap_or(max_stored_len);
+    let least = align(bound.div_ceil(k.saturating_mul(MAX_CHUNKS_PER_SHARD)));
+    let size = wanted.max(least).min(u64::from(MAX_CHUNK_SIZE));
+    u32::try_from(size).unwrap_or(MAX_CHUNK_SIZE)
 }
-
-/// How long to wait for a failed shard stream to say why it failed.
-const FAILURE_REASON_WAIT: Duration = Duration::from_secs(2);
 
 /// Writes `body` as a blob; see [`BlobStore::write`].
 pub(super) async fn write_blob<S>(
@@ -64,19 +68,27 @@ pub(super) async fn write_blob<S>(
 where
     S: Stream<Item = Result<Bytes, BodyError>> + Send + Unpin,
 {
-    if let Some(expected) = opts.expected_len
-        && expected > opts.max_len
+    let WriteOptions {
+        expected_len,
+        max_len,
+        checksums,
+        lease_id,
+        check,
+    } = opts;
+    if let Some(expected) = expected_len
+        && expected > max_len
     {
-        return Err(PipelineError::EntityTooLarge { max: opts.max_len });
+        return Err(PipelineError::EntityTooLarge { max: max_len });
     }
     let mut body = BodyReader {
         body,
         idle: store.config.body_idle_timeout,
         total: 0,
-        expected: opts.expected_len,
-        max: opts.max_len,
+        expected: expected_len,
+        max: max_len,
     };
-    let mut digests = BodyDigests::new(&opts.checksums);
+    let mut digests = DigestState::new(&checksums);
+    let mut sealer = store.seals.sealer();
 
     // Read just past the inline threshold before deciding where the bytes go.
     let threshold = store.config.inline_threshold;
@@ -97,30 +109,65 @@ where
     }
 
     if ended {
-        let data: Vec<u8> = head.concat();
-        digests.update(&data);
-        let (md5, checksums) = digests.finish();
-        let size = data.len() as u64;
+        for piece in &head {
+            digests.update(piece);
+        }
+        let digests = digests.finish(head_len);
+        run_check(check, &digests)?;
+        let mut stored = Vec::with_capacity(usize::try_from(head_len).unwrap_or(0));
+        for piece in head {
+            stored.extend_from_slice(&sealer.seal(piece)?);
+        }
+        stored.extend_from_slice(&sealer.finish()?);
+        let stored_size = stored.len() as u64;
+        check_stored_len(sealer.as_ref(), head_len, stored_size)?;
         return Ok(WrittenBlob {
-            blob: pb::Blob {
-                size,
-                storage: Some(pb::blob::Storage::InlineData(data)),
-                ..pb::Blob::default()
+            blob: Blob {
+                size: head_len,
+                stored_size,
+                sealing: sealer.sealing(),
+                storage: BlobStorage::Inline(stored),
             },
-            size,
-            md5,
-            checksums,
+            digests,
         });
     }
 
-    let mut writer = ErasureWriter::start(store, digests, opts.expected_len).await?;
+    let lease_id = lease_id.ok_or_else(|| {
+        PipelineError::internal("write", "an erasure-coded write needs a write lease")
+    })?;
+    let bounds = StoredBounds {
+        expected: expected_len.map(|len| sealer.stored_len(len)),
+        max: sealer.stored_len(max_len),
+    };
+    let mut writer = ErasureWriter::start(store, digests, bounds, lease_id).await?;
     for piece in head {
-        writer.push(&piece).await?;
+        writer.push(piece, &mut *sealer).await?;
     }
     while let Some(piece) = body.next().await? {
-        writer.push(&piece).await?;
+        writer.push(piece, &mut *sealer).await?;
     }
-    writer.finish(body.total).await
+    writer.finish(body.total, sealer, check).await
+}
+
+/// Runs the write's check, if any, on the body's digests.
+fn run_check(check: Option<BodyCheck>, digests: &BodyDigests) -> Result<(), PipelineError> {
+    match check {
+        Some(check) => check(digests).map_err(PipelineError::BodyRejected),
+        None => Ok(()),
+    }
+}
+
+/// Checks the sealing invariant: a sealer stores exactly `stored_len(plaintext)` bytes.
+fn check_stored_len(sealer: &dyn Sealer, plain: u64, stored: u64) -> Result<(), PipelineError> {
+    let expected = sealer.stored_len(plain);
+    if expected == stored {
+        Ok(())
+    } else {
+        Err(PipelineError::internal(
+            "sealing",
+            format!("{plain} plaintext bytes sealed to {stored} bytes, {expected} announced"),
+        ))
+    }
 }
 
 /// The body with its idle timeout and length limits applied as it is read.
@@ -170,13 +217,13 @@ where
     }
 }
 
-/// MD5 and the requested checksums of the body, fed in body order.
-struct BodyDigests {
+/// MD5 and the requested checksums of the body's plaintext, fed in body order.
+struct DigestState {
     md5: Md5Hasher,
     checksums: Vec<ChecksumHasher>,
 }
 
-impl BodyDigests {
+impl DigestState {
     fn new(algorithms: &[ChecksumAlgorithm]) -> Self {
         Self {
             md5: Md5Hasher::new(),
@@ -191,215 +238,61 @@ impl BodyDigests {
         }
     }
 
-    fn finish(self) -> ([u8; 16], Vec<(ChecksumAlgorithm, Vec<u8>)>) {
-        let checksums = self
-            .checksums
-            .into_iter()
-            .map(|h| (h.algorithm(), h.finalize()))
-            .collect();
-        (self.md5.finalize(), checksums)
+    fn finish(self, size: u64) -> BodyDigests {
+        BodyDigests {
+            size,
+            md5: self.md5.finalize(),
+            checksums: self
+                .checksums
+                .into_iter()
+                .map(|h| (h.algorithm(), h.finalize()))
+                .collect(),
+        }
     }
 }
 
-/// One coded chunk with the blake3 hash the node will verify.
-struct HashedChunk {
-    data: Bytes,
-    blake3: Bytes,
+/// The stored lengths a write may reach: exactly `expected` when the body's length was
+/// declared, at most `max` in any case.
+#[derive(Clone, Copy, Debug)]
+struct StoredBounds {
+    expected: Option<u64>,
+    max: u64,
 }
 
-/// One shard stream in flight to its node.
-struct ShardUpload {
+/// One shard of the blob being written.
+struct ShardSlot {
     index: u32,
     node: NodeId,
     zone: ZoneName,
-    /// `None` once the stream was ended (commit sent, or dropped after a failure).
-    tx: Option<mpsc::Sender<data_pb::WriteShardRequest>>,
-    task: JoinHandle<Result<data_pb::WriteShardResponse, DataClientError>>,
-    /// Whether the task's result was taken (a finished `JoinHandle` must not be polled again).
-    done: bool,
-    failed: bool,
-}
-
-impl ShardUpload {
-    fn open(data: &DataClient, addr: String, index: u32, node: NodeId, zone: ZoneName) -> Self {
-        let (tx, rx) = mpsc::channel(SHARD_QUEUE_CHUNKS);
-        let data = data.clone();
-        let task =
-            tokio::spawn(async move { data.write_shard(&addr, ReceiverStream::new(rx)).await });
-        Self {
-            index,
-            node,
-            zone,
-            tx: Some(tx),
-            task,
-            done: false,
-            failed: false,
-        }
-    }
-
-    /// Queues `message`; on failure the shard is marked failed and the reason returned.
-    async fn send(&mut self, message: data_pb::WriteShardRequest) -> Result<(), ShardFault> {
-        let Some(tx) = self.tx.as_ref() else {
-            return Err(ShardFault::Ended);
-        };
-        let step = tokio::select! {
-            sent = tokio::time::timeout(SHARD_STALL_TIMEOUT, tx.send(message)) => match sent {
-                Ok(Ok(())) => SendStep::Queued,
-                Ok(Err(_closed)) => SendStep::Closed,
-                Err(_) => SendStep::Stalled,
-            },
-            finished = &mut self.task, if !self.done => SendStep::Finished(finished),
-        };
-        let fault = match step {
-            SendStep::Queued => return Ok(()),
-            SendStep::Closed => self.reason_of_close().await,
-            SendStep::Stalled => ShardFault::Stalled,
-            SendStep::Finished(finished) => {
-                self.done = true;
-                ShardFault::from_task(finished)
-            }
-        };
-        self.fail();
-        Err(fault)
-    }
-
-    /// Why the stream closed early: the task's error, if it tells within a moment.
-    async fn reason_of_close(&mut self) -> ShardFault {
-        if self.done {
-            return ShardFault::Ended;
-        }
-        match tokio::time::timeout(FAILURE_REASON_WAIT, &mut self.task).await {
-            Ok(finished) => {
-                self.done = true;
-                ShardFault::from_task(finished)
-            }
-            Err(_) => ShardFault::Ended,
-        }
-    }
-
-    /// Stops sending to this shard; the stream ends without a commit.
-    fn fail(&mut self) {
-        self.failed = true;
-        self.tx = None;
-        if !self.done {
-            self.task.abort();
-        }
-    }
-
-    /// Sends the commit and waits for the node to make the shard durable.
-    async fn commit(&mut self, chunks: u64) -> Result<(), ShardFault> {
-        let commit = data_pb::WriteShardRequest {
-            msg: Some(Msg::Commit(data_pb::ShardCommit {
-                chunks,
-                ..data_pb::ShardCommit::default()
-            })),
-        };
-        self.send(commit).await?;
-        self.tx = None;
-        let finished = tokio::time::timeout(SHARD_STALL_TIMEOUT, &mut self.task).await;
-        let outcome = match finished {
-            Err(_) => Err(ShardFault::Stalled),
-            Ok(finished) => {
-                self.done = true;
-                match finished {
-                    Ok(Ok(response)) if response.chunks == chunks => Ok(()),
-                    Ok(Ok(response)) => Err(ShardFault::WrongCount {
-                        expected: chunks,
-                        got: response.chunks,
-                    }),
-                    other => Err(ShardFault::from_task(other)),
-                }
-            }
-        };
-        if outcome.is_err() {
-            self.fail();
-        }
-        outcome
-    }
-}
-
-impl Drop for ShardUpload {
-    fn drop(&mut self) {
-        // A write abandoned for any reason (error, or the request future dropped) must not
-        // leave streams behind; without a commit the node discards what it received.
-        if !self.done {
-            self.task.abort();
-        }
-    }
-}
-
-/// How one attempt to queue a message on a shard stream ended.
-enum SendStep {
-    Queued,
-    Closed,
-    Stalled,
-    Finished(ShardTaskResult),
-}
-
-/// What a shard stream's task ends with.
-type ShardTaskResult =
-    Result<Result<data_pb::WriteShardResponse, DataClientError>, tokio::task::JoinError>;
-
-/// Why one shard stream of a write was dropped.
-#[derive(Debug, thiserror::Error)]
-enum ShardFault {
-    #[error("{0}")]
-    Node(#[from] DataClientError),
-    #[error("the shard stream ended early")]
-    Ended,
-    #[error("no progress for {} s", SHARD_STALL_TIMEOUT.as_secs())]
-    Stalled,
-    #[error("the node committed {got} chunks, {expected} sent")]
-    WrongCount { expected: u64, got: u64 },
-    #[error("the shard task failed: {0}")]
-    Task(String),
-}
-
-impl ShardFault {
-    fn from_task(finished: ShardTaskResult) -> Self {
-        match finished {
-            Ok(Ok(_)) => ShardFault::Ended,
-            Ok(Err(e)) => ShardFault::Node(e),
-            Err(e) => ShardFault::Task(e.to_string()),
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            ShardFault::Node(e) => e.code(),
-            ShardFault::Ended => "stream_ended",
-            ShardFault::Stalled => "stalled",
-            ShardFault::WrongCount { .. } => "wrong_chunk_count",
-            ShardFault::Task(_) => "task_failed",
-        }
-    }
-
-    /// Whether the fault says the node (rather than this one shard) is in trouble.
-    fn blames_node(&self) -> bool {
-        match self {
-            ShardFault::Node(e) => e.is_retryable(),
-            ShardFault::Stalled | ShardFault::Ended => true,
-            ShardFault::WrongCount { .. } | ShardFault::Task(_) => false,
-        }
-    }
+    generation: Generation,
+    /// The stream to its node; `None` once it failed (or could not be opened).
+    writer: Option<ShardWriter>,
+    /// The digest state of a shard whose writer failed, continued with the later chunks'
+    /// hashes computed here, so the manifest still names the shard's digest.
+    digester: Option<ShardDigester>,
 }
 
 /// The erasure-coded half of a write: cuts stripes, codes them and streams the chunks.
 struct ErasureWriter {
     nodes: NodeDirectory,
+    metrics: Arc<super::PipelineMetrics>,
     layout: Layout,
     data_id: DataId,
     chunk_size: u32,
     placement_degraded: bool,
     codec: Arc<Codec>,
-    uploads: Vec<ShardUpload>,
-    /// The stripe being filled; always `k * chunk_size` capacity.
+    slots: Vec<ShardSlot>,
+    /// The stripe being filled with stored bytes; always `k * chunk_size` capacity.
     stripe: Vec<u8>,
     stripe_len: usize,
+    /// Plaintext pieces not yet digested (digested with the stripe they went into).
+    pending_plain: Vec<Bytes>,
+    /// Stored bytes so far.
+    stored: u64,
     /// Stripes sent so far (the index of the next one).
     stripes: u64,
     /// `None` only while a stripe is being coded on the blocking pool.
-    digests: Option<BodyDigests>,
+    digests: Option<DigestState>,
 }
 
 /// The node view, layout and placement chosen for a new blob.
@@ -415,7 +308,7 @@ fn select_nodes(store: &BlobStore) -> Result<Selection, PipelineError> {
             .iter()
             .filter(|n| n.available)
             .map(|n| &n.zone)
-            .collect::<std::collections::BTreeSet<_>>()
+            .collect::<BTreeSet<_>>()
             .len(),
     );
     let layout =
@@ -436,14 +329,22 @@ fn select_nodes(store: &BlobStore) -> Result<Selection, PipelineError> {
     Ok((snapshot, layout, placement, data_id))
 }
 
+/// What coding one stripe produced: the n chunks, and the hashes of the chunks of shards whose
+/// digest the pipeline keeps itself.
+struct CodedStripe {
+    chunks: Vec<Vec<u8>>,
+    own_hashes: Vec<Option<ChunkHash>>,
+}
+
 impl ErasureWriter {
-    /// Chooses the layout and the nodes and opens one stream per shard. When the node view
+    /// Chooses the layout and the nodes and opens one writer per shard. When the node view
     /// cannot place the blob (a gateway that just started, or one that missed a node coming
     /// back), it asks meta once for a fresh view before giving up.
     async fn start(
         store: &BlobStore,
-        digests: BodyDigests,
-        expected_len: Option<u64>,
+        digests: DigestState,
+        bounds: StoredBounds,
+        lease_id: u64,
     ) -> Result<Self, PipelineError> {
         let (snapshot, layout, placement, data_id) = match select_nodes(store) {
             Err(PipelineError::InsufficientNodes { .. }) => {
@@ -458,91 +359,77 @@ impl ErasureWriter {
         if store.config.chunk_size == 0 {
             return Err(PipelineError::internal("config", "chunk size is 0"));
         }
-        let chunk_size = chunk_size_for(store.config.chunk_size, layout, expected_len);
+        let chunk_size =
+            chunk_size_for(store.config.chunk_size, layout, bounds.expected, bounds.max);
 
         let by_id: BTreeMap<NodeId, _> = snapshot.iter().map(|n| (n.id, n)).collect();
-        let mut uploads = Vec::with_capacity(placement.shards.len());
+        let mut slots = Vec::with_capacity(placement.shards.len());
         for (index, node) in (0u32..).zip(&placement.shards) {
             let view = by_id
                 .get(node)
                 .ok_or_else(|| PipelineError::internal("placement", "placed on an unknown node"))?;
-            uploads.push(ShardUpload::open(
-                &store.data,
-                view.addr.clone(),
+            let generation = Generation::from_random(rand::random());
+            let id = ShardId::new(data_id, index, generation);
+            let spec = ShardWriteSpec::new(id, layout, chunk_size, lease_id);
+            let mut slot = ShardSlot {
                 index,
-                *node,
-                view.zone.clone(),
-            ));
+                node: *node,
+                zone: view.zone.clone(),
+                generation,
+                writer: None,
+                digester: None,
+            };
+            match ShardWriter::open(&store.data, &view.addr, spec) {
+                Ok(writer) => slot.writer = Some(writer),
+                Err(e) => {
+                    shard_lost(&store.nodes, &store.metrics, data_id, index, *node, &e);
+                    slot.digester = Some(ShardDigester::new(&data_id, index));
+                }
+            }
+            slots.push(slot);
         }
         debug!(
             data_id = %data_id,
             k = layout.data_shards(),
             m = layout.parity_shards(),
+            chunk_size,
+            lease_id,
             degraded = placement.degraded,
             "blob write started"
         );
         let stripe_size = layout.data_shards() as usize * chunk_size as usize;
-        let mut writer = Self {
+        let writer = Self {
             nodes: store.nodes.clone(),
+            metrics: Arc::clone(&store.metrics),
             layout,
             data_id,
             chunk_size,
             placement_degraded: placement.degraded,
             codec: Arc::new(codec),
-            uploads,
+            slots,
             stripe: vec![0; stripe_size],
             stripe_len: 0,
+            pending_plain: Vec::new(),
+            stored: 0,
             stripes: 0,
             digests: Some(digests),
         };
-        writer.send_headers().await?;
+        if !writer.rule_still_reachable() {
+            return Err(writer.quorum_lost(0));
+        }
         Ok(writer)
     }
 
-    /// Opens every shard stream with its header; a node that refuses at once loses its shard.
-    async fn send_headers(&mut self) -> Result<(), PipelineError> {
-        let (data_id, layout, chunk_size) = (self.data_id, self.layout, self.chunk_size);
-        let sends = self.uploads.iter_mut().map(|upload| async move {
-            let header = data_pb::WriteShardRequest {
-                msg: Some(Msg::Header(data_pb::ShardHeader {
-                    id: Some(data_pb::ShardId {
-                        data_id: data_id.as_bytes().to_vec().into(),
-                        shard_index: upload.index,
-                        generation: 0,
-                    }),
-                    data_shards: layout.data_shards(),
-                    parity_shards: layout.parity_shards(),
-                    chunk_size,
-                    lease_id: 0,
-                })),
-            };
-            let sent = upload.send(header).await;
-            (upload.index, upload.node, sent)
-        });
-        let results = futures::future::join_all(sends).await;
-        self.after_sends(results)
+    /// Seals a plaintext piece and appends it, sending every stripe that fills up.
+    async fn push(&mut self, plain: Bytes, sealer: &mut dyn Sealer) -> Result<(), PipelineError> {
+        let stored = sealer.seal(plain.clone())?;
+        self.pending_plain.push(plain);
+        self.push_stored(&stored).await
     }
 
-    /// Logs the shards a round of sends lost; fails once the write rule is out of reach.
-    fn after_sends(
-        &self,
-        results: Vec<(u32, NodeId, Result<(), ShardFault>)>,
-    ) -> Result<(), PipelineError> {
-        let mut lost = false;
-        for (shard, node, sent) in results {
-            if let Err(fault) = sent {
-                lost = true;
-                self.shard_lost(shard, node, &fault);
-            }
-        }
-        if lost && !self.rule_still_reachable() {
-            return Err(self.quorum_lost(0));
-        }
-        Ok(())
-    }
-
-    /// Appends body bytes, sending every stripe that fills up.
-    async fn push(&mut self, mut data: &[u8]) -> Result<(), PipelineError> {
+    /// Appends stored bytes, sending every stripe that fills up.
+    async fn push_stored(&mut self, mut data: &[u8]) -> Result<(), PipelineError> {
+        self.stored += data.len() as u64;
         while !data.is_empty() {
             let room = self.stripe.len() - self.stripe_len;
             let take = room.min(data.len());
@@ -556,84 +443,138 @@ impl ErasureWriter {
         Ok(())
     }
 
-    /// Digests, codes and sends the stripe buffered so far (zero-padded by the codec).
+    /// Digests the pending plaintext, codes and sends the stripe buffered so far (zero-padded
+    /// by the codec); with an empty stripe, only digests.
     async fn flush_stripe(&mut self) -> Result<(), PipelineError> {
+        let coding = self.stripe_len > 0;
+        if coding && self.stripes >= MAX_CHUNKS_PER_SHARD {
+            return Err(PipelineError::internal(
+                "stripe",
+                format!("a shard would exceed {MAX_CHUNKS_PER_SHARD} chunks"),
+            ));
+        }
         let mut digests = self
             .digests
             .take()
             .ok_or_else(|| PipelineError::internal("stripe", "digests lost"))?;
         let stripe = std::mem::take(&mut self.stripe);
+        let plain = std::mem::take(&mut self.pending_plain);
         let len = self.stripe_len;
         let codec = Arc::clone(&self.codec);
         let chunk_size = self.chunk_size as usize;
+        let own: Vec<bool> = self.slots.iter().map(|s| s.writer.is_none()).collect();
+        let (data_id, stripe_index) = (self.data_id, self.stripes);
         let coded = tokio::task::spawn_blocking(move || {
-            let data = &stripe[..len];
-            digests.update(data);
-            let chunks = codec.encode_stripe(data, chunk_size).map(|chunks| {
-                chunks
-                    .into_iter()
-                    .map(|chunk| {
-                        let hash = blake3::hash(&chunk);
-                        HashedChunk {
-                            data: Bytes::from(chunk),
-                            blake3: Bytes::copy_from_slice(hash.as_bytes()),
-                        }
+            for piece in &plain {
+                digests.update(piece);
+            }
+            let coded = if coding {
+                codec
+                    .encode_stripe(&stripe[..len], chunk_size)
+                    .map(|chunks| {
+                        let own_hashes = (0u32..)
+                            .zip(&chunks)
+                            .zip(&own)
+                            .map(|((index, chunk), own)| {
+                                own.then(|| chunk_hash(&data_id, index, stripe_index, chunk))
+                            })
+                            .collect();
+                        Some(CodedStripe { chunks, own_hashes })
                     })
-                    .collect::<Vec<_>>()
-            });
-            (stripe, digests, chunks)
+            } else {
+                Ok(None)
+            };
+            (stripe, digests, coded)
         })
         .await
         .map_err(|e| PipelineError::internal("stripe coding task", e))?;
-        let (stripe, digests, chunks) = coded;
+        let (stripe, digests, coded) = coded;
         self.stripe = stripe;
         self.stripe_len = 0;
         self.digests = Some(digests);
-        let chunks = chunks.map_err(|e| PipelineError::internal("stripe coding", e))?;
-
-        let index = self.stripes;
-        let sends = self
-            .uploads
-            .iter_mut()
-            .zip(chunks)
-            .filter(|(upload, _)| !upload.failed)
-            .map(|(upload, chunk)| async move {
-                let message = data_pb::WriteShardRequest {
-                    msg: Some(Msg::Chunk(data_pb::ShardChunk {
-                        index,
-                        data: chunk.data,
-                        blake3: chunk.blake3,
-                    })),
-                };
-                let sent = upload.send(message).await;
-                (upload.index, upload.node, sent)
-            });
-        let results = futures::future::join_all(sends).await;
-        self.stripes += 1;
-        self.after_sends(results)
+        let Some(coded) = coded.map_err(|e| PipelineError::internal("stripe coding", e))? else {
+            return Ok(());
+        };
+        self.send_stripe(coded).await
     }
 
-    fn shard_lost(&self, shard: u32, node: NodeId, fault: &ShardFault) {
-        warn!(
-            data_id = %self.data_id,
-            shard_index = shard,
-            node_id = node.0,
-            fault = fault.code(),
-            error = %fault,
-            "shard stream failed; continuing without it"
-        );
-        if fault.blames_node() {
-            self.nodes.report_failure(node);
+    /// Sends one coded stripe's chunks to the live writers and keeps the digests of the others.
+    async fn send_stripe(&mut self, coded: CodedStripe) -> Result<(), PipelineError> {
+        let sends = self
+            .slots
+            .iter_mut()
+            .zip(coded.chunks)
+            .zip(coded.own_hashes)
+            .map(|((slot, chunk), own_hash)| async move {
+                match (&mut slot.writer, &mut slot.digester) {
+                    (Some(writer), _) => match writer.send_chunk(Bytes::from(chunk)).await {
+                        Ok(()) => None,
+                        Err(e) => Some((slot.index, slot.node, e)),
+                    },
+                    (None, Some(digester)) => {
+                        if let Some(hash) = own_hash {
+                            digester.push(&hash);
+                        }
+                        None
+                    }
+                    (None, None) => None,
+                }
+            });
+        let failures: Vec<_> = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        self.stripes += 1;
+        let lost = !failures.is_empty();
+        for (index, node, error) in failures {
+            self.take_over(index, node, &error)?;
         }
+        if lost && !self.rule_still_reachable() {
+            return Err(self.quorum_lost(0));
+        }
+        Ok(())
+    }
+
+    /// Drops the failed writer of shard `index` and continues its digest here.
+    fn take_over(
+        &mut self,
+        index: u32,
+        node: NodeId,
+        error: &ShardWriteError,
+    ) -> Result<(), PipelineError> {
+        shard_lost(&self.nodes, &self.metrics, self.data_id, index, node, error);
+        let stripes = self.stripes;
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.index == index)
+            .ok_or_else(|| PipelineError::internal("stripe", "lost an unknown shard"))?;
+        let Some(writer) = slot.writer.take() else {
+            return Ok(());
+        };
+        let digester = writer.digester().clone();
+        // The writer hashes every chunk it is handed, the failed one included.
+        if digester.chunks() != stripes {
+            return Err(PipelineError::internal(
+                "stripe",
+                format!(
+                    "shard {index} hashed {} chunks of {stripes}",
+                    digester.chunks()
+                ),
+            ));
+        }
+        slot.digester = Some(digester);
+        Ok(())
     }
 
     /// Whether the shards still streaming could meet the write rule if they all commit.
     fn rule_still_reachable(&self) -> bool {
         let live: Vec<(u32, ZoneName)> = self
-            .uploads
+            .slots
             .iter()
-            .filter(|u| !u.failed)
-            .map(|u| (u.index, u.zone.clone()))
+            .filter(|s| s.writer.is_some())
+            .map(|s| (s.index, s.zone.clone()))
             .collect();
         meets_write_rule(&self.layout, &live)
     }
@@ -645,87 +586,163 @@ impl ErasureWriter {
         }
     }
 
-    /// Sends the last stripe, commits every surviving shard and applies the write rule.
-    async fn finish(mut self, size: u64) -> Result<WrittenBlob, PipelineError> {
-        if self.stripe_len > 0 {
+    /// Sends the last stripe, runs the write's check, commits every surviving shard and
+    /// applies the write rule.
+    async fn finish(
+        mut self,
+        size: u64,
+        mut sealer: Box<dyn Sealer>,
+        check: Option<BodyCheck>,
+    ) -> Result<WrittenBlob, PipelineError> {
+        let tail = sealer.finish()?;
+        self.push_stored(&tail).await?;
+        if self.stripe_len > 0 || !self.pending_plain.is_empty() {
             self.flush_stripe().await?;
         }
-        let chunks = self.stripes;
-        let commits = self
-            .uploads
-            .iter_mut()
-            .filter(|u| !u.failed)
-            .map(|upload| async move {
-                let committed = upload.commit(chunks).await;
-                (upload.index, upload.node, committed)
-            });
-        let results = futures::future::join_all(commits).await;
-        for (shard, node, committed) in &results {
-            match committed {
-                Ok(()) => self.nodes.report_success(*node),
-                Err(fault) => self.shard_lost(*shard, *node, fault),
-            }
-        }
-
-        let committed: Vec<&ShardUpload> = self.uploads.iter().filter(|u| !u.failed).collect();
-        let durable: Vec<(u32, ZoneName)> = committed
-            .iter()
-            .map(|u| (u.index, u.zone.clone()))
-            .collect();
-        let shards: Vec<pb::ShardPlacement> = committed
-            .iter()
-            .map(|u| pb::ShardPlacement {
-                shard_index: u.index,
-                node_id: u.node.0,
-                generation: 0,
-            })
-            .collect();
-        if !meets_write_rule(&self.layout, &durable) {
-            let orphans: Vec<String> = committed
-                .iter()
-                .map(|u| format!("{}@{}", u.index, u.node))
-                .collect();
-            warn!(
-                data_id = %self.data_id,
-                orphans = ?orphans,
-                "write quorum lost; committed shards left as orphans"
-            );
-            return Err(self.quorum_lost(count_u32(committed.len())));
-        }
-
-        let lost = committed.len() < self.layout.total_shards() as usize;
-        let degraded = self.placement_degraded || lost;
-        let (md5, checksums) = self
+        check_stored_len(sealer.as_ref(), size, self.stored)?;
+        let digests = self
             .digests
             .take()
             .ok_or_else(|| PipelineError::internal("finish", "digests lost"))?
-            .finish();
+            .finish(size);
+        // The body is whole and sent: check it before any shard is committed. On a refusal
+        // the writers drop uncommitted and the nodes keep nothing.
+        run_check(check, &digests)?;
+
+        let chunks = self.stripes;
+        let commits = self.slots.iter_mut().map(|slot| async move {
+            let writer = slot.writer.take()?;
+            let digester = writer.digester().clone();
+            Some((slot.index, slot.node, digester, writer.commit().await))
+        });
+        let results: Vec<_> = futures::future::join_all(commits)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut committed: BTreeMap<u32, WrittenShard> = BTreeMap::new();
+        for (index, node, digester, result) in results {
+            match result {
+                Ok(written) => {
+                    self.nodes.report_success(node);
+                    committed.insert(index, written);
+                }
+                Err(e) => {
+                    shard_lost(&self.nodes, &self.metrics, self.data_id, index, node, &e);
+                    if let Some(slot) = self.slots.iter_mut().find(|s| s.index == index) {
+                        slot.digester = Some(digester);
+                    }
+                }
+            }
+        }
+        self.manifest(size, chunks, &committed, sealer.as_ref(), digests)
+    }
+
+    /// The blob record of the committed shards, if they meet the write rule.
+    fn manifest(
+        self,
+        size: u64,
+        chunks: u64,
+        committed: &BTreeMap<u32, WrittenShard>,
+        sealer: &dyn Sealer,
+        digests: BodyDigests,
+    ) -> Result<WrittenBlob, PipelineError> {
+        let durable: Vec<(u32, ZoneName)> = self
+            .slots
+            .iter()
+            .filter(|s| committed.contains_key(&s.index))
+            .map(|s| (s.index, s.zone.clone()))
+            .collect();
+        let mut shards: Vec<ShardCopy> = self
+            .slots
+            .iter()
+            .filter(|s| committed.contains_key(&s.index))
+            .map(|s| ShardCopy {
+                shard_index: s.index,
+                node: s.node,
+                generation: s.generation,
+            })
+            .collect();
+        shards.sort();
+        if !meets_write_rule(&self.layout, &durable) {
+            let orphans: Vec<String> = shards.iter().map(ToString::to_string).collect();
+            warn!(
+                data_id = %self.data_id,
+                orphans = ?orphans,
+                "write quorum lost; committed shards left for garbage collection"
+            );
+            return Err(self.quorum_lost(count_u32(shards.len())));
+        }
+        let mut shard_digests = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let digest = match (committed.get(&slot.index), &slot.digester) {
+                (Some(written), _) => written.digest,
+                (None, Some(digester)) if digester.chunks() == chunks => digester.clone().finish(),
+                (None, _) => {
+                    return Err(PipelineError::internal(
+                        "manifest",
+                        format!("no digest for shard {}", slot.index),
+                    ));
+                }
+            };
+            shard_digests.push(digest);
+        }
+        let lost = shards.len() < self.layout.total_shards() as usize;
+        let degraded = self.placement_degraded || lost;
+        let erasure = ErasureBlob {
+            data_id: self.data_id,
+            layout: self.layout,
+            chunk_size: self.chunk_size,
+            chunks_per_shard: chunks,
+            shards,
+            shard_digests,
+            degraded,
+            placed_at_index: 0,
+        };
+        erasure
+            .validate()
+            .map_err(|e| PipelineError::internal("manifest", e))?;
         debug!(
             data_id = %self.data_id,
             size,
+            stored = self.stored,
             stripes = chunks,
-            shards = shards.len(),
+            shards = erasure.shards.len(),
             degraded,
             "blob written"
         );
         Ok(WrittenBlob {
-            blob: pb::Blob {
+            blob: Blob {
                 size,
-                storage: Some(pb::blob::Storage::Erasure(pb::ErasureBlob {
-                    data_id: self.data_id.as_bytes().to_vec(),
-                    data_shards: self.layout.data_shards(),
-                    parity_shards: self.layout.parity_shards(),
-                    chunk_size: self.chunk_size,
-                    shards,
-                    degraded,
-                    ..pb::ErasureBlob::default()
-                })),
-                ..pb::Blob::default()
+                stored_size: self.stored,
+                sealing: sealer.sealing(),
+                storage: BlobStorage::Erasure(erasure),
             },
-            size,
-            md5,
-            checksums,
+            digests,
         })
+    }
+}
+
+/// Logs and counts a shard stream the write continues without.
+fn shard_lost(
+    nodes: &NodeDirectory,
+    metrics: &super::PipelineMetrics,
+    data_id: DataId,
+    shard: u32,
+    node: NodeId,
+    error: &ShardWriteError,
+) {
+    warn!(
+        data_id = %data_id,
+        shard_index = shard,
+        node_id = node.0,
+        fault = error.code(),
+        error = %error,
+        "shard stream failed; continuing without it"
+    );
+    metrics.shard_write_failures.with(&[error.code()]).inc();
+    if error.blames_node() {
+        nodes.report_failure(node);
     }
 }
 

@@ -1,9 +1,10 @@
 //! Request bodies on their way into the blob pipeline: the declared length, the Content-MD5
 //! and the additional checksum (header or aws-chunked trailer) a client asks us to verify. A
-//! body is accepted only when every digest the client sent matches what we computed.
+//! body is accepted only when every digest the client sent matches what we computed; the check
+//! runs inside the pipeline after the body ended and before any shard is committed.
 
 use crate::error::GatewayError;
-use crate::pipeline::{BodyError, WrittenBlob};
+use crate::pipeline::{BodyCheck, BodyDigests, BodyError, BodyRejection};
 use base64::Engine;
 use bytes::Bytes;
 use futures::Stream;
@@ -159,63 +160,63 @@ impl BodySpec {
         })
     }
 
-    /// Checks every digest the client declared against what the pipeline computed.
+    /// The pipeline's check of this body: every digest the client declared (Content-MD5, the
+    /// checksum header, or the checksum trailer, readable once the body ended) against what
+    /// the pipeline computed.
+    pub fn check(&self, trailers: Option<s3s::TrailingHeaders>) -> BodyCheck {
+        let spec = self.clone();
+        Box::new(move |digests: &BodyDigests| spec.verify(digests, trailers.as_ref()))
+    }
+
+    /// Checks every digest the client declared against `digests`.
     pub fn verify(
         &self,
-        written: &WrittenBlob,
+        digests: &BodyDigests,
         trailers: Option<&s3s::TrailingHeaders>,
-    ) -> Result<Vec<u8>, GatewayError> {
+    ) -> Result<(), BodyRejection> {
         if let Some(md5) = self.content_md5
-            && md5 != written.md5
+            && md5 != digests.md5
         {
-            return Err(GatewayError::BadDigest {
+            return Err(BodyRejection::BadDigest {
                 what: "Content-MD5".into(),
             });
         }
-        let computed = written
-            .checksums
-            .iter()
-            .find(|(alg, _)| *alg == self.algorithm)
-            .map(|(_, d)| d.clone())
-            .ok_or_else(|| GatewayError::internal("pipeline did not compute the checksum"))?;
         let expected = match &self.expected {
             ExpectedChecksum::None => None,
             ExpectedChecksum::Header(d) => Some(d.clone()),
             ExpectedChecksum::Trailer => {
-                let name = self.algorithm.header_name();
-                let value = trailers
-                    .and_then(|t| {
-                        t.read(|h| {
-                            h.get(name)
-                                .and_then(|v| v.to_str().ok().map(str::to_string))
-                        })
+                let value = trailers.and_then(|t| {
+                    t.read(|h| {
+                        h.get(self.algorithm.header_name())
+                            .and_then(|v| v.to_str().ok().map(str::to_string))
                     })
-                    .flatten()
-                    .ok_or_else(|| GatewayError::MalformedTrailer {
-                        detail: format!(
-                            "the trailer {name} announced in x-amz-trailer was not sent"
-                        ),
-                    })?;
-                Some(
-                    tessera_core::checksum::from_base64(&value)
-                        .ok()
-                        .filter(|d| d.len() == self.algorithm.digest_len())
-                        .ok_or_else(|| GatewayError::MalformedTrailer {
-                            detail: format!(
-                                "the value of the {name} trailer is not a valid digest"
-                            ),
-                        })?,
-                )
+                });
+                Some(self.trailer_digest(value.flatten())?)
             }
         };
-        if let Some(expected) = expected
-            && expected != computed
-        {
-            return Err(GatewayError::BadDigest {
+        let Some(expected) = expected else {
+            return Ok(());
+        };
+        if digests.checksum(self.algorithm) != Some(expected.as_slice()) {
+            return Err(BodyRejection::BadDigest {
                 what: format!("{} checksum", self.algorithm.s3_name()),
             });
         }
-        Ok(computed)
+        Ok(())
+    }
+
+    /// The digest a checksum trailer's value (if it was sent) carries.
+    fn trailer_digest(&self, value: Option<String>) -> Result<Vec<u8>, BodyRejection> {
+        let name = self.algorithm.header_name();
+        let value = value.ok_or_else(|| BodyRejection::MalformedTrailer {
+            detail: format!("the trailer {name} announced in x-amz-trailer was not sent"),
+        })?;
+        tessera_core::checksum::from_base64(&value)
+            .ok()
+            .filter(|d| d.len() == self.algorithm.digest_len())
+            .ok_or_else(|| BodyRejection::MalformedTrailer {
+                detail: format!("the value of the {name} trailer is not a valid digest"),
+            })
     }
 }
 
@@ -342,12 +343,10 @@ mod tests {
         );
     }
 
-    fn written(data: &[u8]) -> WrittenBlob {
-        use md5::Digest;
-        WrittenBlob {
-            blob: tessera_proto::meta::v1::Blob::default(),
+    fn digests(data: &[u8]) -> BodyDigests {
+        BodyDigests {
             size: data.len() as u64,
-            md5: md5::Md5::digest(data).into(),
+            md5: tessera_core::etag::md5_of(data),
             checksums: vec![(
                 ChecksumAlgorithm::Crc32,
                 tessera_core::checksum::checksum_of(ChecksumAlgorithm::Crc32, data),
@@ -358,13 +357,56 @@ mod tests {
     #[test]
     fn an_announced_trailer_that_never_arrives_is_malformed_trailer() {
         let spec = with_trailer("x-amz-checksum-crc32").expect("spec");
-        let blob = written(b"hello");
+        let body = digests(b"hello");
         // No trailers at all (the stream ended with `0\r\n\r\n`).
         assert!(matches!(
-            spec.verify(&blob, None),
-            Err(GatewayError::MalformedTrailer { .. })
+            spec.verify(&body, None),
+            Err(BodyRejection::MalformedTrailer { .. })
         ));
+        assert!(matches!(
+            spec.trailer_digest(Some("not base64!".into())),
+            Err(BodyRejection::MalformedTrailer { .. })
+        ));
+        assert!(matches!(
+            spec.trailer_digest(Some(to_base64(&[1, 2]))),
+            Err(BodyRejection::MalformedTrailer { .. })
+        ));
+        assert!(spec.trailer_digest(Some(to_base64(&[1, 2, 3, 4]))).is_ok());
         // (s3s's TrailingHeaders cannot be built outside s3s: a trailer of another name, or
         // one whose value is no digest, is covered by the cluster test bad_input.)
+    }
+
+    #[test]
+    fn declared_digests_are_checked_against_the_body() {
+        let body = digests(b"hello");
+        let mut h = HeaderMap::new();
+        h.insert("x-amz-decoded-content-length", "5".parse().expect("hv"));
+        let right_md5 = base64::engine::general_purpose::STANDARD.encode(body.md5);
+        let wrong_md5 = base64::engine::general_purpose::STANDARD.encode([0u8; 16]);
+        let crc = ChecksumHeaders {
+            crc32: Some(to_base64(&body.checksums[0].1)),
+            ..ChecksumHeaders::default()
+        };
+        let spec = BodySpec::from_request(&h, None, Some(&right_md5), &crc).expect("spec");
+        assert_eq!(spec.verify(&body, None), Ok(()));
+        assert_eq!((spec.check(None))(&body), Ok(()));
+        let spec = BodySpec::from_request(&h, None, Some(&wrong_md5), &crc).expect("spec");
+        assert_eq!(
+            spec.verify(&body, None),
+            Err(BodyRejection::BadDigest {
+                what: "Content-MD5".into()
+            })
+        );
+        let other = ChecksumHeaders {
+            crc32: Some(to_base64(&[9, 9, 9, 9])),
+            ..ChecksumHeaders::default()
+        };
+        let spec = BodySpec::from_request(&h, None, None, &other).expect("spec");
+        assert_eq!(
+            (spec.check(None))(&body),
+            Err(BodyRejection::BadDigest {
+                what: "CRC32 checksum".into()
+            })
+        );
     }
 }

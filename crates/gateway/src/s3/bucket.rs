@@ -1,28 +1,30 @@
 //! Bucket operations: create (name rules enforced), head, delete (only when empty), list,
 //! location and versioning.
+//!
+//! Invariant: a bucket's creation time is meta's clock, never the gateway's.
 
 use super::Ops;
 use super::convert::{owner, timestamp_from_ms};
+use crate::context::RequestContext;
 use crate::error::GatewayError;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 use tessera_core::names::BucketName;
-use tessera_proto::meta::v1 as pb;
-use tessera_proto::meta::v1::command::Cmd;
+use tessera_core::object::VersioningState;
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
-use tessera_runtime::clock::now_ms;
-
-/// The current time in ms since the epoch; the gateway stamps it into commands because the
-/// state machine must not read clocks.
-pub fn wall_clock_ms() -> i64 {
-    now_ms()
+/// The bucket a request names; a name that is not a bucket name names none.
+fn named(bucket: &str) -> Result<BucketName, GatewayError> {
+    BucketName::parse(bucket).map_err(|_| GatewayError::NoSuchBucket {
+        bucket: bucket.to_string(),
+    })
 }
 
 /// CreateBucket.
 pub async fn create_bucket(
     ops: &Ops,
+    ctx: &RequestContext,
     req: S3Request<CreateBucketInput>,
 ) -> Res<CreateBucketOutput> {
     let input = req.input;
@@ -40,25 +42,26 @@ pub async fn create_bucket(
             });
         }
     }
-    let bucket = pb::Bucket {
-        name: name.as_str().to_string(),
-        created_ms: now_ms(),
-        versioning: pb::VersioningState::VersioningUnversioned as i32,
+    let bucket = tessera_core::object::Bucket {
+        name: name.clone(),
+        created_ms: 0,
+        versioning: VersioningState::Unversioned,
         owner: ops.owner_id.clone(),
         region: ops.region.clone(),
     };
-    ops.execute(Cmd::CreateBucket(pb::CreateBucket {
-        bucket: Some(bucket),
-    }))
-    .await?;
-    tracing::info!(bucket = %name, "bucket created");
+    ops.meta.create_bucket(&bucket).await?;
+    tracing::info!(request_id = %ctx.request_id, bucket = %name, "bucket created");
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{name}")),
     }))
 }
 
 /// HeadBucket.
-pub async fn head_bucket(ops: &Ops, req: S3Request<HeadBucketInput>) -> Res<HeadBucketOutput> {
+pub async fn head_bucket(
+    ops: &Ops,
+    _ctx: &RequestContext,
+    req: S3Request<HeadBucketInput>,
+) -> Res<HeadBucketOutput> {
     let bucket = ops.bucket(&req.input.bucket).await?;
     Ok(S3Response::new(HeadBucketOutput {
         bucket_region: Some(bucket.region),
@@ -69,18 +72,21 @@ pub async fn head_bucket(ops: &Ops, req: S3Request<HeadBucketInput>) -> Res<Head
 /// DeleteBucket.
 pub async fn delete_bucket(
     ops: &Ops,
+    ctx: &RequestContext,
     req: S3Request<DeleteBucketInput>,
 ) -> Res<DeleteBucketOutput> {
-    ops.execute(Cmd::DeleteBucket(pb::DeleteBucket {
-        name: req.input.bucket.clone(),
-    }))
-    .await?;
-    tracing::info!(bucket = %req.input.bucket, "bucket deleted");
+    let name = named(&req.input.bucket)?;
+    ops.meta.delete_bucket(&name).await?;
+    tracing::info!(request_id = %ctx.request_id, bucket = %name, "bucket deleted");
     Ok(S3Response::new(DeleteBucketOutput::default()))
 }
 
 /// ListBuckets, with the optional prefix and max-buckets paging.
-pub async fn list_buckets(ops: &Ops, req: S3Request<ListBucketsInput>) -> Res<ListBucketsOutput> {
+pub async fn list_buckets(
+    ops: &Ops,
+    _ctx: &RequestContext,
+    req: S3Request<ListBucketsInput>,
+) -> Res<ListBucketsOutput> {
     let input = req.input;
     let max = match input.max_buckets {
         Some(n) if !(1..=10_000).contains(&n) => {
@@ -95,14 +101,14 @@ pub async fn list_buckets(ops: &Ops, req: S3Request<ListBucketsInput>) -> Res<Li
     all.sort_by(|a, b| a.name.cmp(&b.name));
     let prefix = input.prefix.clone().unwrap_or_default();
     let after = input.continuation_token.clone().unwrap_or_default();
-    let mut selected: Vec<pb::Bucket> = all
+    let mut selected: Vec<tessera_core::object::Bucket> = all
         .into_iter()
-        .filter(|b| b.name.starts_with(&prefix) && b.name.as_str() > after.as_str())
+        .filter(|b| b.name.as_str().starts_with(&prefix) && b.name.as_str() > after.as_str())
         .collect();
     let truncated = selected.len() > max;
     selected.truncate(max);
     let next = if truncated {
-        selected.last().map(|b| b.name.clone())
+        selected.last().map(|b| b.name.as_str().to_string())
     } else {
         None
     };
@@ -111,7 +117,7 @@ pub async fn list_buckets(ops: &Ops, req: S3Request<ListBucketsInput>) -> Res<Li
         .map(|b| Bucket {
             bucket_region: Some(b.region),
             creation_date: Some(timestamp_from_ms(b.created_ms)),
-            name: Some(b.name),
+            name: Some(b.name.as_str().to_string()),
         })
         .collect();
     Ok(S3Response::new(ListBucketsOutput {
@@ -125,6 +131,7 @@ pub async fn list_buckets(ops: &Ops, req: S3Request<ListBucketsInput>) -> Res<Li
 /// GetBucketLocation: empty for us-east-1, as S3 answers.
 pub async fn get_bucket_location(
     ops: &Ops,
+    _ctx: &RequestContext,
     req: S3Request<GetBucketLocationInput>,
 ) -> Res<GetBucketLocationOutput> {
     let bucket = ops.bucket(&req.input.bucket).await?;
@@ -141,6 +148,7 @@ pub async fn get_bucket_location(
 /// PutBucketVersioning: Enabled or Suspended.
 pub async fn put_bucket_versioning(
     ops: &Ops,
+    _ctx: &RequestContext,
     req: S3Request<PutBucketVersioningInput>,
 ) -> Res<PutBucketVersioningOutput> {
     let input = req.input;
@@ -150,32 +158,30 @@ pub async fn put_bucket_versioning(
         .as_ref()
         .map(|s| s.as_str())
     {
-        Some("Enabled") => pb::VersioningState::VersioningEnabled,
-        Some("Suspended") => pb::VersioningState::VersioningSuspended,
+        Some("Enabled") => VersioningState::Enabled,
+        Some("Suspended") => VersioningState::Suspended,
         _ => {
             return Err(GatewayError::MalformedXml {
                 message: "Status must be Enabled or Suspended".into(),
             });
         }
     };
-    ops.execute(Cmd::SetBucketVersioning(pb::SetBucketVersioning {
-        bucket: input.bucket,
-        state: state as i32,
-    }))
-    .await?;
+    let name = named(&input.bucket)?;
+    ops.meta.set_bucket_versioning(&name, state).await?;
     Ok(S3Response::new(PutBucketVersioningOutput::default()))
 }
 
 /// GetBucketVersioning: no Status element until versioning was ever enabled.
 pub async fn get_bucket_versioning(
     ops: &Ops,
+    _ctx: &RequestContext,
     req: S3Request<GetBucketVersioningInput>,
 ) -> Res<GetBucketVersioningOutput> {
     let bucket = ops.bucket(&req.input.bucket).await?;
-    let status = match pb::VersioningState::try_from(bucket.versioning) {
-        Ok(pb::VersioningState::VersioningEnabled) => Some("Enabled"),
-        Ok(pb::VersioningState::VersioningSuspended) => Some("Suspended"),
-        _ => None,
+    let status = match bucket.versioning {
+        VersioningState::Enabled => Some("Enabled"),
+        VersioningState::Suspended => Some("Suspended"),
+        VersioningState::Unversioned => None,
     };
     Ok(S3Response::new(GetBucketVersioningOutput {
         mfa_delete: None,

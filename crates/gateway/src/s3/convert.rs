@@ -1,10 +1,14 @@
-//! Conversions between s3s DTO values and our stored records: times, ETags, checksums,
-//! content headers, owners. Pure functions, no I/O.
+//! Conversions between s3s DTO values and our records (`tessera_core::object`): times, ETags,
+//! checksums, content headers, owners. Pure functions, no I/O.
+//!
+//! Invariant: s3s types stop here and in the handlers; what goes to meta is core types only.
+
+use std::collections::BTreeMap;
 
 use crate::error::GatewayError;
 use s3s::dto::{self, Timestamp, TimestampFormat};
 use tessera_core::checksum::ChecksumAlgorithm;
-use tessera_proto::meta::v1 as pb;
+use tessera_core::object::{ChecksumValue, ContentHeaders};
 
 /// Milliseconds since the epoch to an S3 timestamp.
 pub fn timestamp_from_ms(ms: i64) -> Timestamp {
@@ -52,35 +56,14 @@ pub fn checksum_algorithm(alg: &dto::ChecksumAlgorithm) -> Result<ChecksumAlgori
     })
 }
 
-/// The wire enum for a checksum algorithm.
-pub fn checksum_algorithm_pb(alg: ChecksumAlgorithm) -> pb::ChecksumAlgorithm {
-    match alg {
-        ChecksumAlgorithm::Crc32 => pb::ChecksumAlgorithm::Crc32,
-        ChecksumAlgorithm::Crc32c => pb::ChecksumAlgorithm::Crc32c,
-        ChecksumAlgorithm::Crc64Nvme => pb::ChecksumAlgorithm::Crc64nvme,
-        ChecksumAlgorithm::Sha1 => pb::ChecksumAlgorithm::Sha1,
-        ChecksumAlgorithm::Sha256 => pb::ChecksumAlgorithm::Sha256,
-    }
+/// An s3s checksum type for ours.
+pub fn checksum_type(kind: tessera_core::checksum::ChecksumType) -> dto::ChecksumType {
+    dto::ChecksumType::from(kind.s3_name().to_string())
 }
 
-/// The algorithm a stored checksum uses; None for the unset value.
-pub fn checksum_algorithm_from_pb(alg: pb::ChecksumAlgorithm) -> Option<ChecksumAlgorithm> {
-    match alg {
-        pb::ChecksumAlgorithm::None => None,
-        pb::ChecksumAlgorithm::Crc32 => Some(ChecksumAlgorithm::Crc32),
-        pb::ChecksumAlgorithm::Crc32c => Some(ChecksumAlgorithm::Crc32c),
-        pb::ChecksumAlgorithm::Crc64nvme => Some(ChecksumAlgorithm::Crc64Nvme),
-        pb::ChecksumAlgorithm::Sha1 => Some(ChecksumAlgorithm::Sha1),
-        pb::ChecksumAlgorithm::Sha256 => Some(ChecksumAlgorithm::Sha256),
-    }
-}
-
-/// S3's name of a checksum type.
-pub fn checksum_type_name(t: pb::ChecksumType) -> &'static str {
-    match t {
-        pb::ChecksumType::FullObject => "FULL_OBJECT",
-        pb::ChecksumType::Composite => "COMPOSITE",
-    }
+/// An s3s checksum algorithm for ours.
+pub fn checksum_algorithm_dto(alg: ChecksumAlgorithm) -> dto::ChecksumAlgorithm {
+    dto::ChecksumAlgorithm::from(alg.s3_name().to_string())
 }
 
 /// The checksum fields of a GET/HEAD/PUT response.
@@ -102,23 +85,18 @@ pub struct ChecksumFields {
 
 impl ChecksumFields {
     /// Collects stored checksums into response fields.
-    pub fn from_stored(values: &[pb::ChecksumValue]) -> Self {
+    pub fn from_stored(values: &[ChecksumValue]) -> Self {
         let mut out = Self::default();
         for v in values {
-            let alg = pb::ChecksumAlgorithm::try_from(v.algorithm)
-                .ok()
-                .and_then(checksum_algorithm_from_pb);
-            let Some(alg) = alg else { continue };
             let value = Some(v.value.clone());
-            match alg {
+            match v.algorithm {
                 ChecksumAlgorithm::Crc32 => out.crc32 = value,
                 ChecksumAlgorithm::Crc32c => out.crc32c = value,
                 ChecksumAlgorithm::Crc64Nvme => out.crc64nvme = value,
                 ChecksumAlgorithm::Sha1 => out.sha1 = value,
                 ChecksumAlgorithm::Sha256 => out.sha256 = value,
             }
-            let t = pb::ChecksumType::try_from(v.r#type).unwrap_or(pb::ChecksumType::FullObject);
-            out.checksum_type = Some(dto::ChecksumType::from(checksum_type_name(t).to_string()));
+            out.checksum_type = Some(checksum_type(v.kind));
         }
         out
     }
@@ -132,8 +110,8 @@ pub fn content_headers(
     content_language: Option<String>,
     cache_control: Option<String>,
     expires: Option<&Timestamp>,
-) -> pb::ContentHeaders {
-    pb::ContentHeaders {
+) -> ContentHeaders {
+    ContentHeaders {
         content_type,
         content_encoding,
         content_disposition,
@@ -146,8 +124,8 @@ pub fn content_headers(
 /// User metadata, checked against S3's 2 KiB limit (keys and values, UTF-8 bytes).
 pub fn user_metadata(
     metadata: Option<dto::Metadata>,
-) -> Result<std::collections::HashMap<String, String>, GatewayError> {
-    let map: std::collections::HashMap<String, String> = metadata
+) -> Result<BTreeMap<String, String>, GatewayError> {
+    let map: BTreeMap<String, String> = metadata
         .map(|m| {
             m.into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))

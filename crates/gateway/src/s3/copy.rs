@@ -2,22 +2,29 @@
 //! S3's delete-marker rules, checked against the x-amz-copy-source-if-* conditions, and its
 //! bytes are streamed through the blob pipeline into a new blob (never shared, so garbage
 //! collection of one version can never remove another's data).
+//!
+//! Invariant: a copy of a whole source re-checks the source's stored checksum as it reads, so
+//! bytes that no longer match are never committed as a new version; a failure to read the
+//! source is reported as what it is (unavailable, internal), never as a bad request body.
 
 use super::Ops;
 use super::conditions::{self, ConditionMode, ReadConditions};
 use super::convert::{self, ChecksumFields, timestamp_from_ms};
-use super::object::{
-    MAX_PUT_SIZE, check_key, checksum_record, commit_version, fetch_version, object_body,
-    read_conditions, single_part_version, visible_version_id,
+use super::read::{fetch_version, read_conditions};
+use super::store::{
+    MAX_PUT_SIZE, StoredBody, VersionFields, check_key, checksum_record, commit_version,
+    single_part_version, visible_version_id,
 };
+use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::pipeline::{BodyError, WriteOptions, WrittenBlob};
+use crate::pipeline::{BodyError, PipelineError, ReadCheck, WriteOptions};
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 use std::ops::Range as ByteRange;
 use tessera_core::checksum::ChecksumAlgorithm;
-use tessera_proto::meta::v1 as pb;
+use tessera_core::names::BucketName;
+use tessera_core::object::ObjectVersion;
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
@@ -26,7 +33,7 @@ pub async fn copy_source(
     ops: &Ops,
     source: &CopySource,
     conds: ReadConditions,
-) -> Result<pb::ObjectVersion, GatewayError> {
+) -> Result<ObjectVersion, GatewayError> {
     let CopySource::Bucket {
         bucket,
         key,
@@ -54,16 +61,25 @@ pub async fn copy_source(
     Ok(version)
 }
 
-/// Copies a byte range of a source version into a new blob.
+/// Copies a byte range of a source version into a new blob, under a write lease taken first.
 pub async fn copy_bytes(
     ops: &Ops,
-    source: &pb::ObjectVersion,
+    source: &ObjectVersion,
     range: ByteRange<u64>,
     algorithm: ChecksumAlgorithm,
-) -> Result<WrittenBlob, GatewayError> {
+) -> Result<StoredBody, GatewayError> {
     let len = range.end - range.start;
-    let stream = object_body(ops, source, range).map(|r| r.map_err(|e| -> BodyError { e }));
-    Ok(ops
+    let lease = ops.write_lease(Some(len))?;
+    let check = if range == (0..source.size) {
+        ReadCheck::WholeParts
+    } else {
+        ReadCheck::None
+    };
+    let stream = ops
+        .blobs
+        .read_object(source, range, check)
+        .map(|r| r.map_err(|e| -> BodyError { Box::new(e) }));
+    let written = ops
         .blobs
         .write(
             Box::pin(stream),
@@ -71,16 +87,45 @@ pub async fn copy_bytes(
                 expected_len: Some(len),
                 max_len: MAX_PUT_SIZE,
                 checksums: vec![algorithm],
+                lease_id: lease.as_ref().map(tessera_client::LeaseGuard::lease_id),
+                check: None,
             },
         )
-        .await?)
+        .await
+        .map_err(source_failure)?;
+    let digest = written
+        .digests
+        .checksum(algorithm)
+        .ok_or_else(|| GatewayError::internal("pipeline did not compute the checksum"))?
+        .to_vec();
+    Ok(StoredBody {
+        written,
+        digest,
+        lease,
+    })
+}
+
+/// A write of copied bytes that failed reading its source fails as the source read did.
+fn source_failure(e: PipelineError) -> PipelineError {
+    match e {
+        PipelineError::BodyRead { source } => match source.downcast::<PipelineError>() {
+            Ok(read) => *read,
+            Err(source) => PipelineError::BodyRead { source },
+        },
+        other => other,
+    }
 }
 
 /// CopyObject: metadata COPY or REPLACE, conditional on the copy-source headers.
-pub async fn copy_object(ops: &Ops, req: S3Request<CopyObjectInput>) -> Res<CopyObjectOutput> {
+pub async fn copy_object(
+    ops: &Ops,
+    ctx: &RequestContext,
+    req: S3Request<CopyObjectInput>,
+) -> Res<CopyObjectOutput> {
     let input = req.input;
     let key = check_key(&input.key)?;
     ops.bucket(&input.bucket).await?;
+    let bucket = BucketName::parse(&input.bucket)?;
     let directive = input
         .metadata_directive
         .as_ref()
@@ -98,7 +143,7 @@ pub async fn copy_object(ops: &Ops, req: S3Request<CopyObjectInput>) -> Res<Copy
         input.copy_source_if_unmodified_since.as_ref(),
     );
     let source = copy_source(ops, &input.copy_source, conds).await?;
-    let same_object = source.bucket == input.bucket && source.key == key.as_str();
+    let same_object = source.bucket == bucket && source.key == key;
     if same_object && directive == "COPY" && input.storage_class.is_none() {
         return Err(GatewayError::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -114,17 +159,11 @@ pub async fn copy_object(ops: &Ops, req: S3Request<CopyObjectInput>) -> Res<Copy
         None => source
             .checksums
             .first()
-            .and_then(|c| pb::ChecksumAlgorithm::try_from(c.algorithm).ok())
-            .and_then(convert::checksum_algorithm_from_pb)
+            .map(|c| c.algorithm)
             .filter(|_| !source.multipart)
             .unwrap_or(ChecksumAlgorithm::Crc64Nvme),
     };
-    let written = copy_bytes(ops, &source, 0..source.size, algorithm).await?;
-    let digest = written
-        .checksums
-        .first()
-        .map(|(_, d)| d.clone())
-        .unwrap_or_default();
+    let stored = copy_bytes(ops, &source, 0..source.size, algorithm).await?;
     let (headers, user_metadata) = if directive == "REPLACE" {
         (
             convert::content_headers(
@@ -138,25 +177,25 @@ pub async fn copy_object(ops: &Ops, req: S3Request<CopyObjectInput>) -> Res<Copy
             convert::user_metadata(input.metadata)?,
         )
     } else {
-        (
-            source.headers.clone().unwrap_or_default(),
-            source.user_metadata.clone(),
-        )
+        (source.headers.clone(), source.user_metadata.clone())
     };
-    let checksum = checksum_record(algorithm, &digest);
+    let checksum = checksum_record(algorithm, &stored.digest);
     let version = single_part_version(
-        &input.bucket,
-        key.as_str(),
-        &written,
-        &checksum,
-        headers,
-        user_metadata,
-        input
-            .storage_class
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| source.storage_class.clone()),
+        VersionFields {
+            bucket,
+            key,
+            headers,
+            user_metadata,
+            storage_class: input
+                .storage_class
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| source.storage_class.clone()),
+        },
+        stored.written.blob.clone(),
+        &stored.written.digests.md5,
+        checksum,
     );
-    let committed = commit_version(ops, version, None, &written.blob).await?;
+    let committed = commit_version(ops, ctx, version, None, stored).await?;
     let fields = ChecksumFields::from_stored(&committed.checksums);
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {

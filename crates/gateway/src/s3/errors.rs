@@ -1,15 +1,27 @@
-//! The one place where gateway errors become S3 errors: an exhaustive match, no catch-all arm,
-//! so a new failure mode cannot reach a client without a decision about its status and code.
-//! Timeouts and lost quorum are 503 ServiceUnavailable; what we don't understand is 500
-//! InternalError, logged with the request id.
+//! The one place where gateway errors become S3 errors: exhaustive matches, no catch-all arm,
+//! so a new failure mode (of the gateway, the pipeline, the meta client or a meta rule) cannot
+//! reach a client without a decision about its status and code. Lost quorum, unavailable meta,
+//! expired leases and conflicts are 503 ServiceUnavailable; what we don't understand is 500
+//! InternalError, logged with the request id. Every S3 error carries the request's id.
+//!
+//! Invariant: a command whose outcome is unknown (no meta node answered in time, or its session
+//! result expired) is answered 503 and logged as possibly applied, never as "nothing stored".
 
+use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::pipeline::PipelineError;
+use crate::pipeline::{BodyRejection, PipelineError};
 use s3s::{S3Error, S3ErrorCode, s3_error};
-use tessera_client::MetaClientError;
+use tessera_client::{CommandError, LeaseError, MetaClientError};
+use tessera_core::meta_error::MetaRuleError;
 
-/// Converts a gateway error into the S3 error a client sees.
-pub fn to_s3(err: GatewayError) -> S3Error {
+/// Converts a gateway error into the S3 error a client sees, with the request's id.
+pub fn to_s3(err: GatewayError, ctx: &RequestContext) -> S3Error {
+    let mut e = map(err, ctx);
+    e.set_request_id(ctx.request_id.as_str());
+    e
+}
+
+fn map(err: GatewayError, ctx: &RequestContext) -> S3Error {
     match err {
         GatewayError::NoSuchBucket { bucket } => {
             s3_error!(
@@ -109,22 +121,8 @@ pub fn to_s3(err: GatewayError) -> S3Error {
             MalformedXML,
             "The XML you provided was not well-formed or did not validate against our published schema: {message}"
         ),
-        GatewayError::BadDigest { what } => s3_error!(
-            BadDigest,
-            "The {what} you specified did not match the calculated checksum."
-        ),
         GatewayError::InvalidDigest { what } => {
             s3_error!(InvalidDigest, "The {what} you specified is not valid.")
-        }
-        GatewayError::MalformedTrailer { detail } => {
-            tracing::info!(detail, "aws-chunked trailer refused");
-            // s3s has no code for it; S3 answers 400 MalformedTrailerError.
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("MalformedTrailerError".into()),
-                "The request contained trailing data that was not well-formed or did not conform to our published schema.",
-            );
-            e.set_status_code(http::StatusCode::BAD_REQUEST);
-            e
         }
         GatewayError::IncompleteBody { expected, got } => s3_error!(
             IncompleteBody,
@@ -146,22 +144,90 @@ pub fn to_s3(err: GatewayError) -> S3Error {
             ConditionalRequestConflict,
             "A conflicting conditional operation is currently in progress against this resource. Please try again."
         ),
-        GatewayError::Meta(err) => meta_to_s3(err),
-        GatewayError::Pipeline(err) => pipeline_to_s3(err),
-        GatewayError::Internal { what } => internal(&what),
+        GatewayError::Meta(err) => meta_to_s3(err, ctx),
+        GatewayError::Command(CommandError::Rule(rule)) => rule_to_s3(rule, ctx),
+        GatewayError::Command(CommandError::Client(err)) => command_client_to_s3(err, ctx),
+        GatewayError::Lease(err) => match err {
+            LeaseError::NotGranted | LeaseError::Stale { .. } => {
+                unavailable(ctx, err.code(), &err.to_string())
+            }
+        },
+        GatewayError::Pipeline(err) => pipeline_to_s3(err, ctx),
+        GatewayError::Internal { what } => internal(ctx, "gateway_internal", &what),
     }
 }
 
-fn meta_to_s3(err: MetaClientError) -> S3Error {
-    match err {
-        MetaClientError::Unavailable { .. } => unavailable(&err.to_string()),
-        MetaClientError::Rejected { .. } | MetaClientError::Decode { .. } => {
-            internal(&err.to_string())
+/// A rule the meta state machine reported (nothing was changed).
+fn rule_to_s3(rule: MetaRuleError, ctx: &RequestContext) -> S3Error {
+    let code = rule.code();
+    match rule {
+        MetaRuleError::NoSuchBucket { bucket } => map(GatewayError::NoSuchBucket { bucket }, ctx),
+        MetaRuleError::BucketAlreadyOwnedByYou { .. } => {
+            map(GatewayError::BucketAlreadyOwnedByYou, ctx)
         }
+        MetaRuleError::BucketAlreadyExists { .. } => map(GatewayError::BucketAlreadyExists, ctx),
+        MetaRuleError::BucketNotEmpty { .. } => map(GatewayError::BucketNotEmpty, ctx),
+        MetaRuleError::NoSuchKey { .. } => map(
+            GatewayError::NoSuchKey {
+                delete_marker_version: None,
+            },
+            ctx,
+        ),
+        MetaRuleError::NoSuchVersion { .. } => map(GatewayError::NoSuchVersion, ctx),
+        MetaRuleError::NoSuchUpload { .. } => map(GatewayError::NoSuchUpload, ctx),
+        MetaRuleError::PreconditionFailed { condition } => s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold ({condition})"
+        ),
+        MetaRuleError::InvalidPart { part_number, etag } => s3_error!(
+            InvalidPart,
+            "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag. (part {part_number}, ETag {etag})"
+        ),
+        MetaRuleError::InvalidPartOrder => map(GatewayError::InvalidPartOrder, ctx),
+        MetaRuleError::InvalidArgument { message } => {
+            map(GatewayError::InvalidArgument { message }, ctx)
+        }
+        MetaRuleError::ConditionalRequestConflict => {
+            map(GatewayError::ConditionalRequestConflict, ctx)
+        }
+        MetaRuleError::EntityTooSmall { part_number, size } => {
+            map(GatewayError::EntityTooSmall { part_number, size }, ctx)
+        }
+        // A copy of the new blob was claimed by garbage collection, or a placement changed
+        // meanwhile: nothing was changed; the client retries.
+        MetaRuleError::Conflict { message } => unavailable(ctx, code, &message),
+        // The write's lease ended before its commit: its shards may be collected, so the
+        // version was refused; the client retries.
+        MetaRuleError::LeaseExpired { lease_id } => {
+            unavailable(ctx, code, &format!("write lease {lease_id} is not live"))
+        }
+        MetaRuleError::SessionExpired => outcome_unknown(ctx, code, "command session expired"),
     }
 }
 
-fn pipeline_to_s3(err: PipelineError) -> S3Error {
+/// A command that got no answer it understands: if no node answered, it may have applied.
+fn command_client_to_s3(err: MetaClientError, ctx: &RequestContext) -> S3Error {
+    match err {
+        MetaClientError::Unavailable { .. } => outcome_unknown(ctx, err.code(), &err.to_string()),
+        MetaClientError::Rejected { .. }
+        | MetaClientError::Missing { .. }
+        | MetaClientError::Convert { .. }
+        | MetaClientError::UnexpectedOutcome { .. } => internal(ctx, err.code(), &err.to_string()),
+    }
+}
+
+/// A query that failed: it changed nothing.
+fn meta_to_s3(err: MetaClientError, ctx: &RequestContext) -> S3Error {
+    match err {
+        MetaClientError::Unavailable { .. } => unavailable(ctx, err.code(), &err.to_string()),
+        MetaClientError::Rejected { .. }
+        | MetaClientError::Missing { .. }
+        | MetaClientError::Convert { .. }
+        | MetaClientError::UnexpectedOutcome { .. } => internal(ctx, err.code(), &err.to_string()),
+    }
+}
+
+fn pipeline_to_s3(err: PipelineError, ctx: &RequestContext) -> S3Error {
     match err {
         PipelineError::BodyRead { ref source } if chunk_signature_mismatch(source.as_ref()) => {
             s3_error!(
@@ -178,13 +244,29 @@ fn pipeline_to_s3(err: PipelineError) -> S3Error {
             "Your socket connection to the server was not read from or written to within the timeout period."
         ),
         PipelineError::LengthMismatch { expected, got } => {
-            to_s3(GatewayError::IncompleteBody { expected, got })
+            map(GatewayError::IncompleteBody { expected, got }, ctx)
         }
-        PipelineError::EntityTooLarge { max } => to_s3(GatewayError::EntityTooLarge { max }),
+        PipelineError::EntityTooLarge { max } => map(GatewayError::EntityTooLarge { max }, ctx),
+        PipelineError::BodyRejected(BodyRejection::BadDigest { what }) => s3_error!(
+            BadDigest,
+            "The {what} you specified did not match the calculated checksum."
+        ),
+        PipelineError::BodyRejected(BodyRejection::MalformedTrailer { detail }) => {
+            tracing::info!(request_id = %ctx.request_id, detail, "aws-chunked trailer refused");
+            // s3s has no code for it; S3 answers 400 MalformedTrailerError.
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("MalformedTrailerError".into()),
+                "The request contained trailing data that was not well-formed or did not conform to our published schema.",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
         PipelineError::InsufficientNodes { .. }
         | PipelineError::WriteQuorumLost { .. }
-        | PipelineError::ReadUnavailable { .. } => unavailable(&err.to_string()),
-        PipelineError::Internal { .. } => internal(&err.to_string()),
+        | PipelineError::ReadUnavailable { .. } => unavailable(ctx, err.code(), &err.to_string()),
+        PipelineError::Seal(_)
+        | PipelineError::ChecksumMismatch { .. }
+        | PipelineError::Internal { .. } => internal(ctx, err.code(), &err.to_string()),
     }
 }
 
@@ -203,16 +285,31 @@ fn chunk_signature_mismatch(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn unavailable(detail: &str) -> S3Error {
-    tracing::warn!(detail, "request failed: service unavailable");
+fn service_unavailable() -> S3Error {
     s3_error!(
         ServiceUnavailable,
         "Service is unable to handle request; please retry."
     )
 }
 
-fn internal(detail: &str) -> S3Error {
-    tracing::error!(detail, "request failed: internal error");
+fn unavailable(ctx: &RequestContext, code: &str, detail: &str) -> S3Error {
+    tracing::warn!(request_id = %ctx.request_id, code, detail, "request failed: service unavailable");
+    service_unavailable()
+}
+
+/// 503 for a command that may have applied: the client retries, and the log says so.
+fn outcome_unknown(ctx: &RequestContext, code: &str, detail: &str) -> S3Error {
+    tracing::warn!(
+        request_id = %ctx.request_id,
+        code,
+        detail,
+        "request failed: the meta command's outcome is unknown; it may have been applied"
+    );
+    service_unavailable()
+}
+
+fn internal(ctx: &RequestContext, code: &str, detail: &str) -> S3Error {
+    tracing::error!(request_id = %ctx.request_id, code, detail, "request failed: internal error");
     s3_error!(
         InternalError,
         "We encountered an internal error. Please try again."
@@ -228,98 +325,5 @@ fn add_header(err: &mut S3Error, name: &'static str, value: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_codes_follow_s3() {
-        let cases: Vec<(GatewayError, u16, &str)> = vec![
-            (
-                GatewayError::NoSuchBucket { bucket: "b".into() },
-                404,
-                "NoSuchBucket",
-            ),
-            (GatewayError::BucketNotEmpty, 409, "BucketNotEmpty"),
-            (
-                GatewayError::BucketAlreadyOwnedByYou,
-                409,
-                "BucketAlreadyOwnedByYou",
-            ),
-            (
-                GatewayError::KeyTooLong { len: 1025 },
-                400,
-                "KeyTooLongError",
-            ),
-            (
-                GatewayError::NoSuchKey {
-                    delete_marker_version: None,
-                },
-                404,
-                "NoSuchKey",
-            ),
-            (GatewayError::NoSuchUpload, 404, "NoSuchUpload"),
-            (
-                GatewayError::InvalidPart { part_number: 2 },
-                400,
-                "InvalidPart",
-            ),
-            (GatewayError::InvalidPartOrder, 400, "InvalidPartOrder"),
-            (
-                GatewayError::EntityTooSmall {
-                    part_number: 1,
-                    size: 1,
-                },
-                400,
-                "EntityTooSmall",
-            ),
-            (
-                GatewayError::PreconditionFailed {
-                    condition: "If-Match",
-                },
-                412,
-                "PreconditionFailed",
-            ),
-            (GatewayError::NotModified, 304, "NotModified"),
-            (GatewayError::InvalidRange { size: 3 }, 416, "InvalidRange"),
-            (
-                GatewayError::BadDigest {
-                    what: "Content-MD5".into(),
-                },
-                400,
-                "BadDigest",
-            ),
-            (
-                GatewayError::DeleteMarkerVersion {
-                    version_id: "v".into(),
-                },
-                405,
-                "MethodNotAllowed",
-            ),
-            (
-                GatewayError::MalformedTrailer { detail: "x".into() },
-                400,
-                "MalformedTrailerError",
-            ),
-            (GatewayError::internal("x"), 500, "InternalError"),
-        ];
-        for (err, status, code) in cases {
-            let s3 = to_s3(err);
-            assert_eq!(s3.code().as_str(), code);
-            assert_eq!(
-                s3.status_code().map(|s| s.as_u16()),
-                Some(status),
-                "status of {code}"
-            );
-        }
-    }
-
-    #[test]
-    fn delete_marker_errors_carry_headers() {
-        let s3 = to_s3(GatewayError::NoSuchKey {
-            delete_marker_version: Some("v1".into()),
-        });
-        let headers = s3.headers().expect("headers");
-        assert_eq!(headers["x-amz-delete-marker"], "true");
-        assert_eq!(headers["x-amz-version-id"], "v1");
-    }
-}
+#[path = "errors_test.rs"]
+mod tests;

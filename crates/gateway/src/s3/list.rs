@@ -3,11 +3,14 @@
 
 use super::Ops;
 use super::convert::{self, timestamp_from_ms, url_encode};
+use crate::context::RequestContext;
 use crate::error::GatewayError;
 use base64::Engine;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
-use tessera_proto::meta::v1 as pb;
+use tessera_client::meta::{ListObjects, ObjectPage};
+use tessera_core::names::BucketName;
+use tessera_core::object::ObjectVersion;
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
@@ -56,15 +59,24 @@ async fn scan(
     delimiter: Option<&str>,
     start_after: &str,
     max: u32,
-) -> Result<pb::ListObjectsResponse, GatewayError> {
+) -> Result<ObjectPage, GatewayError> {
     if max == 0 {
         ops.bucket(bucket).await?;
-        return Ok(pb::ListObjectsResponse::default());
+        return Ok(ObjectPage {
+            objects: Vec::new(),
+            common_prefixes: Vec::new(),
+            is_truncated: false,
+            next_marker: String::new(),
+            no_such_bucket: false,
+        });
     }
+    let name = BucketName::parse(bucket).map_err(|_| GatewayError::NoSuchBucket {
+        bucket: bucket.to_string(),
+    })?;
     let resp = ops
         .meta
-        .list_objects(pb::ListObjectsRequest {
-            bucket: bucket.to_string(),
+        .list_objects(&ListObjects {
+            bucket: name,
             prefix: prefix.to_string(),
             delimiter: delimiter.filter(|d| !d.is_empty()).map(str::to_string),
             start_after: start_after.to_string(),
@@ -79,31 +91,20 @@ async fn scan(
     Ok(resp)
 }
 
-fn contents(
-    ops: &Ops,
-    objects: &[pb::ObjectVersion],
-    encode: bool,
-    with_owner: bool,
-) -> Vec<Object> {
+fn contents(ops: &Ops, objects: &[ObjectVersion], encode: bool, with_owner: bool) -> Vec<Object> {
     objects
         .iter()
         .map(|v| Object {
-            checksum_algorithm: v.checksums.first().and_then(|c| {
-                pb::ChecksumAlgorithm::try_from(c.algorithm)
-                    .ok()
-                    .and_then(convert::checksum_algorithm_from_pb)
-                    .map(|a| vec![ChecksumAlgorithm::from(a.s3_name().to_string())])
-            }),
-            checksum_type: v.checksums.first().map(|c| {
-                let t =
-                    pb::ChecksumType::try_from(c.r#type).unwrap_or(pb::ChecksumType::FullObject);
-                ChecksumType::from(convert::checksum_type_name(t).to_string())
-            }),
+            checksum_algorithm: v
+                .checksums
+                .first()
+                .map(|c| vec![convert::checksum_algorithm_dto(c.algorithm)]),
+            checksum_type: v.checksums.first().map(|c| convert::checksum_type(c.kind)),
             e_tag: Some(convert::etag(&v.etag)),
             key: Some(if encode {
-                url_encode(&v.key)
+                url_encode(v.key.as_str())
             } else {
-                v.key.clone()
+                v.key.as_str().to_string()
             }),
             last_modified: Some(timestamp_from_ms(v.last_modified_ms)),
             owner: with_owner.then(|| convert::owner(&ops.owner_id, &ops.owner_name)),
@@ -131,6 +132,7 @@ fn maybe_encode(s: Option<String>, encode: bool) -> Option<String> {
 /// ListObjectsV2.
 pub async fn list_objects_v2(
     ops: &Ops,
+    _ctx: &RequestContext,
     req: S3Request<ListObjectsV2Input>,
 ) -> Res<ListObjectsV2Output> {
     let input = req.input;
@@ -174,7 +176,11 @@ pub async fn list_objects_v2(
 }
 
 /// ListObjects (v1): NextMarker only when a delimiter is given, as S3 does.
-pub async fn list_objects(ops: &Ops, req: S3Request<ListObjectsInput>) -> Res<ListObjectsOutput> {
+pub async fn list_objects(
+    ops: &Ops,
+    _ctx: &RequestContext,
+    req: S3Request<ListObjectsInput>,
+) -> Res<ListObjectsOutput> {
     let input = req.input;
     let max = max_keys(input.max_keys)?;
     let encode = url_encoding(input.encoding_type.as_ref())?;

@@ -1,29 +1,29 @@
-//! Multipart uploads: create, upload part (from a body or a copy source), complete (part ETags
-//! and checksums validated, md5-of-md5s ETag), abort and the two listings. Each part is its own
-//! erasure-coded blob; Complete writes a manifest that lists them in order.
+//! Multipart uploads: create, upload part (from a body or a copy source), abort and the two
+//! listings (CompleteMultipartUpload is in `complete`). Each part is its own blob, written
+//! under a write lease that is held until meta recorded the part.
+//!
+//! Invariant: times shown are meta's (the part's and the upload's records); the gateway never
+//! writes its own clock into a record.
 
 use super::Ops;
 use super::body::{BodySpec, ChecksumHeaders};
-use super::bucket::wall_clock_ms;
 use super::conditions::ReadConditions;
-use super::convert::{
-    self, ChecksumFields, checksum_algorithm_pb, timestamp_from_ms, timestamp_to_ms,
-};
+use super::convert::{self, ChecksumFields, timestamp_from_ms, timestamp_to_ms};
 use super::copy;
-use super::object::{self, check_key, checksum_record, log_orphan, store_body, visible_version_id};
+use super::store::{
+    MAX_PUT_SIZE, StoredBody, check_key, checksum_record, log_commit_failure, store_body,
+    visible_version_id,
+};
+use crate::context::RequestContext;
 use crate::error::GatewayError;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
-use std::collections::BTreeMap;
-use tessera_core::checksum::{
-    ChecksumAlgorithm, combine_full_object_crc, composite_checksum, from_base64, to_base64,
-};
-use tessera_core::etag::{multipart_etag, part_etag_matches, single_part_etag};
-use tessera_core::multipart::{MultipartError, validate_completion, validate_part_number};
+use tessera_client::meta::ListUploads;
+use tessera_core::checksum::{ChecksumAlgorithm, ChecksumType};
+use tessera_core::etag::single_part_etag;
+use tessera_core::multipart::{MultipartError, validate_part_number};
 use tessera_core::names::{BucketName, new_upload_id};
-use tessera_proto::meta::v1 as pb;
-use tessera_proto::meta::v1::command::Cmd;
-use tessera_proto::meta::v1::command_result::Result as CmdResult;
+use tessera_core::object::{self as core, UploadedPart};
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
@@ -47,33 +47,29 @@ impl From<MultipartError> for GatewayError {
     }
 }
 
-/// The upload, checked to belong to this bucket and key.
+/// The open upload, checked to belong to this bucket and key.
 async fn upload_of(
     ops: &Ops,
     bucket: &str,
     key: &str,
     upload_id: &str,
-) -> Result<pb::MultipartUpload, GatewayError> {
+) -> Result<core::MultipartUpload, GatewayError> {
     let upload = ops
         .meta
         .get_upload(upload_id)
         .await?
+        .upload
         .ok_or(GatewayError::NoSuchUpload)?;
-    if upload.bucket != bucket || upload.key != key {
+    if upload.bucket.as_str() != bucket || upload.key.as_str() != key {
         return Err(GatewayError::NoSuchUpload);
     }
     Ok(upload)
 }
 
-fn upload_algorithm(upload: &pb::MultipartUpload) -> Option<ChecksumAlgorithm> {
-    pb::ChecksumAlgorithm::try_from(upload.checksum_algorithm)
-        .ok()
-        .and_then(convert::checksum_algorithm_from_pb)
-}
-
 /// CreateMultipartUpload.
 pub async fn create_multipart_upload(
     ops: &Ops,
+    _ctx: &RequestContext,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> Res<CreateMultipartUploadOutput> {
     let input = req.input;
@@ -89,19 +85,19 @@ pub async fn create_multipart_upload(
         .transpose()?;
     let checksum_type = match input.checksum_type.as_ref().map(|t| t.as_str()) {
         None => match algorithm {
-            Some(ChecksumAlgorithm::Crc64Nvme) | None => pb::ChecksumType::FullObject,
-            Some(_) => pb::ChecksumType::Composite,
+            Some(ChecksumAlgorithm::Crc64Nvme) | None => ChecksumType::FullObject,
+            Some(_) => ChecksumType::Composite,
         },
-        Some("FULL_OBJECT") => pb::ChecksumType::FullObject,
-        Some("COMPOSITE") => pb::ChecksumType::Composite,
-        Some(other) => {
-            return Err(GatewayError::invalid_request(format!(
-                "Value for x-amz-checksum-type header is invalid: {other}"
-            )));
-        }
+        Some(name) => ChecksumType::from_s3_name(name)
+            .filter(|_| matches!(name, "FULL_OBJECT" | "COMPOSITE"))
+            .ok_or_else(|| {
+                GatewayError::invalid_request(format!(
+                    "Value for x-amz-checksum-type header is invalid: {name}"
+                ))
+            })?,
     };
     if let Some(alg) = algorithm {
-        let full = checksum_type == pb::ChecksumType::FullObject;
+        let full = checksum_type == ChecksumType::FullObject;
         if full && !alg.supports_full_object_multipart() {
             return Err(GatewayError::invalid_request(format!(
                 "The FULL_OBJECT checksum type cannot be used with the {} checksum algorithm.",
@@ -116,61 +112,60 @@ pub async fn create_multipart_upload(
     }
     ops.bucket(bucket.as_str()).await?;
     let upload_id = new_upload_id(rand::random());
-    let upload = pb::MultipartUpload {
-        bucket: bucket.as_str().to_string(),
-        key: key.as_str().to_string(),
+    let upload = core::MultipartUpload {
+        bucket,
+        key,
         upload_id: upload_id.clone(),
-        initiated_ms: wall_clock_ms(),
-        headers: Some(convert::content_headers(
+        initiated_ms: 0,
+        headers: convert::content_headers(
             input.content_type,
             input.content_encoding,
             input.content_disposition,
             input.content_language,
             input.cache_control,
             input.expires.as_ref(),
-        )),
+        ),
         user_metadata,
-        checksum_algorithm: algorithm
-            .map(checksum_algorithm_pb)
-            .unwrap_or(pb::ChecksumAlgorithm::None) as i32,
-        checksum_type: checksum_type as i32,
+        checksum_algorithm: algorithm,
+        checksum_type,
         storage_class: input
             .storage_class
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
     };
-    ops.execute(Cmd::CreateUpload(pb::CreateUpload {
-        upload: Some(upload),
-    }))
-    .await?;
+    ops.meta.create_upload(&upload).await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
         checksum_algorithm: input.checksum_algorithm,
-        checksum_type: algorithm
-            .map(|_| ChecksumType::from(convert::checksum_type_name(checksum_type).to_string())),
+        checksum_type: algorithm.map(|_| convert::checksum_type(checksum_type)),
         ..Default::default()
     }))
 }
 
-async fn record_part(ops: &Ops, part: pb::UploadedPart) -> Result<(), GatewayError> {
-    let blob = part.blob.clone().unwrap_or_default();
-    if let Err(e) = ops
-        .execute(Cmd::PutPart(pb::PutPart {
-            part: Some(part),
-            lease_id: 0,
-        }))
-        .await
-    {
-        log_orphan(&blob, "part not recorded");
-        return Err(e);
-    }
-    Ok(())
+/// Records an uploaded part under the lease its blob was written with, released after meta
+/// answered.
+async fn record_part(
+    ops: &Ops,
+    ctx: &RequestContext,
+    part: &UploadedPart,
+    stored: StoredBody,
+) -> Result<(), GatewayError> {
+    let recorded = ops.meta.put_part(part, stored.lease_id()).await;
+    drop(stored.lease);
+    recorded.map_err(|e| {
+        log_commit_failure(ctx, "part", &part.blob, &e);
+        GatewayError::from(e)
+    })
 }
 
 /// UploadPart.
-pub async fn upload_part(ops: &Ops, req: S3Request<UploadPartInput>) -> Res<UploadPartOutput> {
+pub async fn upload_part(
+    ops: &Ops,
+    ctx: &RequestContext,
+    req: S3Request<UploadPartInput>,
+) -> Res<UploadPartOutput> {
     let S3Request {
         input,
         headers,
@@ -195,7 +190,7 @@ pub async fn upload_part(ops: &Ops, req: S3Request<UploadPartInput>) -> Res<Uplo
             sha256: input.checksum_sha256,
         },
     )?;
-    if let Some(alg) = upload_algorithm(&upload) {
+    if let Some(alg) = upload.checksum_algorithm {
         if spec.requested && spec.algorithm != alg {
             return Err(GatewayError::invalid_request(format!(
                 "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
@@ -205,36 +200,34 @@ pub async fn upload_part(ops: &Ops, req: S3Request<UploadPartInput>) -> Res<Uplo
         }
         spec.algorithm = alg;
     }
-    let also = upload_algorithm(&upload)
+    let also = upload
+        .checksum_algorithm
         .is_none()
         .then_some(ChecksumAlgorithm::Crc64Nvme);
-    let (written, digest) =
-        store_body(ops, input.body, &spec, trailing_headers.as_ref(), also).await?;
-    let etag = single_part_etag(&written.md5);
-    let checksum = checksum_record(spec.algorithm, &digest);
-    let stored_checksums: Vec<pb::ChecksumValue> = written
-        .checksums
-        .iter()
-        .map(|(alg, d)| checksum_record(*alg, d))
-        .collect();
-    record_part(
-        ops,
-        pb::UploadedPart {
-            upload_id: upload.upload_id.clone(),
-            part_number,
-            size: written.size,
-            etag: etag.clone(),
-            last_modified_ms: wall_clock_ms(),
-            blob: Some(written.blob),
-            checksums: stored_checksums,
-        },
-    )
-    .await?;
+    let stored = store_body(ops, input.body, &spec, trailing_headers, also).await?;
+    let etag = single_part_etag(&stored.written.digests.md5);
+    let checksum = checksum_record(spec.algorithm, &stored.digest);
+    let part = UploadedPart {
+        upload_id: upload.upload_id.clone(),
+        part_number,
+        size: stored.written.blob.size,
+        etag: etag.clone(),
+        last_modified_ms: 0,
+        blob: stored.written.blob.clone(),
+        checksums: stored
+            .written
+            .digests
+            .checksums
+            .iter()
+            .map(|(alg, d)| checksum_record(*alg, d))
+            .collect(),
+    };
+    record_part(ops, ctx, &part, stored).await?;
     let mut out = UploadPartOutput {
         e_tag: Some(convert::etag(&etag)),
         ..Default::default()
     };
-    if spec.requested || upload_algorithm(&upload).is_some() {
+    if spec.requested || upload.checksum_algorithm.is_some() {
         let f = ChecksumFields::from_stored(&[checksum]);
         out.checksum_crc32 = f.crc32;
         out.checksum_crc32c = f.crc32c;
@@ -268,6 +261,7 @@ pub fn parse_copy_range(range: &str, size: u64) -> Result<std::ops::Range<u64>, 
 /// UploadPartCopy.
 pub async fn upload_part_copy(
     ops: &Ops,
+    ctx: &RequestContext,
     req: S3Request<UploadPartCopyInput>,
 ) -> Res<UploadPartCopyOutput> {
     let input = req.input;
@@ -291,34 +285,35 @@ pub async fn upload_part_copy(
         Some(r) => parse_copy_range(r, source.size)?,
         None => 0..source.size,
     };
-    if range.end - range.start > object::MAX_PUT_SIZE {
+    if range.end - range.start > MAX_PUT_SIZE {
         return Err(GatewayError::invalid_request(
             "The specified copy range is larger than the maximum part size of 5 GiB",
         ));
     }
-    let algorithm = upload_algorithm(&upload).unwrap_or(ChecksumAlgorithm::Crc64Nvme);
-    let written = copy::copy_bytes(ops, &source, range, algorithm).await?;
-    let digest = written
-        .checksums
-        .first()
-        .map(|(_, d)| d.clone())
-        .unwrap_or_default();
-    let etag = single_part_etag(&written.md5);
-    let now = wall_clock_ms();
-    let checksum = checksum_record(algorithm, &digest);
-    record_part(
-        ops,
-        pb::UploadedPart {
-            upload_id: upload.upload_id.clone(),
-            part_number,
-            size: written.size,
-            etag: etag.clone(),
-            last_modified_ms: now,
-            blob: Some(written.blob),
-            checksums: vec![checksum.clone()],
-        },
-    )
-    .await?;
+    let algorithm = upload
+        .checksum_algorithm
+        .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
+    let stored = copy::copy_bytes(ops, &source, range, algorithm).await?;
+    let etag = single_part_etag(&stored.written.digests.md5);
+    let checksum = checksum_record(algorithm, &stored.digest);
+    let part = UploadedPart {
+        upload_id: upload.upload_id.clone(),
+        part_number,
+        size: stored.written.blob.size,
+        etag: etag.clone(),
+        last_modified_ms: 0,
+        blob: stored.written.blob.clone(),
+        checksums: vec![checksum.clone()],
+    };
+    record_part(ops, ctx, &part, stored).await?;
+    // The part's time is meta's: read it back (None if the upload ended meanwhile).
+    let recorded = ops
+        .meta
+        .list_parts(&upload.upload_id, part_number - 1, 1)
+        .await?
+        .parts
+        .into_iter()
+        .find(|p| p.part_number == part_number && p.etag == etag);
     let f = ChecksumFields::from_stored(&[checksum]);
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
@@ -328,218 +323,9 @@ pub async fn upload_part_copy(
             checksum_sha1: f.sha1,
             checksum_sha256: f.sha256,
             e_tag: Some(convert::etag(&etag)),
-            last_modified: Some(timestamp_from_ms(now)),
+            last_modified: recorded.map(|p| timestamp_from_ms(p.last_modified_ms)),
         }),
         copy_source_version_id: visible_version_id(&source.version_id),
-        ..Default::default()
-    }))
-}
-
-async fn all_parts(ops: &Ops, upload_id: &str) -> Result<Vec<pb::UploadedPart>, GatewayError> {
-    let mut parts = Vec::new();
-    let mut marker = 0;
-    loop {
-        let page = ops
-            .meta
-            .list_parts(pb::ListPartsRequest {
-                upload_id: upload_id.to_string(),
-                part_number_marker: marker,
-                max_parts: 1000,
-            })
-            .await?;
-        if page.no_such_upload {
-            return Err(GatewayError::NoSuchUpload);
-        }
-        parts.extend(page.parts);
-        if !page.is_truncated {
-            return Ok(parts);
-        }
-        marker = page.next_part_number_marker;
-    }
-}
-
-/// The digest of one part under `alg`; a part stored without it cannot be completed into an
-/// object whose checksum needs it.
-fn part_digest(part: &pb::UploadedPart, alg: ChecksumAlgorithm) -> Result<Vec<u8>, GatewayError> {
-    let wanted = checksum_algorithm_pb(alg) as i32;
-    let c = part
-        .checksums
-        .iter()
-        .find(|c| c.algorithm == wanted)
-        .ok_or(GatewayError::InvalidPart {
-            part_number: part.part_number,
-        })?;
-    from_base64(&c.value).map_err(|_| GatewayError::internal("stored part checksum is not base64"))
-}
-
-/// The checksum a client sent for one part in the Complete XML, if any.
-fn completed_part_checksum(p: &CompletedPart, alg: ChecksumAlgorithm) -> Option<&String> {
-    match alg {
-        ChecksumAlgorithm::Crc32 => p.checksum_crc32.as_ref(),
-        ChecksumAlgorithm::Crc32c => p.checksum_crc32c.as_ref(),
-        ChecksumAlgorithm::Crc64Nvme => p.checksum_crc64nvme.as_ref(),
-        ChecksumAlgorithm::Sha1 => p.checksum_sha1.as_ref(),
-        ChecksumAlgorithm::Sha256 => p.checksum_sha256.as_ref(),
-    }
-}
-
-/// CompleteMultipartUpload.
-pub async fn complete_multipart_upload(
-    ops: &Ops,
-    req: S3Request<CompleteMultipartUploadInput>,
-) -> Res<CompleteMultipartUploadOutput> {
-    let input = req.input;
-    let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
-    let requested_parts = input
-        .multipart_upload
-        .as_ref()
-        .and_then(|m| m.parts.clone())
-        .unwrap_or_default();
-    let mut requested = Vec::with_capacity(requested_parts.len());
-    for p in &requested_parts {
-        let n = p.part_number.ok_or_else(|| GatewayError::MalformedXml {
-            message: "every Part needs a PartNumber".into(),
-        })?;
-        let number = validate_part_number(n)?;
-        let etag = p
-            .e_tag
-            .as_ref()
-            .map(|t| t.value().to_string())
-            .ok_or_else(|| GatewayError::MalformedXml {
-                message: "every Part needs an ETag".into(),
-            })?;
-        requested.push((number, etag));
-    }
-    let stored = all_parts(ops, &upload.upload_id).await?;
-    let by_number: BTreeMap<u32, &pb::UploadedPart> =
-        stored.iter().map(|p| (p.part_number, p)).collect();
-    let uploaded: BTreeMap<u32, (u64, String)> = stored
-        .iter()
-        .map(|p| (p.part_number, (p.size, p.etag.clone())))
-        .collect();
-    validate_completion(&requested, &uploaded)?;
-
-    let alg = upload_algorithm(&upload);
-    let effective_alg = alg.unwrap_or(ChecksumAlgorithm::Crc64Nvme);
-    let mut parts = Vec::with_capacity(requested.len());
-    let mut md5s = Vec::with_capacity(requested.len());
-    let mut digests = Vec::with_capacity(requested.len());
-    let mut total = 0_u64;
-    for (i, (number, _)) in requested.iter().enumerate() {
-        let part = by_number.get(number).ok_or(GatewayError::InvalidPart {
-            part_number: *number,
-        })?;
-        if !part_etag_matches(&requested[i].1, &part.etag) {
-            return Err(GatewayError::InvalidPart {
-                part_number: *number,
-            });
-        }
-        let md5: [u8; 16] = hex::decode(part.etag.trim_matches('"'))
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| GatewayError::internal("stored part ETag is not an MD5"))?;
-        let digest = part_digest(part, effective_alg)?;
-        if let Some(given) = completed_part_checksum(&requested_parts[i], effective_alg)
-            && from_base64(given).ok().as_deref() != Some(digest.as_slice())
-        {
-            return Err(GatewayError::InvalidPart {
-                part_number: *number,
-            });
-        }
-        md5s.push(md5);
-        digests.push((digest, part.size));
-        total += part.size;
-        parts.push(pb::ObjectPart {
-            part_number: *number,
-            size: part.size,
-            etag: part.etag.clone(),
-            blob: part.blob.clone(),
-            checksums: part.checksums.clone(),
-        });
-    }
-    if let Some(expected) = input.mpu_object_size
-        && u64::try_from(expected).ok() != Some(total)
-    {
-        return Err(GatewayError::invalid_request(format!(
-            "The provided x-amz-mp-object-size {expected} does not match the object size {total}"
-        )));
-    }
-    let checksum_type =
-        pb::ChecksumType::try_from(upload.checksum_type).unwrap_or(pb::ChecksumType::FullObject);
-    let checksum_value = if checksum_type == pb::ChecksumType::Composite {
-        let raw: Vec<Vec<u8>> = digests.iter().map(|(d, _)| d.clone()).collect();
-        composite_checksum(effective_alg, &raw)
-    } else {
-        let combined = combine_full_object_crc(effective_alg, &digests)
-            .map_err(|e| GatewayError::internal(format!("checksum combine: {e}")))?;
-        to_base64(&combined)
-    };
-    let etag = multipart_etag(&md5s);
-    let version = pb::ObjectVersion {
-        bucket: upload.bucket.clone(),
-        key: upload.key.clone(),
-        version_id: String::new(),
-        seq: 0,
-        delete_marker: false,
-        last_modified_ms: wall_clock_ms(),
-        size: total,
-        etag: etag.clone(),
-        headers: upload.headers.clone(),
-        user_metadata: upload.user_metadata.clone(),
-        checksums: vec![pb::ChecksumValue {
-            algorithm: checksum_algorithm_pb(effective_alg) as i32,
-            value: checksum_value,
-            r#type: checksum_type as i32,
-        }],
-        parts,
-        multipart: true,
-        storage_class: upload.storage_class.clone(),
-        upload_id: String::new(),
-    };
-    let precondition =
-        object::write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    let result = ops
-        .execute(Cmd::CompleteUpload(pb::CompleteUpload {
-            upload_id: upload.upload_id.clone(),
-            parts: requested
-                .iter()
-                .map(|(n, e)| pb::CompletedPartRef {
-                    part_number: *n,
-                    etag: e.clone(),
-                })
-                .collect(),
-            version: Some(version),
-            precondition,
-        }))
-        .await?;
-    let committed = match result {
-        CmdResult::PutVersion(r) => r
-            .version
-            .ok_or_else(|| GatewayError::internal("CompleteUpload returned no version"))?,
-        _ => {
-            return Err(GatewayError::internal(
-                "unexpected result for CompleteUpload",
-            ));
-        }
-    };
-    tracing::debug!(bucket = %committed.bucket, key = %committed.key, size = total, "multipart upload completed");
-    let f = if alg.is_some() {
-        ChecksumFields::from_stored(&committed.checksums)
-    } else {
-        ChecksumFields::default()
-    };
-    Ok(S3Response::new(CompleteMultipartUploadOutput {
-        bucket: Some(input.bucket.clone()),
-        key: Some(input.key.clone()),
-        location: Some(format!("/{}/{}", input.bucket, input.key)),
-        e_tag: Some(convert::etag(&etag)),
-        version_id: visible_version_id(&committed.version_id),
-        checksum_crc32: f.crc32,
-        checksum_crc32c: f.crc32c,
-        checksum_crc64nvme: f.crc64nvme,
-        checksum_sha1: f.sha1,
-        checksum_sha256: f.sha256,
-        checksum_type: f.checksum_type,
         ..Default::default()
     }))
 }
@@ -547,19 +333,21 @@ pub async fn complete_multipart_upload(
 /// AbortMultipartUpload.
 pub async fn abort_multipart_upload(
     ops: &Ops,
+    _ctx: &RequestContext,
     req: S3Request<AbortMultipartUploadInput>,
 ) -> Res<AbortMultipartUploadOutput> {
     let input = req.input;
     upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
-    ops.execute(Cmd::AbortUpload(pb::AbortUpload {
-        upload_id: input.upload_id,
-    }))
-    .await?;
+    ops.meta.abort_upload(&input.upload_id).await?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 
 /// ListParts.
-pub async fn list_parts(ops: &Ops, req: S3Request<ListPartsInput>) -> Res<ListPartsOutput> {
+pub async fn list_parts(
+    ops: &Ops,
+    _ctx: &RequestContext,
+    req: S3Request<ListPartsInput>,
+) -> Res<ListPartsOutput> {
     let input = req.input;
     let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
     let max = match input.max_parts {
@@ -577,14 +365,7 @@ pub async fn list_parts(ops: &Ops, req: S3Request<ListPartsInput>) -> Res<ListPa
         })?,
         None => 0,
     };
-    let page = ops
-        .meta
-        .list_parts(pb::ListPartsRequest {
-            upload_id: upload.upload_id.clone(),
-            part_number_marker: marker,
-            max_parts: max,
-        })
-        .await?;
+    let page = ops.meta.list_parts(&upload.upload_id, marker, max).await?;
     if page.no_such_upload {
         return Err(GatewayError::NoSuchUpload);
     }
@@ -627,8 +408,9 @@ pub async fn list_parts(ops: &Ops, req: S3Request<ListPartsInput>) -> Res<ListPa
         storage_class: Some(StorageClass::from(
             convert::storage_class_name(&upload.storage_class).to_string(),
         )),
-        checksum_algorithm: upload_algorithm(&upload)
-            .map(|a| s3s::dto::ChecksumAlgorithm::from(a.s3_name().to_string())),
+        checksum_algorithm: upload
+            .checksum_algorithm
+            .map(convert::checksum_algorithm_dto),
         ..Default::default()
     }))
 }
@@ -636,6 +418,7 @@ pub async fn list_parts(ops: &Ops, req: S3Request<ListPartsInput>) -> Res<ListPa
 /// ListMultipartUploads.
 pub async fn list_multipart_uploads(
     ops: &Ops,
+    _ctx: &RequestContext,
     req: S3Request<ListMultipartUploadsInput>,
 ) -> Res<ListMultipartUploadsOutput> {
     let input = req.input;
@@ -648,10 +431,13 @@ pub async fn list_multipart_uploads(
         Some(n) => u32::try_from(n).unwrap_or(1000).min(1000),
         None => 1000,
     };
+    let bucket = BucketName::parse(&input.bucket).map_err(|_| GatewayError::NoSuchBucket {
+        bucket: input.bucket.clone(),
+    })?;
     let page = ops
         .meta
-        .list_uploads(pb::ListUploadsRequest {
-            bucket: input.bucket.clone(),
+        .list_uploads(&ListUploads {
+            bucket,
             prefix: input.prefix.clone().unwrap_or_default(),
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             key_marker: input.key_marker.clone().unwrap_or_default(),
@@ -669,14 +455,13 @@ pub async fn list_multipart_uploads(
         .uploads
         .iter()
         .map(|u| MultipartUpload {
-            checksum_algorithm: upload_algorithm(u)
-                .map(|a| s3s::dto::ChecksumAlgorithm::from(a.s3_name().to_string())),
+            checksum_algorithm: u.checksum_algorithm.map(convert::checksum_algorithm_dto),
             initiated: Some(timestamp_from_ms(u.initiated_ms)),
             initiator: Some(Initiator {
                 display_name: owner.display_name.clone(),
                 id: owner.id.clone(),
             }),
-            key: Some(u.key.clone()),
+            key: Some(u.key.as_str().to_string()),
             owner: Some(owner.clone()),
             storage_class: Some(StorageClass::from(
                 convert::storage_class_name(&u.storage_class).to_string(),
