@@ -28,6 +28,7 @@ fn command() -> Command {
         cmd: Some(command::Cmd::DeleteBucket(meta::DeleteBucket {
             name: "photos".into(),
         })),
+        ..Command::default()
     }
 }
 
