@@ -8,7 +8,8 @@
 //! state machine, snapshots), `keys` (state-machine key layout), `apply` (command rules),
 //! `query` (reads, S3 listings, blob scans), `liveness` (data-node liveness from heartbeats),
 //! `network` / `raft_service` (Raft over gRPC),
-//! `meta_service` (MetaService with leader forwarding), `node` (start and stop).
+//! `meta_service` (MetaService with leader forwarding), `worker_reports` (processes' worker
+//! reports in memory), `node` (start and stop).
 
 mod apply;
 mod channels;
@@ -25,6 +26,7 @@ mod raft_service;
 mod records;
 pub mod store;
 pub mod types;
+pub mod worker_reports;
 
 pub use config::{MetaConfig, MetaConfigError, MetaPeer};
 pub use error::{MetaNodeError, StoreError};

@@ -1,6 +1,9 @@
 //! The server side of `raft.v1.RaftService`: decodes each RPC, hands it to the local Raft node
 //! and encodes the answer. A node that is shutting down answers `Unavailable`, which peers treat
-//! as unreachable.
+//! as unreachable. `NodeStatus` answers a read index only after this node confirmed with a
+//! quorum that it leads, so a peer can make its own reads linearizable against it.
+
+use std::time::Duration;
 
 use openraft::ServerState;
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -10,6 +13,9 @@ use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::types::MetaRaft;
+
+/// How long confirming leadership for a read index may take.
+const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// RaftService over one node's Raft.
 pub struct RaftGrpc {
@@ -84,8 +90,16 @@ impl RaftService for RaftGrpc {
 
     async fn node_status(
         &self,
-        _request: Request<pb::NodeStatusRequest>,
+        request: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        let read_index = if request.into_inner().read_index {
+            match tokio::time::timeout(READ_INDEX_TIMEOUT, self.raft.ensure_linearizable()).await {
+                Ok(Ok(read)) => Some(read.map_or(0, |id| id.index)),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let m = self.raft.metrics().borrow().clone();
         Ok(Response::new(pb::NodeStatusResponse {
             node_id: m.id,
@@ -93,6 +107,7 @@ impl RaftService for RaftGrpc {
             term: m.current_term,
             leader_id: m.current_leader,
             last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            read_index,
         }))
     }
 }
