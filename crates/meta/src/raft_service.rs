@@ -2,6 +2,12 @@
 //! and encodes the answer. A node that is shutting down answers `Unavailable`, which peers treat
 //! as unreachable. `NodeStatus` answers a read index only after this node confirmed with a
 //! quorum that it leads, so a peer can make its own reads linearizable against it.
+//!
+//! A node with an empty log (a new node, or a voter whose folder was wiped) grants no vote to
+//! a candidate that has entries beyond the group's founding membership (index 0): having
+//! forgotten what it accepted, it could otherwise help elect a candidate that misses committed
+//! entries. It votes again once the leader has caught it up. The founding election of a new
+//! group, whose candidate holds only index 0, is unaffected.
 
 use std::time::Duration;
 
@@ -64,6 +70,20 @@ impl RaftService for RaftGrpc {
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = convert::vote_request_from_pb(request.into_inner()).map_err(malformed)?;
+        let m = self.raft.metrics().borrow().clone();
+        let forgot_everything =
+            m.last_log_index.is_none() && m.snapshot.is_none() && m.purged.is_none();
+        if forgot_everything && req.last_log_id.is_some_and(|id| id.index > 0) {
+            tracing::info!(
+                candidate = ?req.vote.leader_id().voted_for(),
+                "vote refused: this node's log is empty until the leader catches it up"
+            );
+            return Ok(Response::new(pb::VoteResponse {
+                vote: Some(convert::vote_to_pb(&m.vote)),
+                vote_granted: false,
+                last_log_id: None,
+            }));
+        }
         let resp = self.raft.vote(req).await.map_err(stopped)?;
         Ok(Response::new(convert::vote_response_to_pb(&resp)))
     }

@@ -1,13 +1,15 @@
 //! Three meta nodes in one process on loopback ports: writes and linearizable reads through
-//! `MetaClient`, losing the leader, restarting it, and a lagging node catching up from a
-//! snapshot. Each phase logs what must hold.
+//! `MetaClient`, losing the leader, restarting it, lagging and wiped nodes catching up through
+//! streamed snapshots, a wiped voter that must not found a group of its own, a second process
+//! on one folder, and a snapshot install interrupted by a crash. Each phase logs what must hold.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tessera_client::MetaClient;
-use tessera_meta::{MetaConfig, MetaNodeError, MetaPeer, node::raft_config};
+use tessera_meta::store::StateFingerprint;
+use tessera_meta::{MetaConfig, MetaNodeError, MetaPeer, MetaStore, StoreError, node::raft_config};
 use tessera_proto::meta::v1::{
     Blob, Bucket, Command, CommandResult, CreateBucket, GetObjectRequest, ListObjectsRequest,
     ObjectPart, ObjectVersion, PutVersion, blob, command, command_result,
@@ -67,6 +69,8 @@ impl Cluster {
                 peers: peers.clone(),
                 suspect_after_ms: tessera_meta::config::DEFAULT_SUSPECT_AFTER_MS,
                 dead_after_ms: tessera_meta::config::DEFAULT_DEAD_AFTER_MS,
+                // Node 1 founds the group on this first start; nobody initialises again.
+                initialize: i == 0,
             };
             let mut node = TestNode {
                 config,
@@ -99,6 +103,7 @@ impl Cluster {
     async fn restart(&mut self, id: u64) {
         let raft = self.raft.clone();
         let node = self.node(id);
+        node.config.initialize = false;
         let deadline = Instant::now() + Duration::from_secs(10);
         let listener = loop {
             match TcpListener::bind(node.addr).await {
@@ -116,6 +121,17 @@ impl Cluster {
 }
 
 impl TestNode {
+    /// The node's meta folder.
+    fn meta_dir(&self) -> PathBuf {
+        self.config.meta_dir()
+    }
+
+    /// Deletes the node's whole folder (it must be stopped), as a lost disk would.
+    fn wipe(&self) {
+        assert!(self.task.is_none(), "wipe a stopped node only");
+        std::fs::remove_dir_all(&self.config.data_dir).expect("wipe");
+    }
+
     fn spawn(&mut self, listener: TcpListener, raft: openraft::Config) {
         let config = self.config.clone();
         let shutdown = self.shutdown.clone();
@@ -159,6 +175,7 @@ fn create_bucket(name: &str) -> Command {
                 ..Bucket::default()
             }),
         })),
+        ..Command::default()
     }
 }
 
@@ -177,14 +194,17 @@ fn put(bucket: &str, key: &str) -> Command {
                     etag: format!("\"{key}\""),
                     blob: Some(Blob {
                         size: body.len() as u64,
+                        stored_size: body.len() as u64,
                         storage: Some(blob::Storage::InlineData(body)),
+                        ..Blob::default()
                     }),
                     checksums: Vec::new(),
                 }],
                 ..ObjectVersion::default()
             }),
-            precondition: None,
+            ..PutVersion::default()
         })),
+        ..Command::default()
     }
 }
 
@@ -248,18 +268,18 @@ async fn wait_applied(cluster: &Cluster, id: u64, index: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = only.cluster_status().await.expect("status");
-        let own = status
+        // A node that has not been contacted yet knows no membership, not even itself.
+        let applied = status
             .meta_nodes
             .iter()
             .find(|n| n.node_id == id)
-            .expect("own entry");
-        if own.last_applied >= index {
+            .map_or(0, |own| own.last_applied);
+        if applied >= index {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "node {id} stuck at {} < {index}",
-            own.last_applied
+            "node {id} stuck at {applied} < {index}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -420,4 +440,311 @@ async fn a_node_that_missed_purged_entries_catches_up_from_a_snapshot() {
             cluster.node(id).stop().await;
         }
     }
+}
+
+/// A Raft configuration that snapshots every 20 entries, keeps no log after a snapshot and
+/// sends snapshots in many small chunks.
+fn snapshotting_raft() -> openraft::Config {
+    let mut raft = raft_config().expect("raft config");
+    raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(20);
+    raft.max_in_snapshot_log_to_keep = 0;
+    raft.snapshot_max_chunk_size = 4096;
+    raft
+}
+
+/// Stops the running nodes in `order` (followers first keeps the leader from committing
+/// anything after the others stopped), then reads each node's state from its store.
+async fn stop_and_fingerprint(cluster: &mut Cluster, order: [u64; 3]) -> Vec<StateFingerprint> {
+    for id in order {
+        if cluster.node(id).task.is_some() {
+            cluster.node(id).stop().await;
+        }
+    }
+    (1..=3)
+        .map(|id| {
+            let store = MetaStore::open(&cluster.node(id).meta_dir()).expect("open stopped store");
+            store.state_fingerprint().expect("fingerprint")
+        })
+        .collect()
+}
+
+/// Stops followers first, then the leader, and checks all three hold the same state.
+async fn assert_identical_state(cluster: &mut Cluster, client: &MetaClient) {
+    let leader = leader_of(client).await;
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let prints = stop_and_fingerprint(cluster, [followers[0], followers[1], leader]).await;
+    info!(?prints, "state of every node");
+    assert!(prints[0].pairs > 0);
+    assert_eq!(prints[0], prints[1], "nodes 1 and 2 differ");
+    assert_eq!(prints[1], prints[2], "nodes 2 and 3 differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_follower_catches_up_through_a_streamed_snapshot_with_identical_state() {
+    init_tracing();
+    let mut cluster = Cluster::start(snapshotting_raft()).await;
+    let client = cluster.client();
+
+    info!("phase 1: the group takes writes, snapshots and purges its log");
+    accepted(
+        client
+            .execute(create_bucket("wiped"))
+            .await
+            .expect("create"),
+    );
+    write_keys(&client, "wiped", 0..60).await;
+    let leader = leader_of(&client).await;
+    let wiped = (1..=3).find(|id| *id != leader).expect("a follower");
+
+    info!("phase 2: a follower loses its whole folder while more entries are snapshotted away");
+    cluster.node(wiped).stop().await;
+    cluster.node(wiped).wipe();
+    write_keys(&client, "wiped", 60..130).await;
+
+    info!("phase 3: restarted empty and without --init, it is sent the snapshot in chunks");
+    cluster.restart(wiped).await;
+    let target = applied_on_leader(&client).await;
+    wait_applied(&cluster, wiped, target).await;
+    let snapshot = cluster
+        .node(wiped)
+        .meta_dir()
+        .join("snapshot")
+        .join("current");
+    assert!(
+        snapshot.exists(),
+        "the installed snapshot is kept as the node's own"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(snapshot.parent().expect("dir"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "current")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "transfer files left behind: {leftovers:?}"
+    );
+
+    info!("phase 4: it serves as part of the quorum, then every node holds identical state");
+    let other = (1..=3)
+        .find(|id| *id != leader && *id != wiped)
+        .expect("the other follower");
+    cluster.node(other).stop().await;
+    write_keys(&client, "wiped", 130..135).await;
+    cluster.restart(other).await;
+    let target = applied_on_leader(&client).await;
+    wait_applied(&cluster, other, target).await;
+    wait_applied(&cluster, wiped, target).await;
+    assert_identical_state(&mut cluster, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_voter_restarted_empty_without_init_rejoins_instead_of_founding_a_group() {
+    init_tracing();
+    let mut cluster = Cluster::start(raft_config().expect("raft config")).await;
+    let client = cluster.client();
+
+    info!("phase 1: node 1 founded the group; it takes writes");
+    accepted(
+        client
+            .execute(create_bucket("rejoin"))
+            .await
+            .expect("create"),
+    );
+    write_keys(&client, "rejoin", 0..20).await;
+    let term_before = client.cluster_status().await.expect("status").term;
+
+    info!("phase 2: alone and wiped, the founding node stays uninitialised past elections");
+    for id in 1..=3 {
+        cluster.node(id).stop().await;
+    }
+    cluster.node(1).wipe();
+    cluster.restart(1).await;
+    let alone = MetaClient::new(vec![cluster.node(1).addr.to_string()]);
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        let status = alone.cluster_status().await.expect("status");
+        assert_eq!(status.term, 0, "the wiped node started an election");
+        assert_eq!(status.leader_id, None);
+        assert!(status.meta_nodes.is_empty(), "it knows no membership");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    info!("phase 3: with node 3 still down, node 1 gives node 2 no vote: no leader is elected");
+    cluster.restart(2).await;
+    let only_two = MetaClient::new(vec![cluster.node(2).addr.to_string()]);
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watch_until {
+        // Node 2 may still name its old leader (node 1) from its stored vote; what must not
+        // happen is node 2 winning an election.
+        let status = only_two.cluster_status().await.expect("status");
+        let own_role = status
+            .meta_nodes
+            .iter()
+            .find(|n| n.node_id == 2)
+            .map(|n| n.role.clone());
+        assert_ne!(
+            status.leader_id,
+            Some(2),
+            "a leader was elected with the vote of a node that forgot its log"
+        );
+        assert_ne!(own_role.as_deref(), Some("leader"));
+        assert_eq!(alone.cluster_status().await.expect("status").term, 0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    info!("phase 4: node 3 returns; the group's leader catches node 1 up");
+    cluster.restart(3).await;
+    write_keys(&client, "rejoin", 20..25).await;
+    let target = applied_on_leader(&client).await;
+    wait_applied(&cluster, 1, target).await;
+    let status = alone.cluster_status().await.expect("status");
+    assert!(status.term >= term_before);
+    assert_eq!(
+        status.meta_nodes.len(),
+        3,
+        "node 1 knows the group's membership"
+    );
+
+    info!("phase 5: node 1 is a voter of the same group: with another node down, writes go on");
+    let leader = leader_of(&client).await;
+    let victim = if leader == 2 { 3 } else { 2 };
+    cluster.node(victim).stop().await;
+    write_keys(&client, "rejoin", 25..30).await;
+    assert_eq!(list_all(&client, "rejoin").await, expected_keys(30));
+    cluster.restart(victim).await;
+    let target = applied_on_leader(&client).await;
+    for id in 1..=3 {
+        wait_applied(&cluster, id, target).await;
+    }
+    assert_identical_state(&mut cluster, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_node_on_the_same_folder_is_refused() {
+    init_tracing();
+    let mut cluster = Cluster::start(raft_config().expect("raft config")).await;
+    let client = cluster.client();
+    accepted(
+        client
+            .execute(create_bucket("locked"))
+            .await
+            .expect("create"),
+    );
+
+    info!("phase 1: a second process for node 2's folder fails at once, naming the holder");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let config = cluster.node(2).config.clone();
+    let second = tessera_meta::serve_with_raft_config(
+        config,
+        listener,
+        Shutdown::new(),
+        raft_config().expect("raft config"),
+    );
+    match tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("refused promptly")
+    {
+        Err(MetaNodeError::Store(StoreError::Locked(e))) => {
+            let message = e.to_string();
+            assert!(message.contains("meta"), "{message}");
+            assert!(
+                message.contains(&cluster.node(2).meta_dir().display().to_string()),
+                "{message}"
+            );
+            assert_eq!(e.code(), "dir_lock_held");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(()) => panic!("a second node ran on a folder in use"),
+    }
+
+    info!("phase 2: the running node 2 is unaffected");
+    write_keys(&client, "locked", 0..5).await;
+    let target = applied_on_leader(&client).await;
+    wait_applied(&cluster, 2, target).await;
+    for id in 1..=3 {
+        cluster.node(id).stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_in_the_middle_of_a_snapshot_install_completes_at_open() {
+    init_tracing();
+    let mut cluster = Cluster::start(snapshotting_raft()).await;
+    let client = cluster.client();
+
+    info!("phase 1: a wiped follower is caught up from a snapshot");
+    accepted(
+        client
+            .execute(create_bucket("crash"))
+            .await
+            .expect("create"),
+    );
+    write_keys(&client, "crash", 0..50).await;
+    let leader = leader_of(&client).await;
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.node(victim).stop().await;
+    cluster.node(victim).wipe();
+    write_keys(&client, "crash", 50..100).await;
+    cluster.restart(victim).await;
+    let target = applied_on_leader(&client).await;
+    wait_applied(&cluster, victim, target).await;
+
+    info!("phase 2: the node crashes mid-install: marker durable, old state half replaced");
+    cluster.node(victim).stop().await;
+    let meta_dir = cluster.node(victim).meta_dir();
+    let snapshot_dir = meta_dir.join("snapshot");
+    let kept = snapshot_dir.join("receiving-crashed");
+    std::fs::copy(snapshot_dir.join("current"), &kept).expect("copy");
+    let snapshot_meta = {
+        let file = std::io::BufReader::new(std::fs::File::open(&kept).expect("open"));
+        let reader = tessera_meta::store::snapshot_file::SnapshotFileReader::open(
+            file,
+            tessera_meta::store::FORMAT_VERSION,
+        )
+        .expect("header");
+        reader.meta().clone()
+    };
+    {
+        use prost::Message;
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(false);
+        let db = rocksdb::DB::open_cf(
+            &opts,
+            meta_dir.join("db"),
+            [
+                tessera_meta::store::CF_LOGS,
+                tessera_meta::store::CF_RAFT,
+                tessera_meta::store::CF_SM,
+                tessera_meta::store::CF_SM_META,
+            ],
+        )
+        .expect("open db");
+        let sm = db.cf_handle(tessera_meta::store::CF_SM).expect("sm");
+        let sm_meta = db
+            .cf_handle(tessera_meta::store::CF_SM_META)
+            .expect("sm_meta");
+        let marker = tessera_proto::raft::v1::SnapshotInstall {
+            file: "receiving-crashed".into(),
+            meta: Some(tessera_meta::convert::snapshot_meta_to_pb(&snapshot_meta)),
+        };
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(
+            sm_meta,
+            tessera_meta::store::KEY_INSTALLING,
+            marker.encode_to_vec(),
+        );
+        batch.delete_range_cf(sm, b"o/".to_vec(), b"o/crash\0key-0040".to_vec());
+        batch.put_cf(sm, b"zz/left over from the old state", b"garbage");
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        db.write_opt(batch, &sync).expect("write");
+    }
+
+    info!("phase 3: restarted, the node completes the install at open and rejoins");
+    cluster.restart(victim).await;
+    write_keys(&client, "crash", 100..105).await;
+    let target = applied_on_leader(&client).await;
+    wait_applied(&cluster, victim, target).await;
+    assert!(!kept.exists(), "the kept file became the node's snapshot");
+    assert_identical_state(&mut cluster, &client).await;
 }

@@ -6,6 +6,8 @@ use openraft::{CommittedLeaderId, Membership};
 use super::*;
 use crate::types::{LogId, MetaNode, StoredMembership};
 
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 fn meta() -> SnapshotMeta {
     let nodes = BTreeMap::from([(
         1,
@@ -24,7 +26,7 @@ fn meta() -> SnapshotMeta {
     }
 }
 
-fn pairs() -> Vec<(Vec<u8>, Vec<u8>)> {
+fn pairs() -> Pairs {
     vec![
         (b"b/alpha".to_vec(), b"bucket".to_vec()),
         (b"c/clock".to_vec(), Vec::new()),
@@ -44,7 +46,7 @@ fn file_bytes(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     bytes
 }
 
-fn read_all(bytes: &[u8]) -> Result<(SnapshotMeta, Vec<(Vec<u8>, Vec<u8>)>), SnapshotFileError> {
+fn read_all(bytes: &[u8]) -> Result<(SnapshotMeta, Pairs), SnapshotFileError> {
     let mut reader = SnapshotFileReader::open(Cursor::new(bytes), 3)?;
     let meta = reader.meta().clone();
     let mut out = Vec::new();
