@@ -1,7 +1,8 @@
 //! `tessera admin`: cluster inspection and operations. `status` shows every node with its zone,
 //! role, health and address, as seen by the meta node that answers; `repair status` the
 //! redundancy the repair daemon measured; `scrub` runs the data nodes' scrubbers; `locate`
-//! where each shard of an object is and whether it is intact; `node drain` empties a node.
+//! where each shard of an object is and whether it is intact; `node drain` empties a node;
+//! `workers` every background worker of every process, as the answering meta node last heard.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -53,6 +54,9 @@ enum AdminCommand {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Every background worker of every process (data nodes, gateways, repair daemons, meta),
+    /// from the latest reports the answering meta node received.
+    Workers,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,7 +145,96 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Node {
             command: NodeCommand::Activate { id },
         } => set_state(&meta, id, pb::NodeState::Active).await,
+        AdminCommand::Workers => {
+            let listed = meta.list_workers().await?;
+            print!("{}", workers_table(&listed));
+            Ok(())
+        }
     }
+}
+
+/// A worker state as operators read it ("active", "backoff").
+fn worker_state_name(state: i32) -> String {
+    pb::WorkerState::try_from(state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("WORKER_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| format!("unknown({state})"))
+}
+
+/// Cuts `text` to `max` characters, marking the cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{kept}…")
+    }
+}
+
+/// The `admin workers` table: one line per worker of every process, then a summary line.
+fn workers_table(listed: &pb::ListWorkersResponse) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<12} {:<10} {:<20} {:<10} {:<32} {:>13} {:>8} {:>6}  {:<24} {:>8}",
+        "ROLE",
+        "ID",
+        "ZONE",
+        "WORKER",
+        "STATE",
+        "PROGRESS",
+        "DONE/TOTAL",
+        "STEPS",
+        "ERRORS",
+        "LAST ERROR",
+        "AGE"
+    );
+    let mut workers = 0;
+    for p in &listed.processes {
+        let id = p.process.clone().unwrap_or_default();
+        let age = format!("{:.1} s", p.age_ms as f64 / 1000.0);
+        if p.workers.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:<8} {:<12} {:<10} {:<20} {:<10} {:<32} {:>13} {:>8} {:>6}  {:<24} {:>8}",
+                id.role, id.id, id.zone, "-", "-", "", "", "", "", "", age
+            );
+        }
+        for w in &p.workers {
+            workers += 1;
+            let done = if w.total > 0 {
+                format!("{}/{}", w.done, w.total)
+            } else {
+                format!("{}/?", w.done)
+            };
+            let _ = writeln!(
+                out,
+                "{:<8} {:<12} {:<10} {:<20} {:<10} {:<32} {:>13} {:>8} {:>6}  {:<24} {:>8}",
+                clip(&id.role, 8),
+                clip(&id.id, 12),
+                clip(&id.zone, 10),
+                clip(&w.name, 20),
+                worker_state_name(w.state),
+                clip(&w.progress, 32),
+                done,
+                w.steps,
+                w.errors,
+                clip(&w.last_error, 24),
+                age
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{workers} workers in {} processes (answered by meta {})",
+        listed.processes.len(),
+        listed.answered_by
+    );
+    out
 }
 
 async fn status(meta: &MetaClient) -> Result<()> {
@@ -611,4 +704,92 @@ async fn drain(meta: &MetaClient, id: u64, no_wait: bool, timeout: Duration) -> 
 /// Temporary: placements written before generations existed carry 0.
 fn legacy_generation(value: u64) -> tessera_core::blob::Generation {
     tessera_core::blob::Generation::from_random(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workers_table_shows_every_worker_of_every_process() {
+        let listed = pb::ListWorkersResponse {
+            answered_by: 2,
+            processes: vec![
+                pb::ProcessWorkers {
+                    process: Some(pb::ProcessId {
+                        role: "data".into(),
+                        id: "4".into(),
+                        zone: "zone-b".into(),
+                        addr: "127.0.0.1:7104".into(),
+                    }),
+                    age_ms: 1500,
+                    workers: vec![
+                        pb::WorkerStatus {
+                            name: "scrub".into(),
+                            state: pb::WorkerState::Throttled as i32,
+                            progress: "pass 3: 120 of 400 shards".into(),
+                            done: 120,
+                            total: 400,
+                            steps: 77,
+                            errors: 1,
+                            last_error: "shard 9 unreadable".into(),
+                            ..pb::WorkerStatus::default()
+                        },
+                        pb::WorkerStatus {
+                            name: "worker-report".into(),
+                            state: pb::WorkerState::Idle as i32,
+                            done: 5,
+                            ..pb::WorkerStatus::default()
+                        },
+                    ],
+                },
+                pb::ProcessWorkers {
+                    process: Some(pb::ProcessId {
+                        role: "repair".into(),
+                        id: "repair-1".into(),
+                        ..pb::ProcessId::default()
+                    }),
+                    age_ms: 200,
+                    workers: vec![pb::WorkerStatus {
+                        name: "gc".into(),
+                        state: pb::WorkerState::Backoff as i32,
+                        last_error: "x".repeat(100),
+                        ..pb::WorkerStatus::default()
+                    }],
+                },
+            ],
+        };
+        let table = workers_table(&listed);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(lines[0].starts_with("ROLE"));
+        for (line, needles) in [
+            (
+                lines[1],
+                &[
+                    "data",
+                    "zone-b",
+                    "scrub",
+                    "throttled",
+                    "pass 3: 120 of 400 shards",
+                    "120/400",
+                    "77",
+                    "shard 9 unreadable",
+                    "1.5 s",
+                ][..],
+            ),
+            (lines[2], &["worker-report", "idle", "5/?"][..]),
+            (lines[3], &["repair-1", "gc", "backoff", "0.2 s"][..]),
+        ] {
+            for needle in needles {
+                assert!(line.contains(needle), "{needle:?} missing from {line:?}");
+            }
+        }
+        assert!(
+            lines[3].contains('…'),
+            "a long error is clipped: {}",
+            lines[3]
+        );
+        assert_eq!(lines[4], "3 workers in 2 processes (answered by meta 2)");
+    }
 }
