@@ -1,310 +1,20 @@
 //! Three meta nodes in one process on loopback ports: writes and linearizable reads through
 //! `MetaClient`, losing the leader, restarting it, lagging and wiped nodes catching up through
 //! streamed snapshots, a wiped voter that must not found a group of its own, a second process
-//! on one folder, and a snapshot install interrupted by a crash. Each phase logs what must hold.
+//! on one folder, a snapshot install interrupted by a crash, worker reports and the applied
+//! index. Each phase logs what must hold.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod support;
+
 use std::time::{Duration, Instant};
 
+use support::*;
 use tessera_client::MetaClient;
-use tessera_meta::store::StateFingerprint;
-use tessera_meta::{MetaConfig, MetaNodeError, MetaPeer, MetaStore, StoreError, node::raft_config};
-use tessera_proto::meta::v1::{
-    Blob, Bucket, Command, CommandResult, CreateBucket, GetObjectRequest, ListObjectsRequest,
-    ObjectPart, ObjectVersion, PutVersion, blob, command, command_result,
-};
+use tessera_meta::{MetaNodeError, StoreError, node::raft_config};
+use tessera_proto::meta::v1::GetObjectRequest;
 use tessera_runtime::Shutdown;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tracing::info;
-
-const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
-
-struct TestNode {
-    config: MetaConfig,
-    addr: SocketAddr,
-    shutdown: Shutdown,
-    task: Option<JoinHandle<Result<(), MetaNodeError>>>,
-}
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    nodes: Vec<TestNode>,
-    raft: openraft::Config,
-}
-
-impl Cluster {
-    async fn start(raft: openraft::Config) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut listeners = Vec::new();
-        for _ in 0..3 {
-            listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-        }
-        let addrs: Vec<SocketAddr> = listeners
-            .iter()
-            .map(|l| l.local_addr().expect("addr"))
-            .collect();
-        let peers: Vec<MetaPeer> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| MetaPeer {
-                node_id: i as u64 + 1,
-                addr: a.to_string(),
-                zone: ZONES[i].to_owned(),
-            })
-            .collect();
-        let mut cluster = Cluster {
-            nodes: Vec::new(),
-            raft,
-            _dir: dir,
-        };
-        for (i, listener) in listeners.into_iter().enumerate() {
-            let config = MetaConfig {
-                node_id: i as u64 + 1,
-                zone: ZONES[i].to_owned(),
-                listen: addrs[i],
-                advertise: None,
-                data_dir: cluster.dir().join(format!("node-{}", i + 1)),
-                peers: peers.clone(),
-                suspect_after_ms: tessera_meta::config::DEFAULT_SUSPECT_AFTER_MS,
-                dead_after_ms: tessera_meta::config::DEFAULT_DEAD_AFTER_MS,
-                // Node 1 founds the group on this first start; nobody initialises again.
-                initialize: i == 0,
-            };
-            let mut node = TestNode {
-                config,
-                addr: addrs[i],
-                shutdown: Shutdown::new(),
-                task: None,
-            };
-            node.spawn(listener, cluster.raft.clone());
-            cluster.nodes.push(node);
-        }
-        cluster
-    }
-
-    fn dir(&self) -> PathBuf {
-        self._dir.path().to_path_buf()
-    }
-
-    fn addrs(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.addr.to_string()).collect()
-    }
-
-    fn client(&self) -> MetaClient {
-        MetaClient::new(self.addrs())
-    }
-
-    fn node(&mut self, id: u64) -> &mut TestNode {
-        &mut self.nodes[id as usize - 1]
-    }
-
-    async fn restart(&mut self, id: u64) {
-        let raft = self.raft.clone();
-        let node = self.node(id);
-        node.config.initialize = false;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match TcpListener::bind(node.addr).await {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    info!(error = %e, "port not free yet");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("cannot rebind {}: {e}", node.addr),
-            }
-        };
-        node.shutdown = Shutdown::new();
-        node.spawn(listener, raft);
-    }
-}
-
-impl TestNode {
-    /// The node's meta folder.
-    fn meta_dir(&self) -> PathBuf {
-        self.config.meta_dir()
-    }
-
-    /// Deletes the node's whole folder (it must be stopped), as a lost disk would.
-    fn wipe(&self) {
-        assert!(self.task.is_none(), "wipe a stopped node only");
-        std::fs::remove_dir_all(&self.config.data_dir).expect("wipe");
-    }
-
-    fn spawn(&mut self, listener: TcpListener, raft: openraft::Config) {
-        let config = self.config.clone();
-        let shutdown = self.shutdown.clone();
-        self.task = Some(tokio::spawn(tessera_meta::serve_with_raft_config(
-            config, listener, shutdown, raft,
-        )));
-    }
-
-    async fn stop(&mut self) {
-        self.shutdown.trigger();
-        let task = self.task.take().expect("node is running");
-        let stopped = tokio::time::timeout(Duration::from_secs(20), task)
-            .await
-            .expect("node stops within 20 s")
-            .expect("node task did not panic");
-        stopped.expect("node stops cleanly");
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &self.nodes {
-            node.shutdown.trigger();
-        }
-    }
-}
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
-fn create_bucket(name: &str) -> Command {
-    Command {
-        cmd: Some(command::Cmd::CreateBucket(CreateBucket {
-            bucket: Some(Bucket {
-                name: name.into(),
-                owner: "tester".into(),
-                ..Bucket::default()
-            }),
-        })),
-        ..Command::default()
-    }
-}
-
-fn put(bucket: &str, key: &str) -> Command {
-    let body = format!("body of {key}").into_bytes();
-    Command {
-        cmd: Some(command::Cmd::PutVersion(PutVersion {
-            version: Some(ObjectVersion {
-                bucket: bucket.into(),
-                key: key.into(),
-                size: body.len() as u64,
-                etag: format!("\"{key}\""),
-                parts: vec![ObjectPart {
-                    part_number: 1,
-                    size: body.len() as u64,
-                    etag: format!("\"{key}\""),
-                    blob: Some(Blob {
-                        size: body.len() as u64,
-                        stored_size: body.len() as u64,
-                        storage: Some(blob::Storage::InlineData(body)),
-                        ..Blob::default()
-                    }),
-                    checksums: Vec::new(),
-                }],
-                ..ObjectVersion::default()
-            }),
-            ..PutVersion::default()
-        })),
-        ..Command::default()
-    }
-}
-
-fn accepted(result: CommandResult) {
-    if let Some(command_result::Result::Error(e)) = result.result {
-        panic!("command rejected: {e:?}");
-    }
-}
-
-async fn write_keys(client: &MetaClient, bucket: &str, range: std::ops::Range<u32>) {
-    for i in range {
-        let result = client
-            .execute(put(bucket, &format!("key-{i:04}")))
-            .await
-            .expect("write");
-        accepted(result);
-    }
-}
-
-async fn list_all(client: &MetaClient, bucket: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut marker = String::new();
-    loop {
-        let page = client
-            .list_objects(ListObjectsRequest {
-                bucket: bucket.into(),
-                start_after: marker.clone(),
-                max_keys: 100,
-                ..ListObjectsRequest::default()
-            })
-            .await
-            .expect("list");
-        assert!(!page.no_such_bucket);
-        keys.extend(page.objects.iter().map(|o| o.key.clone()));
-        marker = page.next_marker;
-        if !page.is_truncated {
-            return keys;
-        }
-    }
-}
-
-fn expected_keys(n: u32) -> Vec<String> {
-    (0..n).map(|i| format!("key-{i:04}")).collect()
-}
-
-async fn leader_of(client: &MetaClient) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let status = client.cluster_status().await.expect("status");
-        if let Some(leader) = status.leader_id {
-            return leader;
-        }
-        assert!(Instant::now() < deadline, "no leader elected");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until node `id` has applied at least `index`, as it reports itself.
-async fn wait_applied(cluster: &Cluster, id: u64, index: u64) {
-    let only = MetaClient::new(vec![cluster.nodes[id as usize - 1].addr.to_string()]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = only.cluster_status().await.expect("status");
-        // A node that has not been contacted yet knows no membership, not even itself.
-        let applied = status
-            .meta_nodes
-            .iter()
-            .find(|n| n.node_id == id)
-            .map_or(0, |own| own.last_applied);
-        if applied >= index {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {id} stuck at {applied} < {index}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn applied_on_leader(client: &MetaClient) -> u64 {
-    let status = client.cluster_status().await.expect("status");
-    let leader = status.leader_id.expect("leader");
-    let own = MetaClient::new(vec![
-        status
-            .meta_nodes
-            .iter()
-            .find(|n| n.node_id == leader)
-            .expect("leader entry")
-            .addr
-            .clone(),
-    ]);
-    let status = own.cluster_status().await.expect("leader status");
-    status
-        .meta_nodes
-        .iter()
-        .find(|n| n.node_id == leader)
-        .expect("leader entry")
-        .last_applied
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_survive_losing_and_restarting_the_leader() {
@@ -440,43 +150,6 @@ async fn a_node_that_missed_purged_entries_catches_up_from_a_snapshot() {
             cluster.node(id).stop().await;
         }
     }
-}
-
-/// A Raft configuration that snapshots every 20 entries, keeps no log after a snapshot and
-/// sends snapshots in many small chunks.
-fn snapshotting_raft() -> openraft::Config {
-    let mut raft = raft_config().expect("raft config");
-    raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(20);
-    raft.max_in_snapshot_log_to_keep = 0;
-    raft.snapshot_max_chunk_size = 4096;
-    raft
-}
-
-/// Stops the running nodes in `order` (followers first keeps the leader from committing
-/// anything after the others stopped), then reads each node's state from its store.
-async fn stop_and_fingerprint(cluster: &mut Cluster, order: [u64; 3]) -> Vec<StateFingerprint> {
-    for id in order {
-        if cluster.node(id).task.is_some() {
-            cluster.node(id).stop().await;
-        }
-    }
-    (1..=3)
-        .map(|id| {
-            let store = MetaStore::open(&cluster.node(id).meta_dir()).expect("open stopped store");
-            store.state_fingerprint().expect("fingerprint")
-        })
-        .collect()
-}
-
-/// Stops followers first, then the leader, and checks all three hold the same state.
-async fn assert_identical_state(cluster: &mut Cluster, client: &MetaClient) {
-    let leader = leader_of(client).await;
-    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
-    let prints = stop_and_fingerprint(cluster, [followers[0], followers[1], leader]).await;
-    info!(?prints, "state of every node");
-    assert!(prints[0].pairs > 0);
-    assert_eq!(prints[0], prints[1], "nodes 1 and 2 differ");
-    assert_eq!(prints[1], prints[2], "nodes 2 and 3 differ");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -747,4 +420,78 @@ async fn a_crash_in_the_middle_of_a_snapshot_install_completes_at_open() {
     wait_applied(&cluster, victim, target).await;
     assert!(!kept.exists(), "the kept file became the node's snapshot");
     assert_identical_state(&mut cluster, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_node_lists_worker_reports_and_a_linearizable_applied_index() {
+    init_tracing();
+    let mut cluster = Cluster::start(raft_config().expect("raft config")).await;
+    let client = cluster.client();
+    accepted(
+        client
+            .execute(create_bucket("status"))
+            .await
+            .expect("create"),
+    );
+
+    info!("phase 1: a process reports its workers to every node; each lists them");
+    let report = tessera_proto::meta::v1::WorkerReport {
+        process: Some(tessera_proto::meta::v1::ProcessId {
+            role: "data".into(),
+            id: "7".into(),
+            zone: "zone-b".into(),
+            addr: "127.0.0.1:7107".into(),
+        }),
+        workers: vec![tessera_proto::meta::v1::WorkerStatus {
+            name: "scrub".into(),
+            state: tessera_proto::meta::v1::WorkerState::Active as i32,
+            progress: "pass 1".into(),
+            done: 3,
+            total: 9,
+            ..Default::default()
+        }],
+    };
+    client.report_workers_all(report).await;
+    for node in &cluster.nodes {
+        let only = MetaClient::new(vec![node.addr.to_string()]);
+        let listed = only.list_workers().await.expect("list");
+        assert_eq!(listed.answered_by, node.config.node_id);
+        assert_eq!(listed.processes.len(), 1, "{listed:?}");
+        let process = &listed.processes[0];
+        assert_eq!(process.process.as_ref().expect("id").id, "7");
+        assert_eq!(process.workers[0].name, "scrub");
+        assert_eq!((process.workers[0].done, process.workers[0].total), (3, 9));
+        assert!(process.age_ms < 10_000);
+    }
+    let mut raw = tessera_proto::meta::v1::meta_service_client::MetaServiceClient::connect(
+        format!("http://{}", cluster.nodes[0].addr),
+    )
+    .await
+    .expect("connect");
+    let refused = raw
+        .report_workers(tessera_proto::meta::v1::WorkerReport::default())
+        .await
+        .expect_err("a report naming no process is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
+    info!(
+        "phase 2: every node's ClusterStatus applied index covers every write acknowledged before"
+    );
+    for round in 0..3u32 {
+        write_keys(&client, "status", round * 5..round * 5 + 5).await;
+        let acknowledged = applied_on_leader(&client).await;
+        for node in &cluster.nodes {
+            let only = MetaClient::new(vec![node.addr.to_string()]);
+            let status = only.cluster_status().await.expect("status");
+            assert!(
+                status.applied_index >= acknowledged,
+                "node {} answered applied index {} below {acknowledged}",
+                node.config.node_id,
+                status.applied_index
+            );
+        }
+    }
+    for id in 1..=3 {
+        cluster.node(id).stop().await;
+    }
 }

@@ -70,7 +70,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
 /// of 1 MiB with six placements and shard digests, as a gateway would commit it.
 fn put_command(i: u64, inline_bytes: usize, lease_id: u64) -> pb::Command {
     let key = format!("objects/{:03}/{i:09}", i % 997);
-    let blob = if i % 2 == 0 {
+    let blob = if i.is_multiple_of(2) {
         let data = random_bytes(inline_bytes);
         pb::Blob {
             size: data.len() as u64,

@@ -105,6 +105,7 @@ fn done() -> CommandResult {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let store = self.store.clone();
+        let started = std::time::Instant::now();
         let built = blocking(move || store.build_snapshot_file())
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
@@ -112,6 +113,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             snapshot_id = %built.meta.snapshot_id,
             pairs = built.pairs,
             bytes = built.bytes,
+            millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "snapshot built"
         );
         Ok(Snapshot {
