@@ -50,6 +50,11 @@ pub const CF_SM_META: &str = "sm_meta";
 /// versions' data and they are refused: before 1.0 a store is started empty instead.
 pub const FORMAT_VERSION: u32 = 3;
 
+/// The most memory RocksDB's memtables take, all column families together.
+const MEMTABLE_BYTES: usize = 128 * 1024 * 1024;
+/// The most write-ahead log kept on disk before the column families it holds are flushed.
+const MAX_WAL_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The key in `sm_meta` of the install marker (`raft.v1.SnapshotInstall`): present while a
 /// received snapshot replaces the state machine.
 pub const KEY_INSTALLING: &[u8] = b"installing";
@@ -94,6 +99,11 @@ impl MetaStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // Memory and disk stay bounded whatever the state's size: all memtables together hold
+        // at most MEMTABLE_BYTES (the largest is flushed first), and write-ahead logs kept
+        // alive by a rarely written column family (vote, sm_meta) are capped by flushing it.
+        opts.set_db_write_buffer_size(MEMTABLE_BYTES);
+        opts.set_max_total_wal_size(MAX_WAL_BYTES);
         let cfs = [CF_LOGS, CF_RAFT, CF_SM, CF_SM_META]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
