@@ -55,7 +55,8 @@ fn drops_of(tc: &TestCluster, process_log_prefix: &str, kind: &str) -> usize {
         count += text
             .lines()
             .filter(|l| {
-                l.contains("fault hook dropped a meta answer") && l.contains(&format!("kind={kind}"))
+                l.contains("fault hook dropped a meta answer")
+                    && l.contains(&format!("kind={kind}"))
             })
             .count();
     }
@@ -69,7 +70,11 @@ async fn every_command_retried_after_commit_applies_once() {
     let b = "once";
 
     phase("CreateBucket whose answer was lost answers 200, not BucketAlreadyOwnedByYou");
-    s3.create_bucket().bucket(b).send().await.expect("create bucket");
+    s3.create_bucket()
+        .bucket(b)
+        .send()
+        .await
+        .expect("create bucket");
     s3.put_bucket_versioning()
         .bucket(b)
         .versioning_configuration(
@@ -265,7 +270,11 @@ async fn every_command_retried_after_commit_applies_once() {
 
     phase("in an unversioned bucket PUT A then PUT B leaves exactly B");
     let plain = "once-plain";
-    s3.create_bucket().bucket(plain).send().await.expect("bucket");
+    s3.create_bucket()
+        .bucket(plain)
+        .send()
+        .await
+        .expect("bucket");
     for body in [&b"alpha"[..], &b"bravo"[..]] {
         s3.put_object()
             .bucket(plain)

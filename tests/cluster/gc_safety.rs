@@ -67,15 +67,40 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
             ("TESSERA_GC_GRACE_SECS", &grace_secs),
         ],
         node_env: vec![
-            (NodeRole::Data, 1, "TESSERA_CLOCK_SKEW_MS", &(-2 * HOUR_MS).to_string()),
-            (NodeRole::Data, 4, "TESSERA_CLOCK_SKEW_MS", &(3 * HOUR_MS).to_string()),
-            (NodeRole::Gateway, 1, "TESSERA_CLOCK_SKEW_MS", &(5 * HOUR_MS).to_string()),
-            (NodeRole::Repair, 1, "TESSERA_CLOCK_SKEW_MS", &(-HOUR_MS).to_string()),
+            (
+                NodeRole::Data,
+                1,
+                "TESSERA_CLOCK_SKEW_MS",
+                &(-2 * HOUR_MS).to_string(),
+            ),
+            (
+                NodeRole::Data,
+                4,
+                "TESSERA_CLOCK_SKEW_MS",
+                &(3 * HOUR_MS).to_string(),
+            ),
+            (
+                NodeRole::Gateway,
+                1,
+                "TESSERA_CLOCK_SKEW_MS",
+                &(5 * HOUR_MS).to_string(),
+            ),
+            (
+                NodeRole::Repair,
+                1,
+                "TESSERA_CLOCK_SKEW_MS",
+                &(-HOUR_MS).to_string(),
+            ),
         ],
     })
     .await;
     let b = "gc-safety";
-    tc.s3.create_bucket().bucket(b).send().await.expect("bucket");
+    tc.s3
+        .create_bucket()
+        .bucket(b)
+        .send()
+        .await
+        .expect("bucket");
     let (_, _, addr) = tc.data_nodes().into_iter().next().expect("a data node");
 
     phase("an orphan written under a live lease survives; one under an unknown lease goes");
@@ -100,7 +125,11 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
                 round += 1;
                 // Each writer owns its keys, so the last acknowledged body is the truth.
                 let key = format!("w{w}/k{}", round % 5);
-                let size = if round % 3 == 0 { 5_000 } else { 400_000 + (round as usize) * 97 };
+                let size = if round % 3 == 0 {
+                    5_000
+                } else {
+                    400_000 + (round as usize) * 97
+                };
                 let body = pattern(size, w * 1_000_000 + round);
                 let put = s3
                     .put_object()
@@ -175,7 +204,11 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
 
     phase("every acknowledged write reads back exactly");
     let acked = acked.lock().await.clone();
-    assert!(acked.len() >= 12, "too few writes acknowledged: {}", acked.len());
+    assert!(
+        acked.len() >= 12,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
     for (key, body) in &acked {
         let got = tc
             .s3
@@ -197,8 +230,14 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
     }
 
     phase("the orphan of a live lease is still there; the forged one was collected");
-    assert!(exists(&addr, &protected).await, "a live lease's shard was deleted");
-    assert!(!exists(&addr, &forged).await, "an unknown lease's orphan was kept");
+    assert!(
+        exists(&addr, &protected).await,
+        "a live lease's shard was deleted"
+    );
+    assert!(
+        !exists(&addr, &forged).await,
+        "an unknown lease's orphan was kept"
+    );
 
     phase("once its lease is released, the protected orphan goes after the grace period");
     tc.meta()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tessera_client::{DataClient, MetaClient};
 use tessera_core::blob::{ErasureBlob, ShardCopy};
 use tessera_core::names::{BucketName, DataId, ObjectKey};
-use tessera_devcluster::{DevCluster, DevClusterSpec, NodeRole};
+use tessera_devcluster::{DevCluster, DevClusterSpec, NodeEnv, NodeRole};
 use tessera_proto::meta::v1 as meta_pb;
 
 /// Settings for tests that watch repair: dead after 4 s, a pass every second.
@@ -68,11 +68,32 @@ impl TestCluster {
 
     /// Starts a cluster whose processes also get `env` (e.g. shorter timeouts).
     pub async fn start_with(data_per_zone: u32, env: Vec<(&str, &str)>) -> Self {
+        Self::start_opts(ClusterOptions {
+            data_per_zone,
+            env,
+            node_env: Vec::new(),
+        })
+        .await
+    }
+
+    /// Starts a cluster as `opts` says: every process gets `env`, single processes also get
+    /// their `node_env` entries.
+    pub async fn start_opts(opts: ClusterOptions<'_>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tessera-test-")
             .tempdir()
             .expect("temp dir");
-        let spec = spec_for(dir.path(), data_per_zone, &env);
+        let mut spec = spec_for(dir.path(), opts.data_per_zone, &opts.env);
+        spec.node_env = opts
+            .node_env
+            .iter()
+            .map(|(role, node_id, key, value)| NodeEnv {
+                role: *role,
+                node_id: *node_id,
+                key: (*key).to_owned(),
+                value: (*value).to_owned(),
+            })
+            .collect();
         let cluster = match DevCluster::start(spec).await {
             Ok(c) => c,
             Err(e) => {
@@ -278,7 +299,11 @@ impl TestCluster {
     /// The erasure placement of the current version of `bucket/key`: its data id, its shard
     /// copies as (index, node), and the chunks each shard holds; `None` when the key does not
     /// exist or is stored inline.
-    pub async fn placement(&self, bucket: &str, key: &str) -> Option<(DataId, Vec<(u32, u64)>, u64)> {
+    pub async fn placement(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Option<(DataId, Vec<(u32, u64)>, u64)> {
         let e = self.erasure_blob(bucket, key).await?;
         let copies = e.shards.iter().map(|c| (c.shard_index, c.node.0)).collect();
         Some((e.data_id, copies, e.chunks_per_shard))
@@ -350,8 +375,8 @@ impl TestCluster {
     /// Damages one stored shard file in a way the named fault describes (see [`Tamper`]).
     pub fn tamper(&self, data_id: &DataId, copy: &ShardCopy, how: &Tamper) {
         let path = self.shard_path(data_id, copy);
-        let original = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("read shard {}: {e}", path.display()));
+        let original =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("read shard {}: {e}", path.display()));
         let damaged = match how {
             Tamper::ReplaceWith(other) => {
                 std::fs::read(other).unwrap_or_else(|e| panic!("read {}: {e}", other.display()))
@@ -400,7 +425,18 @@ fn spec_for(root: &std::path::Path, data_per_zone: u32, env: &[(&str, &str)]) ->
         .chain(env.iter().copied())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
+        node_env: Vec::new(),
     }
+}
+
+/// How to start a test cluster.
+pub struct ClusterOptions<'a> {
+    /// Data nodes per zone.
+    pub data_per_zone: u32,
+    /// Environment of every process.
+    pub env: Vec<(&'a str, &'a str)>,
+    /// Environment of single processes: (role, node id, variable, value).
+    pub node_env: Vec<(NodeRole, u64, &'a str, &'a str)>,
 }
 
 /// Restarts a stopped cluster from its folder (its layout fixes ports and node counts).

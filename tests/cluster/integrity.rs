@@ -45,7 +45,12 @@ async fn get(tc: &TestCluster, bucket: &str, key: &str, range: Option<&str>) -> 
 async fn wrong_shards_are_never_served_and_are_rebuilt() {
     let tc = TestCluster::start_with(2, FAST_REPAIR.to_vec()).await;
     let b = "integrity";
-    tc.s3.create_bucket().bucket(b).send().await.expect("bucket");
+    tc.s3
+        .create_bucket()
+        .bucket(b)
+        .send()
+        .await
+        .expect("bucket");
     tc.s3
         .put_bucket_versioning()
         .bucket(b)

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
-use tessera_client::DataClient;
+use tessera_client::shard::{ShardWriteSpec, ShardWriter};
+use tessera_client::{DataClient, ShardId};
+use tessera_core::blob::Generation;
+use tessera_core::layout::Layout;
 use tessera_core::names::DataId;
 use tessera_devcluster::NodeRole;
-use tessera_proto::convert::data::shard_id;
-use tessera_proto::data::v1 as data_pb;
 
 use crate::harness::{FAST_REPAIR, TestCluster, pattern, phase};
 
@@ -77,7 +78,7 @@ async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_and_orphans_are_collected_and_referenced_shards_never() {
-    let tc = TestCluster::start_with(2, env_with(&[("TESSERA_GC_GRACE_SECS", "2")])).await;
+    let tc = TestCluster::start_with(2, env_with(&[("TESSERA_GC_GRACE_SECS", "30")])).await;
     tc.s3
         .create_bucket()
         .bucket("gc-test")
@@ -92,41 +93,25 @@ async fn garbage_and_orphans_are_collected_and_referenced_shards_never() {
     put(&tc, "gc-test", "keep0", 120_000, 1_000).await;
     assert_eq!(total_shard_files(&tc), 21 * 6);
 
-    phase("an orphan: a shard no manifest references, as a failed upload leaves");
+    phase("an orphan: a shard no manifest references, written under no live lease");
     let data = DataClient::new();
     let (node, _, addr) = tc.data_nodes()[0].clone();
-    let orphan = DataId::from_bytes(rand_bytes());
-    let chunk = vec![7u8; 4096];
-    let hash = tessera_core::shard_format::chunk_hash(&chunk);
-    let msgs = vec![
-        data_pb::WriteShardRequest {
-            msg: Some(data_pb::write_shard_request::Msg::Header(
-                data_pb::ShardHeader {
-                    id: Some(shard_id(orphan, 0)),
-                    data_shards: 3,
-                    parity_shards: 3,
-                    chunk_size: 4096,
-                },
-            )),
-        },
-        data_pb::WriteShardRequest {
-            msg: Some(data_pb::write_shard_request::Msg::Chunk(
-                data_pb::ShardChunk {
-                    index: 0,
-                    data: Bytes::from(chunk),
-                    blake3: Bytes::copy_from_slice(&hash),
-                },
-            )),
-        },
-        data_pb::WriteShardRequest {
-            msg: Some(data_pb::write_shard_request::Msg::Commit(
-                data_pb::ShardCommit { chunks: 1 },
-            )),
-        },
-    ];
-    data.write_shard(&addr, futures::stream::iter(msgs))
+    let orphan = ShardId::new(
+        DataId::from_bytes(rand_bytes()),
+        0,
+        Generation::from_random(0x5eed),
+    );
+    let mut writer = ShardWriter::open(
+        &data,
+        &addr,
+        ShardWriteSpec::new(orphan.clone(), Layout::new(3, 3).expect("layout"), 4096, 0),
+    )
+    .expect("orphan writer");
+    writer
+        .send_chunk(Bytes::from(vec![7u8; 4096]))
         .await
-        .expect("orphan write");
+        .expect("orphan chunk");
+    writer.commit().await.expect("orphan write");
 
     phase("deleting half the objects");
     for i in 0..10 {
@@ -140,12 +125,15 @@ async fn garbage_and_orphans_are_collected_and_referenced_shards_never() {
     }
     wait_until(
         "garbage and the orphan to be deleted",
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         async || total_shard_files(&tc) == 10 * 6,
     )
     .await;
     assert!(
-        data.stat_shard(&addr, shard_id(orphan, 0)).await.is_err(),
+        matches!(
+            data.stat_shard(&addr, &orphan).await,
+            Err(tessera_client::DataClientError::NotFound { .. })
+        ),
         "orphan on node {node} kept"
     );
     let report = tc.repair_report().await.expect("report");
@@ -367,16 +355,11 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
     assert!(admin_ok(&tc, &["locate", "locate", "tiny"]).contains("inline"));
 
     phase("a deleted shard file shows as missing, then repair puts it back");
-    let (id, shards) = placement(&tc, "locate", "big").await;
-    let (index, node) = shards[0];
-    let hex = hex::encode(id.as_bytes());
-    std::fs::remove_file(
-        tc.data_dir(node)
-            .join("shards")
-            .join(&hex[..2])
-            .join(format!("{hex}.{index}")),
-    )
-    .expect("rm");
+    let blob = tc
+        .erasure_blob("locate", "big")
+        .await
+        .expect("erasure coded");
+    std::fs::remove_file(tc.shard_path(&blob.data_id, &blob.shards[0])).expect("rm");
     let out = admin_ok(&tc, &["locate", "locate", "big"]);
     assert!(out.contains("missing"), "{out}");
     let status = admin_ok(

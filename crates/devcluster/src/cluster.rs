@@ -1,4 +1,5 @@
-//! A whole dev cluster: started from its persisted layout, ready only when meta has a leader,
+//! A whole dev cluster: started from its persisted layout (the start that creates the layout is
+//! the only one that passes `--init`, to meta node 1), ready only when meta has a leader,
 //! every data node heartbeats and the gateway answers HTTP. Named faults (`kill_zone`,
 //! `restart_zone`, `kill_node`) act on processes by PID. Dropping a `DevCluster` kills every
 //! child it started.
@@ -26,6 +27,22 @@ pub struct DevClusterSpec {
     pub ready_timeout: Duration,
     /// Extra environment for every child (e.g. RUST_LOG).
     pub extra_env: Vec<(String, String)>,
+    /// Extra environment for single children, after `extra_env` (tests skew one node's clock
+    /// or give one process a fault hook).
+    pub node_env: Vec<NodeEnv>,
+}
+
+/// One environment variable for one child of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEnv {
+    /// The child's role.
+    pub role: NodeRole,
+    /// The child's node id within its role.
+    pub node_id: u64,
+    /// The variable.
+    pub key: String,
+    /// Its value.
+    pub value: String,
 }
 
 /// Why a dev cluster could not start or act.
@@ -90,7 +107,9 @@ impl DevCluster {
             source,
         })?;
         let layout_path = spec.root.join("layout.json");
-        let layout = if layout_path.exists() {
+        // Only the start that creates the layout founds the meta group (`--init` on meta 1).
+        let first_start = !layout_path.exists();
+        let layout = if !first_start {
             ClusterLayout::load(&layout_path)?
         } else {
             let layout = ClusterLayout::new(&spec.root, spec.gateway_port, spec.data_per_zone)?;
@@ -117,7 +136,7 @@ impl DevCluster {
                 .cloned()
                 .collect();
             for node in specs {
-                cluster.spawn(&node)?;
+                cluster.spawn(&node, first_start)?;
             }
         }
         cluster.wait_ready(cluster.spec.ready_timeout).await?;
@@ -125,13 +144,26 @@ impl DevCluster {
         Ok(cluster)
     }
 
-    fn spawn(&mut self, node: &crate::layout::NodeSpec) -> Result<(), DevClusterError> {
+    fn spawn(
+        &mut self,
+        node: &crate::layout::NodeSpec,
+        first_start: bool,
+    ) -> Result<(), DevClusterError> {
+        let mut env = self.spec.extra_env.clone();
+        env.extend(
+            self.spec
+                .node_env
+                .iter()
+                .filter(|e| e.role == node.role && e.node_id == node.node_id)
+                .map(|e| (e.key.clone(), e.value.clone())),
+        );
         let p = ManagedProcess::spawn(
             &self.spec.binary,
             node,
             &self.layout,
             &self.spec.root.join("logs"),
-            &self.spec.extra_env,
+            &env,
+            first_start,
         )
         .map_err(|source| DevClusterError::Spawn {
             name: node.name(),
@@ -308,7 +340,7 @@ impl DevCluster {
             return Err(DevClusterError::NoSuchProcess(zone.to_string()));
         }
         for s in specs {
-            self.spawn(&s)?;
+            self.spawn(&s, false)?;
         }
         self.write_files()
     }
@@ -337,7 +369,7 @@ impl DevCluster {
             .find(|n| n.role == role && n.node_id == node_id)
             .cloned()
             .ok_or_else(|| DevClusterError::NoSuchProcess(format!("{role:?} {node_id}")))?;
-        self.spawn(&spec)?;
+        self.spawn(&spec, false)?;
         self.write_files()
     }
 
@@ -362,7 +394,7 @@ impl DevCluster {
         };
         self.layout.nodes.push(spec.clone());
         self.layout.save(&self.spec.root.join("layout.json"))?;
-        self.spawn(&spec)?;
+        self.spawn(&spec, false)?;
         self.write_files()?;
         Ok(id)
     }
@@ -377,7 +409,7 @@ impl DevCluster {
             port: crate::layout::free_port()?,
             data_dir: self.spec.root.join(format!("repair-{id}")),
         };
-        self.spawn(&spec)
+        self.spawn(&spec, false)
     }
 
     /// Role and id of every process that is running now.

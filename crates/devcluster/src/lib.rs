@@ -7,6 +7,6 @@ pub mod cluster;
 pub mod layout;
 pub mod process;
 
-pub use cluster::{DevCluster, DevClusterError, DevClusterSpec};
+pub use cluster::{DevCluster, DevClusterError, DevClusterSpec, NodeEnv};
 pub use layout::{ClusterLayout, NodeRole, NodeSpec};
 pub use process::ManagedProcess;

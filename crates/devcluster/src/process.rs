@@ -78,14 +78,27 @@ pub fn command_args(spec: &NodeSpec, layout: &ClusterLayout) -> Vec<String> {
     args
 }
 
+/// Flags a process gets on the cluster's very first start only: meta node 1 founds the Raft
+/// group (`--init`). Never on a restart: a meta node with an empty folder must wait to be caught
+/// up by the group, not found a new one.
+pub fn first_start_args(spec: &NodeSpec) -> Vec<String> {
+    if spec.role == NodeRole::Meta && spec.node_id == 1 {
+        vec!["--init".to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
 impl ManagedProcess {
-    /// Starts `spec` from `binary`, logging to `log_dir/<name>.log`.
+    /// Starts `spec` from `binary`, logging to `log_dir/<name>.log`; `first_start` adds
+    /// [`first_start_args`].
     pub fn spawn(
         binary: &Path,
         spec: &NodeSpec,
         layout: &ClusterLayout,
         log_dir: &Path,
         extra_env: &[(String, String)],
+        first_start: bool,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&spec.data_dir)?;
         std::fs::create_dir_all(log_dir)?;
@@ -95,8 +108,11 @@ impl ManagedProcess {
             .append(true)
             .open(&log_path)?;
         let mut cmd = Command::new(binary);
-        cmd.args(command_args(spec, layout))
-            .stdin(Stdio::null())
+        cmd.args(command_args(spec, layout));
+        if first_start {
+            cmd.args(first_start_args(spec));
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
@@ -164,5 +180,38 @@ impl ManagedProcess {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_meta_node_one_founds_the_group_and_only_on_first_start() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let layout = ClusterLayout::new(root.path(), 0, 1).expect("layout");
+        for spec in &layout.nodes {
+            let args = command_args(spec, &layout);
+            assert!(
+                !args.iter().any(|a| a == "--init"),
+                "{} would initialise on every start",
+                spec.name()
+            );
+            let first = first_start_args(spec);
+            if spec.role == NodeRole::Meta && spec.node_id == 1 {
+                assert_eq!(first, ["--init"]);
+            } else {
+                assert!(first.is_empty(), "{} founds a group", spec.name());
+            }
+        }
+        assert_eq!(
+            layout
+                .nodes
+                .iter()
+                .filter(|s| !first_start_args(s).is_empty())
+                .count(),
+            1
+        );
     }
 }

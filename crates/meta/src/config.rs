@@ -1,7 +1,8 @@
 //! The meta role's typed config. A valid config names every voter of the group exactly once
 //! (this node included, added from `listen`/`advertise` when the list leaves it out), so that
-//! every node initialises the group with the same membership. Liveness timeouts are positive and
-//! a node turns suspect no later than it turns dead.
+//! the node told to initialise the group (`initialize`, on one node of a new cluster only) gives
+//! it the membership every node expects. Liveness timeouts are positive and a node turns
+//! suspect no later than it turns dead.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -51,6 +52,13 @@ pub struct MetaConfig {
     /// Milliseconds without a heartbeat after which a data node is dead.
     #[serde(default = "default_dead_after_ms")]
     pub dead_after_ms: u64,
+    /// Whether this node, when its store is empty, initialises a new group with `peers` as
+    /// voters. Set it on one node, for the very first start of a cluster only: a node with an
+    /// empty store that is not told to initialise waits until the group's leader contacts it
+    /// (and sends it the state), so a voter whose folder was wiped rejoins instead of founding
+    /// a group of its own.
+    #[serde(default)]
+    pub initialize: bool,
 }
 
 /// One voter of the meta group.
@@ -227,6 +235,7 @@ mod tests {
             ],
             suspect_after_ms: DEFAULT_SUSPECT_AFTER_MS,
             dead_after_ms: DEFAULT_DEAD_AFTER_MS,
+            initialize: false,
         }
     }
 
@@ -299,6 +308,10 @@ mod tests {
         assert_eq!(parsed.advertise, None);
         assert_eq!(parsed.suspect_after_ms, DEFAULT_SUSPECT_AFTER_MS);
         assert_eq!(parsed.dead_after_ms, DEFAULT_DEAD_AFTER_MS);
+        assert!(!parsed.initialize, "initialising is never the default");
+        let founding: MetaConfig =
+            toml::from_str(&format!("initialize = true\n{good}")).expect("initialize");
+        assert!(founding.initialize);
         let tuned: MetaConfig = toml::from_str(&format!(
             "suspect_after_ms = 500\ndead_after_ms = 5000\n{good}"
         ))

@@ -2,8 +2,11 @@
 //! snapshot file, `MetaNodeError` for starting and running a node. Each knows whether retrying
 //! can help and has a stable code for logs and metrics.
 
+use tessera_runtime::dirlock::DirLockError;
+
 use crate::config::MetaConfigError;
 use crate::convert::ConvertError;
+use crate::store::SnapshotFileError;
 
 /// A failure of the meta store (RocksDB log, state machine, snapshot file).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,43 @@ pub enum StoreError {
         /// The version this build writes.
         supported: u32,
     },
+    /// The store was written by an earlier development build; there is no migration before
+    /// 1.0.
+    #[error(
+        "the meta folder {dir} was written by an earlier development build (store format \
+         {found}; this build reads format {supported} and does not migrate before 1.0): move \
+         it away and start this node with an empty folder (the leader sends it the current \
+         state), or start the whole cluster afresh"
+    )]
+    EarlierFormat {
+        /// The meta folder.
+        dir: String,
+        /// The version on disk.
+        found: u32,
+        /// The version this build writes.
+        supported: u32,
+    },
+    /// Another process (or another store in this one) holds the meta folder.
+    #[error(transparent)]
+    Locked(#[from] DirLockError),
+    /// A snapshot file is malformed, truncated, corrupt or of another format.
+    #[error("snapshot file {path}: {source}")]
+    SnapshotFormat {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        source: SnapshotFileError,
+    },
+    /// A snapshot file holds another snapshot than the one it was given as.
+    #[error("snapshot file {path} holds snapshot {found}, expected {expected}")]
+    SnapshotMismatch {
+        /// The file.
+        path: String,
+        /// The snapshot id it was given as.
+        expected: String,
+        /// The snapshot id in its header.
+        found: String,
+    },
     /// The snapshot file could not be read or written.
     #[error("snapshot file {path}: {source}")]
     SnapshotFile {
@@ -82,6 +122,10 @@ impl StoreError {
             StoreError::InvalidRecord { .. } => "store_invalid_record",
             StoreError::MalformedKey { .. } => "store_malformed_key",
             StoreError::UnknownFormat { .. } => "store_unknown_format",
+            StoreError::EarlierFormat { .. } => "store_earlier_format",
+            StoreError::Locked(e) => e.code(),
+            StoreError::SnapshotFormat { source, .. } => source.code(),
+            StoreError::SnapshotMismatch { .. } => "store_snapshot_mismatch",
             StoreError::SnapshotFile { .. } => "store_snapshot_file",
             StoreError::Task(_) => "store_task",
         }

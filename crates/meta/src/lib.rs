@@ -10,7 +10,8 @@
 //! `meta_clock` (the state machine's clock), `records` (typed reads), `query` (reads, S3
 //! listings, blob scans), `liveness` (data-node liveness from heartbeats),
 //! `network` / `raft_service` (Raft over gRPC),
-//! `meta_service` (MetaService with leader forwarding), `node` (start and stop).
+//! `meta_service` (MetaService with leader forwarding), `worker_reports` (processes' worker
+//! reports in memory), `node` (start and stop).
 
 mod apply;
 mod channels;
@@ -32,6 +33,7 @@ pub mod store;
 #[cfg(test)]
 mod test_support;
 pub mod types;
+pub mod worker_reports;
 
 pub use config::{MetaConfig, MetaConfigError, MetaPeer};
 pub use error::{MetaNodeError, StoreError};

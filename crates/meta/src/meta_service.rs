@@ -2,8 +2,10 @@
 //! make themselves linearizable there (read index), so whatever node answers, a read sees every
 //! write acknowledged before it began. A follower forwards the whole RPC to the leader it knows
 //! of, once: a forwarded request that lands on a non-leader fails `Unavailable` rather than
-//! bouncing, and the client retries. Data-node heartbeats stay in this node's memory; liveness
-//! is judged from them with the configured timeouts.
+//! bouncing, and the client retries. Data-node heartbeats and processes' worker reports stay in
+//! this node's memory; liveness is judged from heartbeats with the configured timeouts.
+//! `ClusterStatus` and `ListWorkers` are answered by the node called, so they work without a
+//! quorum; `ClusterStatus` reads the applied index after a read barrier when it can get one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use tessera_proto::meta::v1::meta_service_client::MetaServiceClient;
 use tessera_proto::meta::v1::meta_service_server::MetaService;
 use tessera_proto::raft::v1::NodeStatusRequest;
 use tessera_proto::raft::v1::raft_service_client::RaftServiceClient;
+use tessera_runtime::worker::WorkerRegistry;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -26,6 +29,7 @@ use crate::query;
 use crate::raft_service::role_name;
 use crate::store::{MetaStore, blocking};
 use crate::types::{MetaNode, MetaRaft};
+use crate::worker_reports::WorkerReports;
 
 /// Metadata key marking a request a follower already forwarded.
 const FORWARDED: &str = "x-tessera-forwarded";
@@ -37,6 +41,9 @@ const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(3);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a peer has to answer a status probe.
 const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long `ClusterStatus` tries to get a read barrier (and then to apply up to it) before it
+/// answers with what this node has applied.
+const STATUS_BARRIER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// MetaService over one node's Raft and store.
 pub struct MetaGrpc {
@@ -48,6 +55,10 @@ pub struct MetaGrpc {
     liveness: LivenessTimeouts,
     /// When this service started: the age of a data node never heard from.
     started: Instant,
+    /// Every process's latest worker report.
+    worker_reports: WorkerReports,
+    /// This meta process's own workers, listed with the reports when there are any.
+    own_workers: Option<(pb::ProcessId, WorkerRegistry)>,
 }
 
 enum Route {
@@ -127,7 +138,15 @@ impl MetaGrpc {
             heartbeats: Arc::new(Mutex::new(HashMap::new())),
             liveness,
             started: Instant::now(),
+            worker_reports: WorkerReports::new(),
+            own_workers: None,
         }
+    }
+
+    /// Lists this process's own workers (from `registry`, as `process`) with the reports.
+    pub fn with_own_workers(mut self, process: pb::ProcessId, registry: WorkerRegistry) -> Self {
+        self.own_workers = Some((process, registry));
+        self
     }
 
     fn leader_client(&self, addr: &str) -> Result<MetaServiceClient<Channel>, Status> {
@@ -217,7 +236,7 @@ impl MetaGrpc {
         let mut client = RaftServiceClient::new(channel);
         let probe = tokio::time::timeout(
             STATUS_PROBE_TIMEOUT,
-            client.node_status(NodeStatusRequest {}),
+            client.node_status(NodeStatusRequest { read_index: false }),
         );
         if let Ok(Ok(resp)) = probe.await {
             let resp = resp.into_inner();
@@ -225,6 +244,74 @@ impl MetaGrpc {
             status.last_applied = resp.last_applied;
         }
         status
+    }
+
+    /// A read index: this node's own when it leads, else the leader's (asked over Raft's
+    /// service); `None` when neither can be had in time (no leader, no quorum).
+    async fn read_index(&self) -> Option<u64> {
+        let barrier = tokio::time::timeout(STATUS_BARRIER_TIMEOUT, self.raft.ensure_linearizable());
+        let to = match barrier.await {
+            Ok(Ok(read)) => return Some(read.map_or(0, |id| id.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to)))) => to,
+            _ => return None,
+        };
+        let addr = match (to.leader_node, to.leader_id) {
+            (Some(node), _) => node.addr,
+            (None, Some(id)) => {
+                let metrics = self.raft.metrics().borrow().clone();
+                let node = metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&id)
+                    .cloned();
+                node?.addr
+            }
+            (None, None) => return None,
+        };
+        let mut client = RaftServiceClient::new(self.pool.get(&addr).ok()?);
+        let asked = tokio::time::timeout(
+            STATUS_BARRIER_TIMEOUT,
+            client.node_status(NodeStatusRequest { read_index: true }),
+        );
+        asked.await.ok()?.ok()?.into_inner().read_index
+    }
+
+    /// The state machine's applied index and clock, read after a read barrier when one can be
+    /// had (every command committed before the call is then at or below the index), else as
+    /// this node has them.
+    async fn applied_index_and_clock(&self) -> Result<(u64, i64), Status> {
+        if let Some(index) = self.read_index().await {
+            let caught_up = self
+                .raft
+                .wait(Some(STATUS_BARRIER_TIMEOUT))
+                .applied_index_at_least(Some(index), "cluster status read index")
+                .await;
+            if let Err(e) = caught_up {
+                tracing::debug!(index, error = %e, "not caught up to the read index in time");
+            }
+        }
+        let store = self.store.clone();
+        blocking(move || query::applied_clock(&store))
+            .await
+            .map(|at| (at.applied_index, at.clock_ms))
+            .map_err(store_status)
+    }
+
+    /// This process's own workers as a report entry, if it runs any.
+    fn own_worker_entry(&self) -> Option<pb::ProcessWorkers> {
+        let (process, registry) = self.own_workers.as_ref()?;
+        let workers = registry.snapshot();
+        if workers.is_empty() {
+            return None;
+        }
+        Some(pb::ProcessWorkers {
+            process: Some(process.clone()),
+            age_ms: 0,
+            workers: workers
+                .iter()
+                .map(tessera_client::workers::worker_status)
+                .collect(),
+        })
     }
 }
 
@@ -352,25 +439,32 @@ impl MetaService for MetaGrpc {
 
     async fn report_workers(
         &self,
-        _request: Request<pb::WorkerReport>,
+        request: Request<pb::WorkerReport>,
     ) -> Result<Response<pb::Empty>, Status> {
-        Err(Status::unimplemented(
-            "worker reports are not supported yet",
-        ))
+        self.worker_reports
+            .record(request.into_inner(), Instant::now())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(pb::Empty {}))
     }
 
+    /// Answered locally from this node's memory: every process that reported to it, with the
+    /// age of its report, and this meta process's own workers.
     async fn list_workers(
         &self,
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
-        Err(Status::unimplemented(
-            "worker reports are not supported yet",
-        ))
+        let mut processes: Vec<pb::ProcessWorkers> = self.own_worker_entry().into_iter().collect();
+        processes.extend(self.worker_reports.list(Instant::now()));
+        Ok(Response::new(pb::ListWorkersResponse {
+            answered_by: self.node_id,
+            processes,
+        }))
     }
 
-    /// Answered locally, without a read barrier, so it works without a quorum: the meta view
-    /// comes from this node's Raft metrics and probes of its peers, data nodes and repair
-    /// reports from its own state machine, liveness from its heartbeat memory.
+    /// Answered locally, so it works without a quorum: the meta view comes from this node's
+    /// Raft metrics and probes of its peers, data nodes and repair reports from its own state
+    /// machine, liveness from its heartbeat memory; the applied index and clock are read after
+    /// a read barrier when one can be had within a second.
     async fn cluster_status(
         &self,
         _request: Request<pb::ClusterStatusRequest>,
@@ -400,7 +494,8 @@ impl MetaService for MetaGrpc {
                 }
             }
         });
-        let meta_nodes = join_all(probes).await;
+        let (meta_nodes, position) = tokio::join!(join_all(probes), self.applied_index_and_clock());
+        let (applied_index, meta_time_ms) = position?;
         let store = self.store.clone();
         let (registered, repair_reports) =
             blocking(move || Ok((query::data_nodes(&store)?, query::repair_reports(&store)?)))
@@ -422,8 +517,8 @@ impl MetaService for MetaGrpc {
             })
             .collect();
         Ok(Response::new(pb::ClusterStatusResponse {
-            applied_index: 0,
-            meta_time_ms: 0,
+            applied_index,
+            meta_time_ms,
             answered_by: self.node_id,
             leader_id: metrics.current_leader,
             term: metrics.current_term,

@@ -1,15 +1,25 @@
-//! Starting and stopping a meta node: open the store, start Raft, serve RaftService and
-//! MetaService on one gRPC server, initialise the group on first start, and on shutdown stop
-//! the server and then Raft, so that when `run` returns nothing holds the store any more.
+//! Starting and stopping a meta node: open the store (which locks the meta folder), start Raft,
+//! serve RaftService and MetaService on one gRPC server, and on shutdown stop the server and
+//! then Raft, so that when `run` returns nothing holds the store (nor the folder lock) any more.
+//!
+//! Initialisation is explicit: only a node started with `initialize` (`--init`) and an empty
+//! store founds the group, with the configured peers as voters, and not even then if a peer
+//! already belongs to a group. Any other node with an empty store waits to be contacted by the
+//! leader, which sends it the log or a snapshot: a voter whose folder was wiped rejoins its
+//! group rather than founding a second one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
+use tessera_proto::meta::v1 as meta_pb;
 use tessera_proto::meta::v1::meta_service_server::MetaServiceServer;
+use tessera_proto::raft::v1::NodeStatusRequest;
+use tessera_proto::raft::v1::raft_service_client::RaftServiceClient;
 use tessera_proto::raft::v1::raft_service_server::RaftServiceServer;
 use tessera_runtime::Shutdown;
+use tessera_runtime::worker::WorkerRegistry;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
@@ -34,10 +44,13 @@ const ELECTION_TIMEOUT_MAX_MS: u64 = 2000;
 const SNAPSHOT_EVERY: u64 = 10_000;
 /// Entries kept after a snapshot, so a briefly lagging follower catches up from the log.
 const LOGS_KEPT_AFTER_SNAPSHOT: u64 = 1000;
-/// Snapshot chunk size on the wire.
+/// Snapshot chunk size on the wire (and the most of a snapshot either side holds in memory).
 const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
-/// Time one snapshot chunk (the last one includes installing it) may take.
-const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
+/// Time one snapshot chunk may take. The last one includes installing the whole snapshot on
+/// the receiver, which for millions of records takes tens of seconds.
+const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 120_000;
+/// How long initialisation waits for each peer to say whether it already belongs to a group.
+const INIT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How long shutdown waits for Raft's tasks to release the store.
 const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,13 +137,22 @@ async fn serve_node(
     let raft_service = RaftServiceServer::new(RaftGrpc::new(raft.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let meta_service = MetaServiceServer::new(MetaGrpc::new(
-        config.node_id,
-        raft.clone(),
-        store.clone(),
-        pool,
-        config.liveness_timeouts(),
-    ))
+    let own_process = meta_pb::ProcessId {
+        role: "meta".to_owned(),
+        id: config.node_id.to_string(),
+        zone: config.zone.clone(),
+        addr: config.advertised_addr(),
+    };
+    let meta_service = MetaServiceServer::new(
+        MetaGrpc::new(
+            config.node_id,
+            raft.clone(),
+            store.clone(),
+            pool.clone(),
+            config.liveness_timeouts(),
+        )
+        .with_own_workers(own_process, WorkerRegistry::new()),
+    )
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let local = listener.local_addr().ok();
@@ -148,7 +170,7 @@ async fn serve_node(
             stop.wait().await
         });
 
-    let init = tokio::spawn(initialize(raft.clone(), config.clone()).in_current_span());
+    let init = tokio::spawn(initialize(raft.clone(), config.clone(), pool).in_current_span());
     let served = server.await;
     init.abort();
     let _ = init.await;
@@ -177,10 +199,10 @@ async fn wait_until_closed(store: &MetaStore) {
     }
 }
 
-/// Initialises the group with every configured voter if this node has no Raft state yet.
-/// Every node does this on its first start; openraft accepts the identical membership from
-/// each, and a node that already learnt the group from a peer skips it.
-async fn initialize(raft: MetaRaft, config: MetaConfig) {
+/// With `initialize` set and no Raft state yet, founds the group with every configured voter,
+/// unless a peer already belongs to a group (then this node waits to be contacted, as without
+/// `initialize`). openraft accepts the call only on a node that has no log and no vote.
+async fn initialize(raft: MetaRaft, config: MetaConfig, pool: ChannelPool) {
     // Give peers a moment to come up, so the first election does not start alone.
     tokio::time::sleep(Duration::from_millis(100)).await;
     match raft.is_initialized().await {
@@ -190,6 +212,21 @@ async fn initialize(raft: MetaRaft, config: MetaConfig) {
             warn!(error = %e, "cannot read raft state");
             return;
         }
+    }
+    if !config.initialize {
+        info!(
+            node_id = config.node_id,
+            "empty store and not told to initialise: waiting for the group's leader to contact this node"
+        );
+        return;
+    }
+    if let Some(peer) = peer_in_a_group(&config, &pool).await {
+        warn!(
+            node_id = config.node_id,
+            peer,
+            "not initialising: a peer already belongs to a group; waiting to be contacted instead"
+        );
+        return;
     }
     let members = config.initial_members();
     let voters = members.len();
@@ -203,4 +240,31 @@ async fn initialize(raft: MetaRaft, config: MetaConfig) {
         }
         Err(RaftError::Fatal(e)) => warn!(error = %e, "raft stopped during initialisation"),
     }
+}
+
+/// The id of a configured peer that answers with a Raft term above zero (it belongs to an
+/// initialised group), if any; peers that do not answer in time count as not in a group.
+async fn peer_in_a_group(config: &MetaConfig, pool: &ChannelPool) -> Option<u64> {
+    let probes = config
+        .peers
+        .iter()
+        .filter(|p| p.node_id != config.node_id)
+        .map(|peer| async move {
+            let channel = pool.get(&peer.addr).ok()?;
+            let mut client = RaftServiceClient::new(channel);
+            let status = tokio::time::timeout(
+                INIT_PROBE_TIMEOUT,
+                client.node_status(NodeStatusRequest { read_index: false }),
+            )
+            .await
+            .ok()?
+            .ok()?
+            .into_inner();
+            (status.term > 0).then_some(peer.node_id)
+        });
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .next()
 }

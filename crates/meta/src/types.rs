@@ -1,11 +1,13 @@
 //! The openraft type configuration of the meta group: node ids are `u64`, a node is known by its
 //! address and zone, log payloads are `meta.v1.Command`s and their results `CommandResult`s.
 //! Every one of these has a protobuf form (see `convert`), so nothing Rust-specific reaches disk.
+//! Snapshot data is a file (`store::SnapshotFile`), streamed in chunks, never a buffer.
 
 use std::fmt;
-use std::io::Cursor;
 
 use tessera_proto::meta::v1::{Command, CommandResult};
+
+use crate::store::SnapshotFile;
 
 /// A meta node as Raft membership knows it; mirrors `raft.v1.MetaNode`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,7 +32,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = MetaNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

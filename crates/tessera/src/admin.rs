@@ -1,16 +1,18 @@
 //! `tessera admin`: cluster inspection and operations. `status` shows every node with its zone,
 //! role, health and address, as seen by the meta node that answers; `repair status` the
 //! redundancy the repair daemon measured; `scrub` runs the data nodes' scrubbers; `locate`
-//! where each shard of an object is and whether it is intact; `node drain` empties a node.
+//! where each shard of an object is and whether it is intact; `node drain` empties a node;
+//! `workers` every background worker of every process, as the answering meta node last heard.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use tessera_client::{DataClient, DataClientError, MetaClient};
-use tessera_core::names::DataId;
-use tessera_proto::convert::data::shard_id;
+use tessera_client::{CommandError, DataClient, DataClientError, MetaClient};
+use tessera_core::blob::BlobStorage;
+use tessera_core::names::{BucketName, NodeId, ObjectKey, VersionId};
+use tessera_core::object::NodeState;
 use tessera_proto::meta::v1 as pb;
 use tessera_runtime::clock::now_ms;
 
@@ -53,6 +55,9 @@ enum AdminCommand {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Every background worker of every process (data nodes, gateways, repair daemons, meta),
+    /// from the latest reports the answering meta node received.
+    Workers,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,8 +145,97 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         } => drain(&meta, id, no_wait, Duration::from_secs(timeout)).await,
         AdminCommand::Node {
             command: NodeCommand::Activate { id },
-        } => set_state(&meta, id, pb::NodeState::Active).await,
+        } => set_state(&meta, id, NodeState::Active).await,
+        AdminCommand::Workers => {
+            let listed = meta.list_workers().await?;
+            print!("{}", workers_table(&listed));
+            Ok(())
+        }
     }
+}
+
+/// A worker state as operators read it ("active", "backoff").
+fn worker_state_name(state: i32) -> String {
+    pb::WorkerState::try_from(state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("WORKER_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| format!("unknown({state})"))
+}
+
+/// Cuts `text` to `max` characters, marking the cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{kept}…")
+    }
+}
+
+/// The `admin workers` table: one line per worker of every process, then a summary line.
+fn workers_table(listed: &pb::ListWorkersResponse) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<12} {:<10} {:<20} {:<10} {:<32} {:>13} {:>8} {:>6}  {:<24} {:>8}",
+        "ROLE",
+        "ID",
+        "ZONE",
+        "WORKER",
+        "STATE",
+        "PROGRESS",
+        "DONE/TOTAL",
+        "STEPS",
+        "ERRORS",
+        "LAST ERROR",
+        "AGE"
+    );
+    let mut workers = 0;
+    for p in &listed.processes {
+        let id = p.process.clone().unwrap_or_default();
+        let age = format!("{:.1} s", p.age_ms as f64 / 1000.0);
+        if p.workers.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:<8} {:<12} {:<10} {:<20} {:<10} {:<32} {:>13} {:>8} {:>6}  {:<24} {:>8}",
+                id.role, id.id, id.zone, "-", "-", "", "", "", "", "", age
+            );
+        }
+        for w in &p.workers {
+            workers += 1;
+            let done = if w.total > 0 {
+                format!("{}/{}", w.done, w.total)
+            } else {
+                format!("{}/?", w.done)
+            };
+            let _ = writeln!(
+                out,
+                "{:<8} {:<12} {:<10} {:<20} {:<10} {:<32} {:>13} {:>8} {:>6}  {:<24} {:>8}",
+                clip(&id.role, 8),
+                clip(&id.id, 12),
+                clip(&id.zone, 10),
+                clip(&w.name, 20),
+                worker_state_name(w.state),
+                clip(&w.progress, 32),
+                done,
+                w.steps,
+                w.errors,
+                clip(&w.last_error, 24),
+                age
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{workers} workers in {} processes (answered by meta {})",
+        listed.processes.len(),
+        listed.answered_by
+    );
+    out
 }
 
 async fn status(meta: &MetaClient) -> Result<()> {
@@ -416,17 +510,18 @@ async fn locate(
     key: String,
     version_id: Option<String>,
 ) -> Result<()> {
-    let resp = meta
-        .get_object(pb::GetObjectRequest {
-            bucket: bucket.clone(),
-            key: key.clone(),
-            version_id: version_id.clone(),
-        })
+    let bucket_name = BucketName::parse(&bucket).context("invalid bucket name")?;
+    let object_key = ObjectKey::parse(&key).context("invalid key")?;
+    let version_id = version_id
+        .map(|v| VersionId::parse(&v).context("invalid version id"))
+        .transpose()?;
+    let lookup = meta
+        .get_object(&bucket_name, &object_key, version_id.as_ref())
         .await?;
-    if resp.no_such_bucket {
+    if lookup.no_such_bucket {
         bail!("bucket {bucket} does not exist");
     }
-    let Some(version) = resp.version else {
+    let Some(version) = lookup.version else {
         bail!("{bucket}/{key} does not exist");
     };
     println!(
@@ -450,98 +545,78 @@ async fn locate(
     let data = DataClient::new();
     let mut unhealthy = 0;
     for (i, part) in version.parts.iter().enumerate() {
-        let Some(blob) = &part.blob else { continue };
-        match &blob.storage {
-            Some(pb::blob::Storage::InlineData(d)) => {
+        let e = match &part.blob.storage {
+            BlobStorage::Inline(_) => {
                 println!(
                     "  part {}: {} bytes stored inline in metadata (replicated by Raft)",
                     i + 1,
-                    d.len()
+                    part.blob.stored_size
                 );
+                continue;
             }
-            Some(pb::blob::Storage::Erasure(e)) => {
-                let id = DataId::from_bytes(
-                    e.data_id
-                        .as_slice()
-                        .try_into()
-                        .context("malformed data id")?,
-                );
-                println!(
-                    "  part {}: {} bytes, RS({},{}), data id {}{}",
-                    i + 1,
-                    part.size,
-                    e.data_shards,
-                    e.parity_shards,
-                    hex::encode(id.as_bytes()),
-                    if e.degraded {
-                        ", degraded placement"
-                    } else {
-                        ""
-                    }
-                );
-                println!(
-                    "    {:>5}  {:>5}  {:<10} {:<9} path",
-                    "SHARD", "NODE", "ZONE", "HEALTH"
-                );
-                let mut shards = e.shards.clone();
-                shards.sort_by_key(|s| s.shard_index);
-                let geometry_chunks =
-                    tessera_core::layout::Layout::new(e.data_shards, e.parity_shards)
-                        .ok()
-                        .and_then(|l| {
-                            tessera_core::stripe::StripeGeometry::try_new(l, e.chunk_size).ok()
-                        })
-                        .map(|g| g.chunk_count(part.size));
-                for s in &shards {
-                    let (zone, addr, liveness) = nodes.get(&s.node_id).cloned().unwrap_or((
-                        "?".into(),
-                        String::new(),
-                        pb::Liveness::Dead as i32,
-                    ));
-                    let (health, path) = if liveness != pb::Liveness::Alive as i32 {
-                        ("node-down".to_owned(), String::new())
-                    } else {
-                        match data
-                            .verify_shard(
-                                &addr,
-                                shard_id(id, s.shard_index, legacy_generation(s.generation)),
-                            )
-                            .await
-                        {
-                            Ok(st) if st.corrupt_chunks > 0 => ("corrupt".to_owned(), st.path),
-                            Ok(st) if geometry_chunks.is_some_and(|c| c != st.chunks) => {
-                                ("corrupt".to_owned(), st.path)
-                            }
-                            Ok(st) => ("ok".to_owned(), st.path),
-                            Err(DataClientError::NotFound { .. }) => {
-                                ("missing".to_owned(), String::new())
-                            }
-                            Err(DataClientError::Corrupt { .. }) => {
-                                ("corrupt".to_owned(), String::new())
-                            }
-                            Err(e) => (format!("error: {}", e.code()), String::new()),
-                        }
-                    };
-                    if health != "ok" {
-                        unhealthy += 1;
-                    }
-                    println!(
-                        "    {:>5}  {:>5}  {:<10} {:<9} {}",
-                        s.shard_index, s.node_id, zone, health, path
-                    );
-                }
-                let n = e.data_shards + e.parity_shards;
-                let placed: std::collections::BTreeSet<u32> =
-                    e.shards.iter().map(|s| s.shard_index).collect();
-                for missing in (0..n).filter(|i| !placed.contains(i)) {
-                    unhealthy += 1;
-                    println!(
-                        "    {missing:>5}  {:>5}  {:<10} {:<9}",
-                        "-", "-", "unplaced"
-                    );
-                }
+            BlobStorage::Erasure(e) => e,
+        };
+        println!(
+            "  part {}: {} bytes, {}, data id {}{}",
+            i + 1,
+            part.size,
+            e.layout,
+            e.data_id,
+            if e.degraded {
+                ", degraded placement"
+            } else {
+                ""
             }
-            None => println!("  part {}: no storage", i + 1),
+        );
+        println!(
+            "    {:>5}  {:>5}  {:<10} {:<9} path",
+            "SHARD", "NODE", "ZONE", "HEALTH"
+        );
+        let mut copies = e.shards.clone();
+        copies.sort();
+        for copy in &copies {
+            let (zone, addr, liveness) = nodes.get(&copy.node.0).cloned().unwrap_or((
+                "?".into(),
+                String::new(),
+                pb::Liveness::Dead as i32,
+            ));
+            let health_and_path = if liveness != pb::Liveness::Alive as i32 {
+                ("node-down".to_owned(), String::new())
+            } else {
+                let id = tessera_client::ShardId::of_copy(e.data_id, copy);
+                match data.verify_shard(&addr, &id).await {
+                    // The node's own checks, then the manifest's word: a copy that is not the
+                    // shard the writer wrote there is corrupt, however consistent it is.
+                    Ok(st) if st.corrupt_chunks > 0 || st.chunks != e.chunks_per_shard => {
+                        ("corrupt".to_owned(), st.path)
+                    }
+                    Ok(st) if e.digest_of(copy.shard_index) != Some(&st.digest) => {
+                        ("wrong".to_owned(), st.path)
+                    }
+                    Ok(st) => ("ok".to_owned(), st.path),
+                    Err(DataClientError::NotFound { .. }) => ("missing".to_owned(), String::new()),
+                    Err(DataClientError::Corrupt { .. }) => ("corrupt".to_owned(), String::new()),
+                    Err(e) => (format!("error: {}", e.code()), String::new()),
+                }
+            };
+            let (health, path) = health_and_path;
+            if health != "ok" {
+                unhealthy += 1;
+            }
+            println!(
+                "    {:>5}  {:>5}  {:<10} {:<9} {}",
+                copy.shard_index, copy.node.0, zone, health, path
+            );
+        }
+        let n = e.layout.total_shards();
+        let placed: std::collections::BTreeSet<u32> =
+            e.shards.iter().map(|c| c.shard_index).collect();
+        for missing in (0..n).filter(|i| !placed.contains(i)) {
+            unhealthy += 1;
+            println!(
+                "    {missing:>5}  {:>5}  {:<10} {:<9}",
+                "-", "-", "unplaced"
+            );
         }
     }
     if unhealthy == 0 {
@@ -552,24 +627,23 @@ async fn locate(
     Ok(())
 }
 
-async fn set_state(meta: &MetaClient, id: u64, state: pb::NodeState) -> Result<()> {
-    let cmd = pb::Command {
-        cmd: Some(pb::command::Cmd::SetDataNodeState(pb::SetDataNodeState {
-            node_id: id,
-            state: state as i32,
-        })),
-        ..pb::Command::default()
-    };
-    if let Some(pb::command_result::Result::Error(e)) = meta.execute(cmd).await?.result {
-        bail!("{}", e.message);
+async fn set_state(meta: &MetaClient, id: u64, state: NodeState) -> Result<()> {
+    match meta.set_data_node_state(NodeId(id), state).await {
+        Ok(()) => {}
+        Err(CommandError::Rule(e)) => bail!("{e}"),
+        Err(e) => return Err(e.into()),
     }
-    println!("data node {id} is now {}", state.as_str_name());
+    let name = match state {
+        NodeState::Active => "ACTIVE",
+        NodeState::Draining => "DRAINING",
+    };
+    println!("data node {id} is now {name}");
     Ok(())
 }
 
 async fn drain(meta: &MetaClient, id: u64, no_wait: bool, timeout: Duration) -> Result<()> {
     let since = now_ms();
-    set_state(meta, id, pb::NodeState::Draining).await?;
+    set_state(meta, id, NodeState::Draining).await?;
     if no_wait {
         return Ok(());
     }
@@ -608,7 +682,90 @@ async fn drain(meta: &MetaClient, id: u64, no_wait: bool, timeout: Duration) -> 
     }
 }
 
-/// Temporary: placements written before generations existed carry 0.
-fn legacy_generation(value: u64) -> tessera_core::blob::Generation {
-    tessera_core::blob::Generation::from_random(value)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workers_table_shows_every_worker_of_every_process() {
+        let listed = pb::ListWorkersResponse {
+            answered_by: 2,
+            processes: vec![
+                pb::ProcessWorkers {
+                    process: Some(pb::ProcessId {
+                        role: "data".into(),
+                        id: "4".into(),
+                        zone: "zone-b".into(),
+                        addr: "127.0.0.1:7104".into(),
+                    }),
+                    age_ms: 1500,
+                    workers: vec![
+                        pb::WorkerStatus {
+                            name: "scrub".into(),
+                            state: pb::WorkerState::Throttled as i32,
+                            progress: "pass 3: 120 of 400 shards".into(),
+                            done: 120,
+                            total: 400,
+                            steps: 77,
+                            errors: 1,
+                            last_error: "shard 9 unreadable".into(),
+                            ..pb::WorkerStatus::default()
+                        },
+                        pb::WorkerStatus {
+                            name: "worker-report".into(),
+                            state: pb::WorkerState::Idle as i32,
+                            done: 5,
+                            ..pb::WorkerStatus::default()
+                        },
+                    ],
+                },
+                pb::ProcessWorkers {
+                    process: Some(pb::ProcessId {
+                        role: "repair".into(),
+                        id: "repair-1".into(),
+                        ..pb::ProcessId::default()
+                    }),
+                    age_ms: 200,
+                    workers: vec![pb::WorkerStatus {
+                        name: "gc".into(),
+                        state: pb::WorkerState::Backoff as i32,
+                        last_error: "x".repeat(100),
+                        ..pb::WorkerStatus::default()
+                    }],
+                },
+            ],
+        };
+        let table = workers_table(&listed);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(lines[0].starts_with("ROLE"));
+        for (line, needles) in [
+            (
+                lines[1],
+                &[
+                    "data",
+                    "zone-b",
+                    "scrub",
+                    "throttled",
+                    "pass 3: 120 of 400 shards",
+                    "120/400",
+                    "77",
+                    "shard 9 unreadable",
+                    "1.5 s",
+                ][..],
+            ),
+            (lines[2], &["worker-report", "idle", "5/?"][..]),
+            (lines[3], &["repair-1", "gc", "backoff", "0.2 s"][..]),
+        ] {
+            for needle in needles {
+                assert!(line.contains(needle), "{needle:?} missing from {line:?}");
+            }
+        }
+        assert!(
+            lines[3].contains('…'),
+            "a long error is clipped: {}",
+            lines[3]
+        );
+        assert_eq!(lines[4], "3 workers in 2 processes (answered by meta 2)");
+    }
 }

@@ -1,12 +1,13 @@
 //! `tessera bench`: a load generator for any S3 endpoint. The standard suite measures PUT and
 //! GET throughput of 1 MiB and 64 MiB objects at concurrency 8 and 4 KiB PUT/GET ops/s at
 //! concurrency 32, each with p50 and p99 latency. Credentials come from the usual AWS_*
-//! variables (dev.env sets them).
+//! variables (dev.env sets them). `tessera bench meta-snapshot` measures the meta group instead
+//! (see `bench_meta`).
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,12 +15,15 @@ use std::time::{Duration, Instant};
 /// Flags of `tessera bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// A benchmark other than the S3 suite.
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// S3 endpoint.
     #[arg(long, env = "AWS_ENDPOINT_URL")]
-    endpoint: String,
+    endpoint: Option<String>,
     /// Access key.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
-    access_key: String,
+    access_key: Option<String>,
     /// Secret key (from the environment only).
     #[arg(skip)]
     _secret: (),
@@ -37,6 +41,13 @@ pub struct BenchArgs {
     /// each streaming a 1 GiB object from a file, to watch the gateway's memory).
     #[arg(long, default_value = "standard", value_delimiter = ',')]
     scenarios: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Three local meta nodes load many objects, then a wiped follower catches up from a
+    /// snapshot: prints load rate, snapshot size, catch-up time and peak memory.
+    MetaSnapshot(crate::bench_meta::MetaSnapshotArgs),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -271,6 +282,15 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Runs the selected scenarios and prints one line each.
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if let Some(BenchCommand::MetaSnapshot(meta)) = args.command {
+        return crate::bench_meta::run(meta).await;
+    }
+    let endpoint = args
+        .endpoint
+        .context("--endpoint (or AWS_ENDPOINT_URL) is required")?;
+    let access_key = args
+        .access_key
+        .context("--access-key (or AWS_ACCESS_KEY_ID) is required")?;
     let secret =
         std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is required")?;
     let selected: Vec<Scenario> = if args.scenarios.iter().any(|s| s == "standard") {
@@ -289,7 +309,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
         v
     };
-    let client = s3_client(&args.endpoint, &args.access_key, &secret, &args.region);
+    let client = s3_client(&endpoint, &access_key, &secret, &args.region);
     if client
         .head_bucket()
         .bucket(&args.bucket)

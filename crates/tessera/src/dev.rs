@@ -41,6 +41,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         data_per_zone: args.data_per_zone,
         ready_timeout: Duration::from_secs(60),
         extra_env: Vec::new(),
+        node_env: Vec::new(),
     })
     .await?;
     let (access, secret) = cluster.credentials();

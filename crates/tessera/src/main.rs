@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod bench_meta;
 mod dev;
 mod roles;
 

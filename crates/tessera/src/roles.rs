@@ -39,6 +39,11 @@ pub struct MetaArgs {
     /// Milliseconds without a heartbeat before a data node is dead (default 60000).
     #[arg(long, env = "TESSERA_DEAD_AFTER_MS")]
     dead_after_ms: Option<u64>,
+    /// Found a new group with the --peer voters if this node's store is empty. Give it to one
+    /// node, on the very first start of a cluster only: without it a node with an empty store
+    /// waits to be contacted by the group's leader (a wiped voter rejoins that way).
+    #[arg(long = "init", env = "TESSERA_META_INIT")]
+    init: bool,
 }
 
 /// Flags of `tessera data`.
@@ -167,8 +172,12 @@ pub async fn run_meta(args: MetaArgs) -> Result<()> {
             peers: Vec::new(),
             suspect_after_ms: tessera_meta::config::DEFAULT_SUSPECT_AFTER_MS,
             dead_after_ms: tessera_meta::config::DEFAULT_DEAD_AFTER_MS,
+            initialize: false,
         },
     };
+    if args.init {
+        config.initialize = true;
+    }
     if let Some(id) = args.id {
         config.node_id = id;
     }
@@ -358,6 +367,10 @@ mod tests {
         meta.validate().expect("meta config valid");
         assert_eq!(meta.peers.len(), 3);
         assert_eq!((meta.suspect_after_ms, meta.dead_after_ms), (3000, 60_000));
+        assert!(
+            !meta.initialize,
+            "the template must not initialise on every start"
+        );
         let data: tessera_data::DataConfig =
             tessera_runtime::config::load_required(&template("data.toml")).expect("data.toml");
         data.validate().expect("data config valid");

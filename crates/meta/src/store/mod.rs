@@ -1,24 +1,36 @@
 //! The meta node's RocksDB store: one database per node with four column families — `logs`
 //! (Raft entries by index), `raft` (vote, committed and purged log ids), `sm` (state-machine
-//! records, see `keys`) and `sm_meta` (last applied log id, last membership, format version) —
-//! plus the current snapshot as a file beside it. Every value is a protobuf message. The store
-//! refuses to open a database written in a format version it does not know.
+//! records, see `keys`) and `sm_meta` (last applied log id, last membership, format version, an
+//! interrupted snapshot install) — plus the newest snapshot as a file beside it
+//! (`snapshot/current`, see `snapshot_file`). Every value is a protobuf message.
+//!
+//! Invariants: one store per folder (an exclusive `DirLock` on the meta folder, held until the
+//! last handle is dropped and the database closed); the store opens only a database of its own
+//! format version; and when `open` returns, no snapshot install is half done (one interrupted by
+//! a crash is completed first, from its kept file).
 
 mod log;
+mod snapshot;
+mod snapshot_data;
+pub mod snapshot_file;
 mod state_machine;
 mod view;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 use tessera_proto::raft::v1 as pb;
+use tessera_runtime::dirlock::DirLock;
 
 use crate::error::StoreError;
 use crate::types::LogId;
 
 pub use log::LogStore;
+pub use snapshot::StateFingerprint;
+pub use snapshot_data::SnapshotFile;
+pub use snapshot_file::SnapshotFileError;
 pub use state_machine::StateMachineStore;
 pub(crate) use view::View;
 
@@ -28,13 +40,22 @@ pub const CF_LOGS: &str = "logs";
 pub const CF_RAFT: &str = "raft";
 /// State-machine records.
 pub const CF_SM: &str = "sm";
-/// State-machine bookkeeping: last applied, last membership, format version.
+/// State-machine bookkeeping: last applied, last membership, format version, install marker.
 pub const CF_SM_META: &str = "sm_meta";
 
-/// The layout version this build reads and writes. Version 2 added the data-id index (`d/`);
-/// version 3 added shard generations, deletion marks per generation, sessions, leases, the
-/// meta clock and completion records.
+/// The layout version this build reads and writes. Version 3 (issue 7: command sessions, meta
+/// clock, write leases, shard generations, streamed snapshots) is not readable from earlier
+/// versions' data and they are refused: before 1.0 a store is started empty instead.
 pub const FORMAT_VERSION: u32 = 3;
+
+/// The most memory RocksDB's memtables take, all column families together.
+const MEMTABLE_BYTES: usize = 128 * 1024 * 1024;
+/// The most write-ahead log kept on disk before the column families it holds are flushed.
+const MAX_WAL_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The key in `sm_meta` of the install marker (`raft.v1.SnapshotInstall`): present while a
+/// received snapshot replaces the state machine.
+pub const KEY_INSTALLING: &[u8] = b"installing";
 
 pub(crate) const KEY_VOTE: &[u8] = b"vote";
 pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
@@ -50,16 +71,24 @@ pub struct MetaStore {
 }
 
 struct Inner {
+    // Fields drop in order: the database closes before the folder lock is released.
     db: DB,
+    dir: PathBuf,
     snapshot_dir: PathBuf,
     /// The last log id of the snapshot file on disk; writers keep only the newest snapshot.
     saved_snapshot: Mutex<Option<LogId>>,
+    /// Held (write) for the whole of a snapshot install, and (read) while a snapshot build
+    /// takes its RocksDB snapshot, so a build never sees a half-installed state.
+    install: RwLock<()>,
+    _dir_lock: DirLock,
 }
 
 impl MetaStore {
-    /// Opens (creating if needed) the store under `dir` (normally DATA_DIR/meta): the database
-    /// in `dir/db`, the snapshot in `dir/snapshot`.
+    /// Opens (creating if needed) the store under `dir` (normally DATA_DIR/meta): locks the
+    /// folder, opens the database in `dir/db`, checks its format, completes an interrupted
+    /// snapshot install and removes abandoned snapshot transfers from `dir/snapshot`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let dir_lock = DirLock::acquire(dir, "meta")?;
         let snapshot_dir = dir.join("snapshot");
         std::fs::create_dir_all(&snapshot_dir).map_err(|source| StoreError::SnapshotFile {
             path: snapshot_dir.display().to_string(),
@@ -68,6 +97,11 @@ impl MetaStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        // Memory and disk stay bounded whatever the state's size: all memtables together hold
+        // at most MEMTABLE_BYTES (the largest is flushed first), and write-ahead logs kept
+        // alive by a rarely written column family (vote, sm_meta) are capped by flushing it.
+        opts.set_db_write_buffer_size(MEMTABLE_BYTES);
+        opts.set_max_total_wal_size(MAX_WAL_BYTES);
         let cfs = [CF_LOGS, CF_RAFT, CF_SM, CF_SM_META]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
@@ -75,14 +109,19 @@ impl MetaStore {
         let store = MetaStore {
             inner: Arc::new(Inner {
                 db,
+                dir: dir.to_path_buf(),
                 snapshot_dir,
                 saved_snapshot: Mutex::new(None),
+                install: RwLock::new(()),
+                _dir_lock: dir_lock,
             }),
         };
         store.check_format()?;
+        store.resume_interrupted_install()?;
+        store.remove_abandoned_snapshot_files()?;
         let saved = store
-            .read_snapshot_file()?
-            .and_then(|(meta, _)| meta.last_log_id);
+            .current_snapshot()?
+            .and_then(|current| current.meta.last_log_id);
         *store.lock_saved_snapshot() = saved;
         Ok(store)
     }
@@ -91,7 +130,11 @@ impl MetaStore {
         let found: Option<pb::StoreFormat> = self.get_pb(CF_SM_META, KEY_FORMAT, "format")?;
         match found {
             Some(f) if f.version == FORMAT_VERSION => Ok(()),
-            Some(f) if f.version == 1 => self.migrate_from_1(),
+            Some(f) if f.version < FORMAT_VERSION => Err(StoreError::EarlierFormat {
+                dir: self.inner.dir.display().to_string(),
+                found: f.version,
+                supported: FORMAT_VERSION,
+            }),
             Some(f) => Err(StoreError::UnknownFormat {
                 found: f.version,
                 supported: FORMAT_VERSION,
@@ -105,76 +148,6 @@ impl MetaStore {
                 self.write(batch, true)
             }
         }
-    }
-
-    /// Version 1 had no data-id index: builds it from every stored version and uploaded part
-    /// (deterministically, from state-machine records alone, so every node gets the same
-    /// index), and drops the saved snapshot, which lacks it (openraft builds a new one).
-    fn migrate_from_1(&self) -> Result<(), StoreError> {
-        use tessera_proto::meta::v1 as meta_pb;
-        let sm = self.cf(CF_SM)?;
-        let view = View::latest(self.db(), sm)?;
-        let mut batch = WriteBatch::default();
-        let mut indexed = 0u64;
-        let mut index = |batch: &mut WriteBatch,
-                         blob: Option<&meta_pb::Blob>,
-                         record_key: &[u8],
-                         part_index: u32| {
-            if let Some(meta_pb::Blob {
-                storage: Some(meta_pb::blob::Storage::Erasure(e)),
-                ..
-            }) = blob
-            {
-                let owner = meta_pb::BlobOwner {
-                    record_key: record_key.to_vec(),
-                    part_index,
-                };
-                batch.put_cf(
-                    sm,
-                    crate::keys::data_index(&e.data_id),
-                    owner.encode_to_vec(),
-                );
-                indexed += 1;
-            }
-        };
-        for (key, version) in
-            view.scan::<meta_pb::ObjectVersion>(crate::keys::OBJECT_PREFIX.to_vec(), "version")?
-        {
-            for (i, part) in version.parts.iter().enumerate() {
-                index(
-                    &mut batch,
-                    part.blob.as_ref(),
-                    &key,
-                    u32::try_from(i).unwrap_or(u32::MAX),
-                );
-            }
-        }
-        for (key, part) in
-            view.scan::<meta_pb::UploadedPart>(crate::keys::PART_PREFIX.to_vec(), "part")?
-        {
-            index(&mut batch, part.blob.as_ref(), &key, 0);
-        }
-        let format = pb::StoreFormat {
-            version: FORMAT_VERSION,
-        };
-        batch.put_cf(self.cf(CF_SM_META)?, KEY_FORMAT, format.encode_to_vec());
-        self.write(batch, true)?;
-        let snapshot = self.snapshot_path();
-        match std::fs::remove_file(&snapshot) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::SnapshotFile {
-                    path: snapshot.display().to_string(),
-                    source,
-                });
-            }
-        }
-        tracing::info!(
-            indexed,
-            "meta store migrated from format 1 to 2 (data-id index built)"
-        );
-        Ok(())
     }
 
     /// The database.
@@ -247,8 +220,19 @@ impl MetaStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The node's snapshot file.
     fn snapshot_path(&self) -> PathBuf {
-        self.inner.snapshot_dir.join("current")
+        self.inner.snapshot_dir.join(snapshot::CURRENT)
+    }
+
+    /// The folder of snapshot files.
+    fn snapshot_dir(&self) -> &Path {
+        &self.inner.snapshot_dir
+    }
+
+    /// The meta folder the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
     }
 }
 

@@ -1,23 +1,19 @@
 //! The state-machine half of the store. Each entry's writes and its log id go to RocksDB in one
 //! WriteBatch, so the applied index never runs ahead of or behind the data; the last batch of
-//! every `apply` call is synced, which makes all before it durable too. A snapshot is the whole
-//! `sm` column family read from one RocksDB snapshot, kept on disk (newest only) so a
-//! restarted node can still serve it; installing one replaces `sm` in a single batch.
-
-use std::io::{Cursor, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+//! every `apply` call is synced, which makes all before it durable too. Snapshots are files
+//! (see `snapshot`): built from one RocksDB snapshot, sent and received in chunks, installed in
+//! bounded batches.
 
 use openraft::entry::EntryPayload;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{OptionalSend, StorageIOError};
 use prost::Message;
-use rocksdb::{IteratorMode, WriteBatch};
+use rocksdb::WriteBatch;
 use tessera_proto::meta::v1::{CommandResult, Empty, command_result};
 use tessera_proto::raft::v1 as pb;
 
-use super::{
-    CF_SM, CF_SM_META, FORMAT_VERSION, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP, MetaStore, blocking,
-};
+use super::snapshot_data::SnapshotFile;
+use super::{CF_SM, CF_SM_META, KEY_LAST_APPLIED, KEY_LAST_MEMBERSHIP, MetaStore, blocking};
 use crate::apply;
 use crate::convert;
 use crate::error::StoreError;
@@ -113,170 +109,6 @@ impl MetaStore {
         }
         Ok(results)
     }
-
-    /// Builds a snapshot of the current state and saves it as the node's snapshot file.
-    pub(crate) fn build_snapshot(&self) -> Result<(SnapshotMeta, Vec<u8>), StoreError> {
-        let db = self.db();
-        let snap = db.snapshot();
-        let sm_meta = self.cf(CF_SM_META)?;
-        let last_applied = snap
-            .get_cf(sm_meta, KEY_LAST_APPLIED)?
-            .map(|b| decode_log_id(&b, "last applied"))
-            .transpose()?;
-        let membership = match snap.get_cf(sm_meta, KEY_LAST_MEMBERSHIP)? {
-            None => StoredMembership::default(),
-            Some(b) => {
-                let m =
-                    pb::StoredMembership::decode(&b[..]).map_err(|source| StoreError::Decode {
-                        what: "membership",
-                        source,
-                    })?;
-                convert::stored_membership_from_pb(m).map_err(|source| StoreError::Convert {
-                    what: "membership",
-                    source,
-                })?
-            }
-        };
-        let mut data = pb::SnapshotData::default();
-        for item in snap.iterator_cf(self.cf(CF_SM)?, IteratorMode::Start) {
-            let (key, value) = item?;
-            data.pairs.push(pb::SnapshotPair {
-                key: key.to_vec(),
-                value: value.to_vec(),
-            });
-        }
-        drop(snap);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let snapshot_id = match &last_applied {
-            Some(id) => format!(
-                "{}-{}-{}-{nanos}",
-                id.leader_id.term, id.leader_id.node_id, id.index
-            ),
-            None => format!("0-0-0-{nanos}"),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let bytes = data.encode_to_vec();
-        self.save_snapshot_file(&meta, &bytes)?;
-        Ok((meta, bytes))
-    }
-
-    /// Replaces the state machine by a snapshot's contents in one batch, then keeps the
-    /// snapshot as the node's snapshot file.
-    pub(crate) fn install_snapshot(
-        &self,
-        meta: &SnapshotMeta,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
-        let data = pb::SnapshotData::decode(bytes).map_err(|source| StoreError::Decode {
-            what: "snapshot data",
-            source,
-        })?;
-        let sm = self.cf(CF_SM)?;
-        let sm_meta = self.cf(CF_SM_META)?;
-        let mut batch = WriteBatch::default();
-        for item in self.db().iterator_cf(sm, IteratorMode::Start) {
-            let (key, _) = item?;
-            batch.delete_cf(sm, key);
-        }
-        for pair in data.pairs {
-            batch.put_cf(sm, pair.key, pair.value);
-        }
-        match &meta.last_log_id {
-            Some(id) => batch.put_cf(
-                sm_meta,
-                KEY_LAST_APPLIED,
-                convert::log_id_to_pb(id).encode_to_vec(),
-            ),
-            None => batch.delete_cf(sm_meta, KEY_LAST_APPLIED),
-        }
-        batch.put_cf(
-            sm_meta,
-            KEY_LAST_MEMBERSHIP,
-            convert::stored_membership_to_pb(&meta.last_membership).encode_to_vec(),
-        );
-        self.write(batch, true)?;
-        self.save_snapshot_file(meta, bytes)
-    }
-
-    /// Writes the snapshot file atomically (temp file, fsync, rename), unless the file on disk
-    /// already holds a newer snapshot.
-    fn save_snapshot_file(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StoreError> {
-        let mut saved = self.lock_saved_snapshot();
-        if saved.is_some() && *saved > meta.last_log_id {
-            return Ok(());
-        }
-        let record = pb::StoredSnapshot {
-            format_version: FORMAT_VERSION,
-            meta: Some(convert::snapshot_meta_to_pb(meta)),
-            data: data.to_vec(),
-        };
-        let path = self.snapshot_path();
-        let tmp = path.with_extension("tmp");
-        let io = |source: std::io::Error| StoreError::SnapshotFile {
-            path: path.display().to_string(),
-            source,
-        };
-        {
-            let mut file = std::fs::File::create(&tmp).map_err(io)?;
-            file.write_all(&record.encode_to_vec()).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        *saved = meta.last_log_id;
-        Ok(())
-    }
-
-    /// The snapshot file, if there is one.
-    pub(crate) fn read_snapshot_file(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StoreError> {
-        let path = self.snapshot_path();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StoreError::SnapshotFile {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        };
-        let record =
-            pb::StoredSnapshot::decode(&bytes[..]).map_err(|source| StoreError::Decode {
-                what: "snapshot file",
-                source,
-            })?;
-        if record.format_version != FORMAT_VERSION {
-            return Err(StoreError::UnknownFormat {
-                found: record.format_version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let meta = record.meta.ok_or(StoreError::Convert {
-            what: "snapshot file",
-            source: convert::ConvertError::MissingField("stored_snapshot.meta"),
-        })?;
-        let meta = convert::snapshot_meta_from_pb(meta).map_err(|source| StoreError::Convert {
-            what: "snapshot file",
-            source,
-        })?;
-        Ok(Some((meta, record.data)))
-    }
-}
-
-fn decode_log_id(bytes: &[u8], what: &'static str) -> Result<LogId, StoreError> {
-    let id = pb::LogId::decode(bytes).map_err(|source| StoreError::Decode { what, source })?;
-    convert::log_id_from_pb(id).map_err(|source| StoreError::Convert { what, source })
 }
 
 fn done() -> CommandResult {
@@ -288,17 +120,20 @@ fn done() -> CommandResult {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let store = self.store.clone();
-        let (meta, data) = blocking(move || store.build_snapshot())
+        let started = std::time::Instant::now();
+        let built = blocking(move || store.build_snapshot_file())
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         tracing::info!(
-            snapshot_id = %meta.snapshot_id,
-            bytes = data.len(),
+            snapshot_id = %built.meta.snapshot_id,
+            pairs = built.pairs,
+            bytes = built.bytes,
+            millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "snapshot built"
         );
         Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
+            meta: built.meta,
+            snapshot: Box::new(SnapshotFile::existing(built.file, built.path)),
         })
     }
 }
@@ -328,189 +163,81 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let path = self.store.receiving_path();
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| {
+                StorageIOError::write_snapshot(
+                    None,
+                    &StoreError::SnapshotFile {
+                        path: path.display().to_string(),
+                        source: e,
+                    },
+                )
+            })?;
+        Ok(Box::new(SnapshotFile::receiving(file, path)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
+        let signature = meta.signature();
+        let shown = snapshot.path().display().to_string();
+        let path = snapshot.keep().await.map_err(|e| {
+            StorageIOError::write_snapshot(
+                Some(signature.clone()),
+                &StoreError::SnapshotFile {
+                    path: shown,
+                    source: e,
+                },
+            )
+        })?;
         let store = self.store.clone();
         let owned_meta = meta.clone();
-        let bytes = snapshot.into_inner();
-        blocking(move || store.install_snapshot(&owned_meta, &bytes))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot installed");
+        let started = std::time::Instant::now();
+        let install_path = path.clone();
+        let installed =
+            blocking(move || store.install_snapshot_file(&owned_meta, &install_path)).await;
+        let pairs = match installed {
+            Ok(pairs) => pairs,
+            Err(e) => {
+                tracing::error!(
+                    snapshot_id = %meta.snapshot_id,
+                    error = %e,
+                    code = e.code(),
+                    "snapshot install failed"
+                );
+                return Err(StorageIOError::write_snapshot(Some(signature), &e).into());
+            }
+        };
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            pairs,
+            millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "snapshot installed"
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let store = self.store.clone();
-        let found = blocking(move || store.read_snapshot_file())
+        let found = blocking(move || store.current_snapshot())
             .await
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(found.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
+        Ok(found.map(|current| Snapshot {
+            meta: current.meta,
+            snapshot: Box::new(SnapshotFile::existing(current.file, current.path)),
         }))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::{CommittedLeaderId, Membership};
-    use std::collections::{BTreeMap, BTreeSet};
-    use tessera_proto::meta::v1::{Bucket, Command, CreateBucket, command};
-
-    use crate::types::MetaNode;
-
-    fn lid(index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(1, 1), index)
-    }
-
-    fn create(name: &str, index: u64) -> LogEntry {
-        LogEntry {
-            log_id: lid(index),
-            payload: EntryPayload::Normal(Command {
-                cmd: Some(command::Cmd::CreateBucket(CreateBucket {
-                    bucket: Some(Bucket {
-                        name: name.into(),
-                        owner: "o".into(),
-                        ..Bucket::default()
-                    }),
-                })),
-                ..Command::default()
-            }),
-        }
-    }
-
-    fn membership_entry(index: u64) -> LogEntry {
-        let nodes = BTreeMap::from([(
-            1,
-            MetaNode {
-                addr: "a:1".into(),
-                zone: "z".into(),
-            },
-        )]);
-        LogEntry {
-            log_id: lid(index),
-            payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1])], nodes)),
-        }
-    }
-
-    #[tokio::test]
-    async fn applied_state_and_snapshots_survive_restart_and_install_replaces_everything() {
-        let source_dir = tempfile::tempdir().expect("tempdir");
-        let (meta, data) = {
-            let store = MetaStore::open(source_dir.path()).expect("open");
-            let mut sm = store.state_machine();
-            let results = sm
-                .apply(vec![
-                    membership_entry(1),
-                    create("alpha", 2),
-                    create("bravo", 3),
-                ])
-                .await
-                .expect("apply");
-            assert_eq!(results.len(), 3);
-            let (applied, membership) = sm.applied_state().await.expect("state");
-            assert_eq!(applied, Some(lid(3)));
-            assert_eq!(membership.log_id(), &Some(lid(1)));
-            let mut builder = sm.get_snapshot_builder().await;
-            let snap = builder.build_snapshot().await.expect("build");
-            (snap.meta.clone(), snap.snapshot.into_inner())
-        };
-        // Restarted, the node still has its state and its snapshot.
-        let store = MetaStore::open(source_dir.path()).expect("reopen");
-        let mut sm = store.state_machine();
-        assert_eq!(sm.applied_state().await.expect("state").0, Some(lid(3)));
-        let current = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
-        assert_eq!(current.meta, meta);
-
-        // Another node with different data installs the snapshot and ends up identical.
-        let target_dir = tempfile::tempdir().expect("tempdir");
-        let target = MetaStore::open(target_dir.path()).expect("open");
-        let mut target_sm = target.state_machine();
-        target_sm
-            .apply(vec![create("zulu", 1)])
-            .await
-            .expect("apply");
-        target_sm
-            .install_snapshot(&meta, Box::new(Cursor::new(data)))
-            .await
-            .expect("install");
-        let view = target.latest().expect("view");
-        assert!(
-            crate::records::bucket(&view, "alpha")
-                .expect("read")
-                .is_some()
-        );
-        assert!(
-            crate::records::bucket(&view, "bravo")
-                .expect("read")
-                .is_some()
-        );
-        assert!(
-            crate::records::bucket(&view, "zulu")
-                .expect("read")
-                .is_none()
-        );
-        let (applied, membership) = target_sm.applied_state().await.expect("state");
-        assert_eq!(applied, Some(lid(3)));
-        assert_eq!(membership, meta.last_membership);
-        let kept = target_sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("kept");
-        assert_eq!(kept.meta, meta);
-    }
-
-    #[tokio::test]
-    async fn an_older_snapshot_never_replaces_a_newer_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = MetaStore::open(dir.path()).expect("open");
-        let newer = SnapshotMeta {
-            last_log_id: Some(lid(9)),
-            last_membership: StoredMembership::default(),
-            snapshot_id: "new".into(),
-        };
-        let older = SnapshotMeta {
-            last_log_id: Some(lid(4)),
-            last_membership: StoredMembership::default(),
-            snapshot_id: "old".into(),
-        };
-        store.save_snapshot_file(&newer, b"").expect("save");
-        store.save_snapshot_file(&older, b"").expect("save");
-        let (meta, _) = store.read_snapshot_file().expect("read").expect("present");
-        assert_eq!(meta.snapshot_id, "new");
-    }
-
-    #[test]
-    fn an_unknown_format_version_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let store = MetaStore::open(dir.path()).expect("open");
-            let mut batch = WriteBatch::default();
-            batch.put_cf(
-                store.cf(CF_SM_META).expect("cf"),
-                super::super::KEY_FORMAT,
-                pb::StoreFormat { version: 99 }.encode_to_vec(),
-            );
-            store.write(batch, true).expect("write");
-        }
-        match MetaStore::open(dir.path()) {
-            Err(StoreError::UnknownFormat { found: 99, .. }) => {}
-            Err(e) => panic!("unexpected error {e}"),
-            Ok(_) => panic!("a store of format 99 was opened"),
-        }
-    }
-}
+#[path = "state_machine_test.rs"]
+mod tests;

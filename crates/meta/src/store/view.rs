@@ -5,7 +5,6 @@
 //! Invariant: a cursor yields the keys under its prefix in ascending order and never touches the
 //! RocksDB iterator once it is exhausted.
 
-use prost::Message;
 use rocksdb::{ColumnFamily, DB, DBRawIterator, ReadOptions, SnapshotWithThreadMode};
 
 use super::{CF_SM, CF_SM_META, KEY_LAST_APPLIED, MetaStore};
@@ -38,15 +37,6 @@ impl<'a> View<'a> {
             cf,
             snapshot: Some(db.snapshot()),
         })
-    }
-
-    /// Every record under `prefix` with its key, in key order.
-    pub(crate) fn scan<M: Message + Default>(
-        &self,
-        prefix: Vec<u8>,
-        what: &'static str,
-    ) -> Result<Vec<(Vec<u8>, M)>, StoreError> {
-        crate::kv::KvReadExt::scan_pb(self, &prefix, what)
     }
 
     /// A cursor over the keys starting with `prefix`, positioned at the first of them.
