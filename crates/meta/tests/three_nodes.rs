@@ -453,3 +453,124 @@ async fn any_node_lists_worker_reports_and_a_linearizable_applied_index() {
         cluster.node(id).stop().await;
     }
 }
+
+/// Sends one raw command (session included) to the node at `addr`, as a client's retry would.
+async fn raw_execute(
+    addr: &str,
+    cmd: tessera_proto::meta::v1::Command,
+) -> tessera_proto::meta::v1::CommandResult {
+    use tessera_proto::meta::v1::meta_service_client::MetaServiceClient;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = async {
+            let mut c = MetaServiceClient::connect(format!("http://{addr}"))
+                .await
+                .ok()?;
+            c.execute(cmd.clone())
+                .await
+                .ok()
+                .map(tonic::Response::into_inner)
+        };
+        if let Some(result) = attempt.await {
+            return result;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node at {addr} applied the command"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_command_answers_its_first_result_across_leader_changes_and_snapshots() {
+    use openraft::storage::RaftStateMachine;
+    use tessera_core::names::ObjectKey;
+    use tessera_core::object::VersioningState;
+    use tessera_proto::meta::v1 as pb;
+
+    init_tracing();
+    let mut cluster = Cluster::start(snapshotting_raft()).await;
+    let client = cluster.client();
+    create_bucket(&client, "once").await;
+    let bucket = BucketName::parse("once").expect("name");
+    client
+        .set_bucket_versioning(&bucket, VersioningState::Enabled)
+        .await
+        .expect("versioning");
+
+    info!("phase 1: a command with a session commits once through the leader");
+    let typed = put("once", "k");
+    let cmd = pb::Command {
+        cmd: Some(pb::command::Cmd::PutVersion(pb::PutVersion {
+            version: Some((&typed.version).into()),
+            precondition: None,
+            lease_id: 0,
+        })),
+        session: Some(pb::CommandSession {
+            client_id: vec![0x5e; 16],
+            seq: 1,
+            first_unacked: 1,
+        }),
+        leader_time_ms: 0,
+    };
+    let leader = leader_of(&client).await;
+    let leader_addr = cluster.node(leader).addr.to_string();
+    let first = raw_execute(&leader_addr, cmd.clone()).await;
+    assert!(
+        matches!(
+            first.result,
+            Some(pb::command_result::Result::PutVersion(_))
+        ),
+        "{first:?}"
+    );
+    let versions = |client: &MetaClient| {
+        let client = client.clone();
+        let bucket = bucket.clone();
+        async move {
+            client
+                .list_versions(&bucket, &ObjectKey::parse("k").expect("key"))
+                .await
+                .expect("list versions")
+                .expect("bucket")
+                .len()
+        }
+    };
+    assert_eq!(versions(&client).await, 1);
+
+    info!("phase 2: after the leader is lost, the retry answers the first result and adds nothing");
+    cluster.node(leader).stop().await;
+    let survivor = (1..=3).find(|id| *id != leader).expect("a survivor");
+    let survivor_addr = cluster.node(survivor).addr.to_string();
+    let second = raw_execute(&survivor_addr, cmd.clone()).await;
+    assert_eq!(second, first, "the retry must get the first result");
+    assert_eq!(versions(&client).await, 1, "the retry applied again");
+
+    info!("phase 3: a node restored from a snapshot answers the retry the same way");
+    cluster.restart(leader).await;
+    write_keys(&client, "once", 0..60).await;
+    let now_leader = leader_of(&client).await;
+    let wiped = (1..=3).find(|id| *id != now_leader).expect("a follower");
+    cluster.node(wiped).stop().await;
+    cluster.node(wiped).wipe();
+    write_keys(&client, "once", 60..100).await;
+    cluster.restart(wiped).await;
+    let target = applied_on_leader(&client).await;
+    wait_applied(&cluster, wiped, target).await;
+    cluster.node(wiped).stop().await;
+    let store =
+        tessera_meta::MetaStore::open(&cluster.node(wiped).meta_dir()).expect("open the store");
+    let mut sm = store.state_machine();
+    let (applied, _) = sm.applied_state().await.expect("applied state");
+    let applied = applied.expect("the node applied entries");
+    let entry = tessera_meta::types::LogEntry {
+        log_id: openraft::LogId::new(applied.leader_id, applied.index + 1),
+        payload: openraft::EntryPayload::Normal(cmd.clone()),
+    };
+    let results = sm.apply(vec![entry]).await.expect("apply the retry");
+    assert_eq!(
+        results,
+        vec![first],
+        "the snapshot lost the command's first result"
+    );
+}
