@@ -31,12 +31,7 @@ async fn plant_orphan(addr: &str, lease_id: u64, seed: u8) -> ShardId {
         0,
         Generation::from_random(u64::from(seed) * 7919),
     );
-    let spec = ShardWriteSpec::new(
-        id.clone(),
-        Layout::new(3, 3).expect("layout"),
-        4096,
-        lease_id,
-    );
+    let spec = ShardWriteSpec::new(id, Layout::new(3, 3).expect("layout"), 4096, lease_id);
     let mut writer = ShardWriter::open(&data, addr, spec).expect("open shard writer");
     writer
         .send_chunk(Bytes::from(pattern(4096, u64::from(seed))))
@@ -125,7 +120,7 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
                 round += 1;
                 // Each writer owns its keys, so the last acknowledged body is the truth.
                 let key = format!("w{w}/k{}", round % 5);
-                let size = if round % 3 == 0 {
+                let size = if round.is_multiple_of(3) {
                     5_000
                 } else {
                     400_000 + (round as usize) * 97
@@ -141,7 +136,7 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
                 if put.is_ok() {
                     acked.lock().await.insert(key, body);
                 }
-                if round % 7 == 0 {
+                if round.is_multiple_of(7) {
                     let up = s3
                         .create_multipart_upload()
                         .bucket(b)

@@ -104,7 +104,7 @@ async fn garbage_and_orphans_are_collected_and_referenced_shards_never() {
     let mut writer = ShardWriter::open(
         &data,
         &addr,
-        ShardWriteSpec::new(orphan.clone(), Layout::new(3, 3).expect("layout"), 4096, 0),
+        ShardWriteSpec::new(orphan, Layout::new(3, 3).expect("layout"), 4096, 0),
     )
     .expect("orphan writer");
     writer
