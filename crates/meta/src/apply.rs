@@ -486,7 +486,7 @@ impl Applier<'_> {
             Err(_) => return Err(invalid(format!("unknown node state {}", c.state))),
         };
         let mut node = records::data_node(self.kv, c.node_id)?
-            .ok_or_else(|| invalid(format!("no data node {}", c.node_id)))?;
+            .ok_or_else(|| invalid(format!("no such data node {}", c.node_id)))?;
         node.state = state;
         self.writes
             .put_pb(keys::data_node(c.node_id), &pb::DataNode::from(&node));

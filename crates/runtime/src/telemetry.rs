@@ -1,5 +1,9 @@
-//! Logging: human-readable on a terminal, JSON with `--log-format json`; the level comes from
-//! `RUST_LOG` (default `info`). Each process opens a root span naming its role, node and zone.
+//! Logging: human-readable text (coloured only when stderr is a terminal, so log files and
+//! pipes get plain lines that tools can search), JSON with `--log-format json`; the level comes
+//! from `RUST_LOG` (default `info`). Each process opens a root span naming its role, node and
+//! zone.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -36,7 +40,8 @@ pub fn init(format: LogFormat) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

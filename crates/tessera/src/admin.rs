@@ -634,9 +634,10 @@ async fn set_state(meta: &MetaClient, id: u64, state: NodeState) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     let name = match state {
-        NodeState::Active => "ACTIVE",
-        NodeState::Draining => "DRAINING",
-    };
+        NodeState::Active => pb::NodeState::Active,
+        NodeState::Draining => pb::NodeState::Draining,
+    }
+    .as_str_name();
     println!("data node {id} is now {name}");
     Ok(())
 }
