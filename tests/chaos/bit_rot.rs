@@ -53,17 +53,15 @@ async fn bit_rot_is_detected_never_served_and_repaired_in_one_scrub_pass() {
         x
     };
     for key in &keys {
-        let (id, shards, _) = tc.placement("rot", key).await.expect("erasure placement");
+        let blob = tc
+            .erasure_blob("rot", key)
+            .await
+            .expect("erasure placement");
+        let shards = &blob.shards;
         let first = (next() % shards.len() as u64) as usize;
         let second = (first + 1 + (next() % (shards.len() as u64 - 1)) as usize) % shards.len();
         for pick in [first, second] {
-            let (index, node) = shards[pick];
-            let hex = hex::encode(id.as_bytes());
-            let path = tc
-                .data_dir(node)
-                .join("shards")
-                .join(&hex[..2])
-                .join(format!("{hex}.{index}"));
+            let path = tc.shard_path(&blob.data_id, &shards[pick]);
             let len = std::fs::metadata(&path).expect("shard file").len();
             let kind = match next() % 4 {
                 0 => {

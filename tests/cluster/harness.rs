@@ -389,6 +389,30 @@ impl TestCluster {
         std::fs::rename(&tmp, &path).expect("replace shard");
     }
 
+    /// Runs `tessera admin ARGS` against the cluster's meta nodes; returns its output.
+    pub fn admin_output(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .arg("admin")
+            .args(args)
+            .env(
+                "TESSERA_META",
+                self.cluster.layout().meta_endpoints().join(","),
+            )
+            .output()
+            .expect("tessera admin")
+    }
+
+    /// Runs `tessera admin ARGS`, which must succeed; returns its standard output.
+    pub fn admin_ok(&self, args: &[&str]) -> String {
+        let out = self.admin_output(args);
+        assert!(
+            out.status.success(),
+            "admin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     /// The cluster's folder.
     pub fn root(&self) -> PathBuf {
         self.cluster.root().to_path_buf()

@@ -7,6 +7,7 @@ mod exactly_once;
 mod gc_safety;
 mod harness;
 mod integrity;
+mod observability;
 mod repair;
 mod restart;
 mod s3_errors;

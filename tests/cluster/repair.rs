@@ -194,10 +194,7 @@ async fn draining_a_node_moves_every_shard_off_and_stops_new_writes() {
     phase(&format!(
         "draining node {victim} ({on_victim} shards) with the admin command"
     ));
-    let stdout = admin_ok(
-        &tc,
-        &["node", "drain", &victim.to_string(), "--timeout", "120"],
-    );
+    let stdout = tc.admin_ok(&["node", "drain", &victim.to_string(), "--timeout", "120"]);
     assert!(stdout.contains("holds no shards"), "{stdout}");
 
     phase("no placement uses the drained node; new writes avoid it; everything reads");
@@ -224,42 +221,18 @@ async fn draining_a_node_moves_every_shard_off_and_stops_new_writes() {
     }
 
     phase("admin status shows the drain; an unknown node is refused; activate undoes the drain");
-    let status = admin_ok(&tc, &["status"]);
+    let status = tc.admin_ok(&["status"]);
     assert!(status.contains("draining"), "{status}");
-    let unknown = admin_output(&tc, &["node", "drain", "999", "--no-wait"]);
+    let unknown = tc.admin_output(&["node", "drain", "999", "--no-wait"]);
     assert!(
         !unknown.status.success(),
         "draining an unknown node succeeded"
     );
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("no such data node"), "{stderr}");
-    let activated = admin_ok(&tc, &["node", "activate", &victim.to_string()]);
+    let activated = tc.admin_ok(&["node", "activate", &victim.to_string()]);
     assert!(activated.contains("NODE_STATE_ACTIVE"), "{activated}");
-    assert!(!admin_ok(&tc, &["status"]).contains("draining"));
-}
-
-/// Runs `tessera admin ARGS` against the cluster.
-fn admin_output(tc: &TestCluster, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("admin")
-        .args(args)
-        .env(
-            "TESSERA_META",
-            tc.cluster.layout().meta_endpoints().join(","),
-        )
-        .output()
-        .expect("tessera admin")
-}
-
-/// Runs `tessera admin ARGS`, which must succeed; returns its output.
-fn admin_ok(tc: &TestCluster, args: &[&str]) -> String {
-    let out = admin_output(tc, args);
-    assert!(
-        out.status.success(),
-        "admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    assert!(!tc.admin_ok(&["status"]).contains("draining"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -345,14 +318,17 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
         .expect("bucket");
     put(&tc, "locate", "big", 300_000, 5).await;
     put(&tc, "locate", "tiny", 100, 6).await;
-    let out = admin_ok(&tc, &["locate", "locate", "big"]);
+    let out = tc.admin_ok(&["locate", "locate", "big"]);
     assert_eq!(out.matches(" ok ").count(), 6, "{out}");
     assert!(
         out.contains("zone-a") && out.contains("zone-b") && out.contains("zone-c"),
         "{out}"
     );
     assert!(out.contains("/shards/"), "{out}");
-    assert!(admin_ok(&tc, &["locate", "locate", "tiny"]).contains("inline"));
+    assert!(
+        tc.admin_ok(&["locate", "locate", "tiny"])
+            .contains("inline")
+    );
 
     phase("a deleted shard file shows as missing, then repair puts it back");
     let blob = tc
@@ -360,15 +336,12 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
         .await
         .expect("erasure coded");
     std::fs::remove_file(tc.shard_path(&blob.data_id, &blob.shards[0])).expect("rm");
-    let out = admin_ok(&tc, &["locate", "locate", "big"]);
+    let out = tc.admin_ok(&["locate", "locate", "big"]);
     assert!(out.contains("missing"), "{out}");
-    let status = admin_ok(
-        &tc,
-        &["repair", "status", "--wait-healthy", "--timeout", "60"],
-    );
+    let status = tc.admin_ok(&["repair", "status", "--wait-healthy", "--timeout", "60"]);
     assert!(status.contains("full redundancy"), "{status}");
     assert_eq!(
-        admin_ok(&tc, &["locate", "locate", "big"])
+        tc.admin_ok(&["locate", "locate", "big"])
             .matches(" ok ")
             .count(),
         6
@@ -392,14 +365,14 @@ async fn locate_repair_status_and_metrics_show_redundancy() {
     ] {
         assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
     }
-    let text = admin_ok(&tc, &["repair", "status"]);
+    let text = tc.admin_ok(&["repair", "status"]);
     assert!(
         text.contains("SPARE") && text.contains("backlog: 0"),
         "{text}"
     );
-    let scrub = admin_ok(&tc, &["scrub", "start"]);
+    let scrub = tc.admin_ok(&["scrub", "start"]);
     assert!(scrub.contains("scrub complete: 0 corrupt"), "{scrub}");
-    let scrub_status = admin_ok(&tc, &["scrub", "status"]);
+    let scrub_status = tc.admin_ok(&["scrub", "status"]);
     assert_eq!(
         scrub_status.matches("data node ").count(),
         6,

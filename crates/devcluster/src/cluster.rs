@@ -391,6 +391,7 @@ impl DevCluster {
             zone: Some(zone.to_string()),
             port: crate::layout::free_port()?,
             data_dir: self.spec.root.join(format!("data-{id}")),
+            metrics_port: None,
         };
         self.layout.nodes.push(spec.clone());
         self.layout.save(&self.spec.root.join("layout.json"))?;
@@ -408,6 +409,7 @@ impl DevCluster {
             zone: None,
             port: crate::layout::free_port()?,
             data_dir: self.spec.root.join(format!("repair-{id}")),
+            metrics_port: None,
         };
         self.spawn(&spec, false)
     }

@@ -47,6 +47,10 @@ pub struct NodeSpec {
     pub port: u16,
     /// Its data folder.
     pub data_dir: PathBuf,
+    /// Where it serves Prometheus metrics on 127.0.0.1, when that is not `port` itself (the
+    /// gateway's S3 port serves S3 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
 }
 
 impl NodeSpec {
@@ -61,6 +65,11 @@ impl NodeSpec {
     /// host:port of its listener.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// host:port of its metrics listener, if it has one of its own.
+    pub fn metrics_addr(&self) -> Option<String> {
+        self.metrics_port.map(|p| format!("127.0.0.1:{p}"))
     }
 }
 
@@ -122,6 +131,7 @@ impl ClusterLayout {
                 zone: Some(zone.to_string()),
                 port: free_port()?,
                 data_dir: root.join(format!("meta-{id}")),
+                metrics_port: None,
             });
         }
         let mut data_id = 1;
@@ -133,6 +143,7 @@ impl ClusterLayout {
                     zone: Some(zone.to_string()),
                     port: free_port()?,
                     data_dir: root.join(format!("data-{data_id}")),
+                    metrics_port: None,
                 });
                 data_id += 1;
             }
@@ -147,6 +158,7 @@ impl ClusterLayout {
                 gateway_port
             },
             data_dir: root.join("gateway-1"),
+            metrics_port: Some(free_port()?),
         });
         nodes.push(repair_spec(root)?);
         Ok(Self {
@@ -169,9 +181,19 @@ impl ClusterLayout {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let mut changed = false;
         if !layout.nodes.iter().any(|n| n.role == NodeRole::Repair) {
             let root = path.parent().unwrap_or(Path::new("."));
             layout.nodes.push(repair_spec(root)?);
+            changed = true;
+        }
+        for node in &mut layout.nodes {
+            if node.role == NodeRole::Gateway && node.metrics_port.is_none() {
+                node.metrics_port = Some(free_port()?);
+                changed = true;
+            }
+        }
+        if changed {
             layout.save(path)?;
         }
         Ok(layout)
@@ -218,6 +240,7 @@ fn repair_spec(root: &Path) -> Result<NodeSpec, LayoutError> {
         zone: None,
         port: free_port()?,
         data_dir: root.join("repair-1"),
+        metrics_port: None,
     })
 }
 

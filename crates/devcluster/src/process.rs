@@ -58,14 +58,19 @@ pub fn command_args(spec: &NodeSpec, layout: &ClusterLayout) -> Vec<String> {
             "--meta".into(),
             meta,
         ]),
-        NodeRole::Gateway => args.extend([
-            "--listen".into(),
-            spec.addr(),
-            "--meta".into(),
-            meta,
-            "--region".into(),
-            layout.region.clone(),
-        ]),
+        NodeRole::Gateway => {
+            args.extend([
+                "--listen".into(),
+                spec.addr(),
+                "--meta".into(),
+                meta,
+                "--region".into(),
+                layout.region.clone(),
+            ]);
+            if let Some(metrics) = spec.metrics_addr() {
+                args.extend(["--metrics-listen".into(), metrics]);
+            }
+        }
         NodeRole::Repair => args.extend([
             "--id".into(),
             format!("repair-{}", spec.node_id),

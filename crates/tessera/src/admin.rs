@@ -196,7 +196,11 @@ fn workers_table(listed: &pb::ListWorkersResponse) -> String {
     );
     let mut workers = 0;
     for p in &listed.processes {
-        let id = p.process.clone().unwrap_or_default();
+        let mut id = p.process.clone().unwrap_or_default();
+        // Processes without a zone (gateway, repair) show "-" so every row has every column.
+        if id.zone.is_empty() {
+            id.zone = "-".to_owned();
+        }
         let age = format!("{:.1} s", p.age_ms as f64 / 1000.0);
         if p.workers.is_empty() {
             let _ = writeln!(

@@ -58,9 +58,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
         root.join("cluster.json").display()
     );
     println!("  Logs:              {}", root.join("logs").display());
+    if let Some(metrics) = cluster.layout().gateway().and_then(|g| g.metrics_addr()) {
+        println!("  Gateway metrics:   http://{metrics}/metrics");
+    }
     if let Some(repair) = cluster.layout().repair() {
         println!("  Repair metrics:    http://{}/metrics", repair.addr());
     }
+    println!("  Workers:           tessera admin workers");
     println!();
     println!(
         "  Try:  set -a; . {}; set +a",
