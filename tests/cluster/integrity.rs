@@ -140,3 +140,84 @@ async fn wrong_shards_are_never_served_and_are_rebuilt() {
         assert!(get(&tc, b, key, None).await == *body, "{key} after repair");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_that_fails_its_stored_checksum_is_never_served_whole() {
+    use tessera_client::meta::PutVersion;
+    use tessera_core::blob::Blob;
+    use tessera_core::checksum::{ChecksumAlgorithm, ChecksumType, checksum_of, to_base64};
+    use tessera_core::names::{BucketName, ObjectKey, VersionId};
+    use tessera_core::object::{ChecksumValue, ContentHeaders, ObjectPart, ObjectVersion};
+
+    let tc = TestCluster::start(2).await;
+    let b = "whole";
+    tc.s3
+        .create_bucket()
+        .bucket(b)
+        .send()
+        .await
+        .expect("bucket");
+
+    phase("a version is recorded whose stored CRC64NVME is not the checksum of its bytes");
+    let body = b"the bytes a reader gets".to_vec();
+    let wrong = ChecksumValue {
+        algorithm: ChecksumAlgorithm::Crc64Nvme,
+        value: to_base64(&checksum_of(ChecksumAlgorithm::Crc64Nvme, b"other bytes")),
+        kind: ChecksumType::FullObject,
+    };
+    let etag = format!("\"{}\"", hex::encode(tessera_core::etag::md5_of(&body)));
+    let version = ObjectVersion {
+        bucket: BucketName::parse(b).expect("bucket"),
+        key: ObjectKey::parse("k").expect("key"),
+        version_id: VersionId::null(),
+        seq: 0,
+        delete_marker: false,
+        last_modified_ms: 0,
+        size: body.len() as u64,
+        etag: etag.clone(),
+        headers: ContentHeaders::default(),
+        user_metadata: Default::default(),
+        checksums: vec![wrong.clone()],
+        parts: vec![ObjectPart {
+            part_number: 1,
+            size: body.len() as u64,
+            etag,
+            blob: Blob::inline(body.clone()),
+            checksums: vec![wrong],
+        }],
+        multipart: false,
+        storage_class: "STANDARD".into(),
+        upload_id: None,
+    };
+    tc.meta()
+        .put_version(&PutVersion {
+            version,
+            precondition: None,
+            lease_id: 0,
+        })
+        .await
+        .expect("record the version");
+
+    phase("a whole-object GET never delivers the body; HEAD and ranges still answer");
+    let head = tc
+        .s3
+        .head_object()
+        .bucket(b)
+        .key("k")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.content_length(), Some(body.len() as i64));
+    // The response breaks off (the headers may already be out): the client gets an error or a
+    // short body, never the whole body.
+    let delivered = match tc.s3.get_object().bucket(b).key("k").send().await {
+        Ok(out) => out.body.collect().await.ok().map(|d| d.into_bytes().len()),
+        Err(_) => None,
+    };
+    assert!(
+        delivered.is_none_or(|len| len < body.len()),
+        "a body that fails its stored checksum was served whole"
+    );
+    let ranged = get(&tc, b, "k", Some("bytes=4-8")).await;
+    assert_eq!(ranged, body[4..=8]);
+}
