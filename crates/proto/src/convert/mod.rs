@@ -2,3 +2,4 @@
 
 pub mod data;
 pub mod meta;
+pub mod meta_error;
