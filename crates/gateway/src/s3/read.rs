@@ -346,6 +346,33 @@ macro_rules! object_read_output {
     }};
 }
 
+/// The read request of a GetObject or HeadObject input (s3s gives each operation its own
+/// input type, with the same fields).
+macro_rules! read_request {
+    ($input:ident) => {
+        ReadRequest {
+            bucket: &$input.bucket,
+            key: &$input.key,
+            version_id: $input.version_id.as_deref(),
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+            range: $input.range.as_ref(),
+            part_number: $input.part_number,
+            checksum_mode: $input.checksum_mode.is_some(),
+            overrides: [
+                $input.response_content_type,
+                $input.response_content_encoding,
+                $input.response_content_disposition,
+                $input.response_content_language,
+                $input.response_cache_control,
+            ],
+            response_expires: $input.response_expires,
+        }
+    };
+}
+
 /// GetObject.
 pub async fn get_object(
     ops: &Ops,
@@ -353,30 +380,7 @@ pub async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> Res<GetObjectOutput> {
     let input = req.input;
-    let a = prepare_read(
-        ops,
-        ReadRequest {
-            bucket: &input.bucket,
-            key: &input.key,
-            version_id: input.version_id.as_deref(),
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-            range: input.range.as_ref(),
-            part_number: input.part_number,
-            checksum_mode: input.checksum_mode.is_some(),
-            overrides: [
-                input.response_content_type,
-                input.response_content_encoding,
-                input.response_content_disposition,
-                input.response_content_language,
-                input.response_cache_control,
-            ],
-            response_expires: input.response_expires,
-        },
-    )
-    .await?;
+    let a = prepare_read(ops, read_request!(input)).await?;
     let len = a.plan.range.end - a.plan.range.start;
     let body = object_body(ops, ctx, &a.version, a.plan.range.clone(), a.plan.check);
     Ok(S3Response::new(
@@ -393,30 +397,7 @@ pub async fn head_object(
     req: S3Request<HeadObjectInput>,
 ) -> Res<HeadObjectOutput> {
     let input = req.input;
-    let a = prepare_read(
-        ops,
-        ReadRequest {
-            bucket: &input.bucket,
-            key: &input.key,
-            version_id: input.version_id.as_deref(),
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-            range: input.range.as_ref(),
-            part_number: input.part_number,
-            checksum_mode: input.checksum_mode.is_some(),
-            overrides: [
-                input.response_content_type,
-                input.response_content_encoding,
-                input.response_content_disposition,
-                input.response_content_language,
-                input.response_cache_control,
-            ],
-            response_expires: input.response_expires,
-        },
-    )
-    .await?;
+    let a = prepare_read(ops, read_request!(input)).await?;
     let len = a.plan.range.end - a.plan.range.start;
     Ok(S3Response::new(object_read_output!(
         HeadObjectOutput,
