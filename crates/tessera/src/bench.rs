@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// each streaming a 1 GiB object from a file, to watch the gateway's memory).
     #[arg(long, default_value = "standard", value_delimiter = ',')]
     scenarios: Vec<String>,
+    /// Clients per scenario instead of the scenario's own (e.g. 1 to see the latency of one
+    /// request alone).
+    #[arg(long)]
+    concurrency: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +312,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             }
         }
         v
+    };
+    let selected: Vec<Scenario> = match args.concurrency {
+        Some(n) => selected
+            .into_iter()
+            .map(|s| Scenario {
+                concurrency: n.max(1),
+                ..s
+            })
+            .collect(),
+        None => selected,
     };
     let client = s3_client(&endpoint, &access_key, &secret, &args.region);
     if client
