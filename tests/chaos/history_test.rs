@@ -408,19 +408,35 @@ fn decode_rejects_a_flipped_byte() {
         let mut bad = body.clone();
         bad[at] ^= 0x01;
         let err = decode_value(&bad).expect_err("flipped byte");
-        assert!(err.contains("differs"), "{err}");
+        if at < HEADER_LEN {
+            // The header now names another value, whose fill the body does not carry.
+            let named = ValueId(5 ^ (1 << (8 * at)));
+            let prefix = format!("body of 4096 bytes names {named} but differs from it at byte ");
+            assert!(err.starts_with(&prefix), "{err}");
+        } else {
+            assert_eq!(
+                err,
+                format!("body of 4096 bytes names v5 but differs from it at byte {at}")
+            );
+        }
     }
 }
 
 #[test]
 fn decode_rejects_a_truncated_body() {
     let body = encode_value(ValueId(5), 4096);
+    // The fill depends on the length: a prefix still names v5 but is not v5's body.
     for len in [4095, 2048, MIN_BODY_LEN] {
-        assert!(decode_value(&body[..len]).is_err(), "cut to {len}");
+        let err = decode_value(&body[..len]).expect_err("cut short");
+        let prefix = format!("body of {len} bytes names v5 but differs from it at byte ");
+        assert!(err.starts_with(&prefix), "cut to {len}: {err}");
     }
     for len in [HEADER_LEN, 3, 0] {
         let err = decode_value(&body[..len]).expect_err("short");
-        assert!(err.contains("shorter"), "{err}");
+        assert_eq!(
+            err,
+            format!("body of {len} bytes is shorter than any test body ({MIN_BODY_LEN})")
+        );
     }
 }
 
@@ -431,11 +447,18 @@ fn decode_rejects_a_body_of_another_value() {
     // The header of one value on the fill of another.
     let mut relabelled = two.clone();
     relabelled[..HEADER_LEN].copy_from_slice(&one[..HEADER_LEN]);
-    assert!(decode_value(&relabelled).is_err());
+    let err = decode_value(&relabelled).expect_err("relabelled");
+    assert!(
+        err.starts_with("body of 1024 bytes names v1 but differs from it at byte "),
+        "{err}"
+    );
     // A torn body: the first half of one value, the rest of another.
     let mut torn = one[..512].to_vec();
     torn.extend_from_slice(&two[512..]);
-    assert!(decode_value(&torn).is_err());
+    assert_eq!(
+        decode_value(&torn),
+        Err("body of 1024 bytes names v1 but differs from it at byte 512".to_owned())
+    );
 }
 
 /// Runs clients against a simulated register that applies each operation at one instant strictly

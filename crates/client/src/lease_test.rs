@@ -246,17 +246,33 @@ fn configurations_that_cannot_keep_a_lease_are_refused() {
         ..good.clone()
     };
     assert_eq!(
+        margin.validate(),
+        Err(LeaseConfigError::MarginTooLarge {
+            duration: good.duration,
+            margin: Duration::from_secs(60),
+        })
+    );
+    assert_eq!(
         margin.validate().map_err(|e| e.code()),
         Err("lease_margin_too_large")
     );
+    let usable = good.duration - good.safety_margin;
     let rare = LeaseConfig {
         renew_every: Duration::from_secs(49),
         ..good
     };
     let err = rare.validate().expect_err("renewal after the margin");
+    let too_rare = LeaseConfigError::RenewTooRare {
+        renew_every: Duration::from_secs(49),
+        usable,
+    };
+    assert_eq!(err, too_rare);
     assert_eq!(err.code(), "lease_renew_too_rare");
     assert!(!err.is_retryable());
-    assert!(LeaseKeeper::new(LeaseBook::default(), rare).is_err());
+    assert_eq!(
+        LeaseKeeper::new(LeaseBook::default(), rare).err(),
+        Some(too_rare)
+    );
 }
 
 #[tokio::test]

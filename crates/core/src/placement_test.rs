@@ -302,7 +302,15 @@ fn insufficient_nodes() {
         })
     ));
     // No parity: no zone may hold a shard, so nothing can be placed.
-    assert!(place(&rs(2, 0), &cluster(&[2, 2, 2]), &key(1)).is_err());
+    assert_eq!(
+        place(&rs(2, 0), &cluster(&[2, 2, 2]), &key(1)),
+        Err(PlacementError::InsufficientNodes {
+            shards: 2,
+            max_per_zone: 0,
+            usable_zones: 3,
+            available_nodes: 6,
+        })
+    );
     // With k > m two zones can never hold the n shards: RS(5,4) cannot write while a zone is
     // down (the write rule would not be met), and says so.
     let mut nodes = cluster(&[3, 3, 3]);
@@ -310,6 +318,15 @@ fn insufficient_nodes() {
         set_available(&mut nodes, id, false);
     }
     let err = place(&rs(5, 4), &nodes, &key(1)).err();
+    assert_eq!(
+        err,
+        Some(PlacementError::InsufficientNodes {
+            shards: 9,
+            max_per_zone: 4,
+            usable_zones: 2,
+            available_nodes: 6,
+        })
+    );
     assert!(
         err.as_ref().is_some_and(PlacementError::is_retryable),
         "{err:?}"

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::placement::{NodeInfo, Placement, place};
+use crate::placement::{NodeInfo, Placement, PlacementError, place};
 use proptest::prelude::*;
 
 const ZONES: [&str; 5] = ["zone-a", "zone-b", "zone-c", "zone-d", "zone-e"];
@@ -437,7 +437,17 @@ fn zone_down_waits_or_stays_within_m_per_zone() {
                 let p = checked_plan(&layout, &key(i), &shards, &nodes);
                 match p.action {
                     RepairAction::Wait(WaitReason::NoPlacement) => {
-                        assert!(place(&layout, &infos(&nodes), &key(i)).is_err());
+                        // The two zones left hold fewer than n shards at m per zone.
+                        let alive = nodes.iter().filter(|n| n.alive).count();
+                        assert_eq!(
+                            place(&layout, &infos(&nodes), &key(i)),
+                            Err(PlacementError::InsufficientNodes {
+                                shards: layout.total_shards(),
+                                max_per_zone: layout.parity_shards(),
+                                usable_zones: 2,
+                                available_nodes: u32::try_from(alive).expect("few nodes"),
+                            })
+                        );
                     }
                     RepairAction::Rebuild => {
                         assert!(p.degraded);

@@ -26,9 +26,16 @@ fn header_round_trips_and_every_byte_is_covered() {
     for i in 0..HEADER_LEN as usize {
         let mut flipped = bytes;
         flipped[i] ^= 0x01;
-        assert!(
-            ShardFileHeader::decode(&flipped).is_err(),
-            "flip at byte {i} went unnoticed"
+        // The magic and version are checked first; the checksum covers everything else.
+        let expected = match i {
+            0..4 => ShardFileError::BadMagic,
+            4..6 => ShardFileError::UnsupportedVersion(FORMAT_VERSION ^ (1 << (8 * (i - 4)))),
+            _ => ShardFileError::HeaderChecksum,
+        };
+        assert_eq!(
+            ShardFileHeader::decode(&flipped),
+            Err(expected),
+            "flip at byte {i}"
         );
     }
 }
@@ -92,7 +99,11 @@ fn footer_round_trips_and_detects_flips() {
     for i in 0..FOOTER_LEN as usize {
         let mut flipped = bytes;
         flipped[i] ^= 0x80;
-        assert!(ShardFileFooter::decode(&flipped).is_err(), "byte {i}");
+        let expected = match i {
+            0..4 => ShardFileError::BadMagic,
+            _ => ShardFileError::FooterChecksum,
+        };
+        assert_eq!(ShardFileFooter::decode(&flipped), Err(expected), "byte {i}");
     }
     assert_eq!(
         ShardFileFooter::decode(&bytes[..63]),
@@ -169,7 +180,12 @@ fn file_geometry_is_exact() {
         chunk_count_from_file_len(4096, HEADER_LEN + FOOTER_LEN),
         Ok(0)
     );
-    assert!(chunk_count_from_file_len(0, len).is_err());
+    assert_eq!(
+        chunk_count_from_file_len(0, len),
+        Err(ShardFileError::InvalidField {
+            field: "chunk_size"
+        })
+    );
     assert_eq!(chunk_offset(u32::MAX, u64::MAX), u64::MAX);
 }
 

@@ -90,8 +90,13 @@ fn zero_chunk_size() {
         codec(3, 3).encode_stripe(&[], 0),
         Err(CodecError::ZeroChunkSize)
     ));
-    let result = std::panic::catch_unwind(|| StripeGeometry::new(rs(3, 3), 0));
-    assert!(result.is_err());
+    let panic = std::panic::catch_unwind(|| StripeGeometry::new(rs(3, 3), 0))
+        .expect_err("a zero chunk size panics");
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    assert_eq!(message, Some("chunk size must be at least one byte"));
 }
 
 #[test]

@@ -123,6 +123,17 @@ mod tests {
         }
     }
 
+    /// Asserts that `config` is refused for the rule `why` (the text after "data node: ").
+    /// `ConfigError::Invalid` carries only its message, so the message is what tells the
+    /// rules apart.
+    #[track_caller]
+    fn assert_refused(config: &DataConfig, why: &str) {
+        match config.validate() {
+            Err(ConfigError::Invalid(message)) => assert_eq!(message, format!("data node: {why}")),
+            other => panic!("expected Invalid({why:?}), got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_complete_config_is_valid() {
         assert!(valid().validate().is_ok());
@@ -130,12 +141,12 @@ mod tests {
 
     #[test]
     fn defaults_need_an_id_and_a_zone() {
-        assert!(DataConfig::default().validate().is_err());
+        assert_refused(&DataConfig::default(), "node_id must be set (and not 0)");
         let no_zone = DataConfig {
             zone: String::new(),
             ..valid()
         };
-        assert!(no_zone.validate().is_err());
+        assert_refused(&no_zone, "zone must be 1-63 characters of a-z, 0-9 and '-'");
     }
 
     #[test]
@@ -144,7 +155,10 @@ mod tests {
             listen: "0.0.0.0:7101".parse().unwrap(),
             ..valid()
         };
-        assert!(wildcard.validate().is_err());
+        assert_refused(
+            &wildcard,
+            "advertise must be set when listen is a wildcard address",
+        );
         let advertised = DataConfig {
             advertise: Some("node4.example:7101".into()),
             ..wildcard
@@ -158,7 +172,7 @@ mod tests {
             scrub_interval_secs: 0,
             ..valid()
         };
-        assert!(zero.validate().is_err());
+        assert_refused(&zero, "scrub_interval_secs must be at least 1");
     }
 
     #[test]
@@ -167,12 +181,12 @@ mod tests {
             meta_endpoints: vec!["http://meta:7001".into()],
             ..valid()
         };
-        assert!(bad.validate().is_err());
+        assert_refused(&bad, "meta endpoint \"http://meta:7001\" is not host:port");
         let none = DataConfig {
             meta_endpoints: vec![],
             ..valid()
         };
-        assert!(none.validate().is_err());
+        assert_refused(&none, "meta_endpoints must name at least one meta node");
     }
 
     #[test]
@@ -219,6 +233,15 @@ mod tests {
 
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "node_id = 9\nzones = \"zone-c\"\n").unwrap();
-        assert!(tessera_runtime::config::load::<DataConfig>(Some(&bad)).is_err());
+        match tessera_runtime::config::load::<DataConfig>(Some(&bad)) {
+            Err(ConfigError::Parse { path, source }) => {
+                assert_eq!(path, bad.display().to_string());
+                assert!(
+                    source.message().starts_with("unknown field `zones`"),
+                    "{source}"
+                );
+            }
+            other => panic!("expected a parse error naming `zones`, got {other:?}"),
+        }
     }
 }

@@ -206,7 +206,15 @@ mod tests {
         let err = run(DataConfig::default(), Shutdown::new())
             .await
             .unwrap_err();
-        assert!(matches!(err, DataNodeError::Config(_)), "{err}");
+        // The default names no node: the first rule refuses it.
+        assert!(
+            matches!(
+                &err,
+                DataNodeError::Config(ConfigError::Invalid(message))
+                    if message == "data node: node_id must be set (and not 0)"
+            ),
+            "{err}"
+        );
         assert_eq!(err.code(), "data_config_invalid");
         assert!(!err.is_retryable());
     }
@@ -297,7 +305,12 @@ mod tests {
         .await
         .unwrap_err();
         assert!(
-            matches!(&err, DataNodeError::Store(ShardStoreError::Locked { .. })),
+            matches!(
+                &err,
+                DataNodeError::Store(ShardStoreError::Locked {
+                    source: tessera_runtime::dirlock::DirLockError::Held { dir, holder },
+                }) if *dir == data && *holder == format!("{} data", std::process::id())
+            ),
             "{err}"
         );
         assert_eq!(err.code(), "store_locked");

@@ -206,17 +206,35 @@ mod tests {
     #[test]
     fn damaged_text_is_refused() {
         let good = sample().encode();
+        let cursor = sample().cursor;
+        let format = |found: &str| ScrubStateError::UnknownFormat {
+            found: found.to_owned(),
+        };
+        let line = |line: &str| ScrubStateError::InvalidLine {
+            line: line.to_owned(),
+        };
+        let no_generation = format!("{}.3", "0a".repeat(16));
         let cases = [
-            good.replace(STATE_FORMAT_LINE, "tessera-scrub 1"),
-            good.replace(".3.00000000deadbeef", ".3"),
-            good.replace("pass 7", "pass seven"),
-            good.replace("cursor 0a", "cursor ../0a"),
-            good.replace("pass 7", "pass 5"),
-            format!("{good}colour blue\n"),
-            String::new(),
+            (
+                good.replace(STATE_FORMAT_LINE, "tessera-scrub 1"),
+                format("tessera-scrub 1"),
+            ),
+            (
+                good.replace(".3.00000000deadbeef", ".3"),
+                line(&format!("cursor {no_generation}")),
+            ),
+            (good.replace("pass 7", "pass seven"), line("pass seven")),
+            (
+                good.replace("cursor 0a", "cursor ../0a"),
+                line(&format!("cursor ../{cursor}")),
+            ),
+            // Fewer passes started than completed.
+            (good.replace("pass 7", "pass 5"), line("pass 5")),
+            (format!("{good}colour blue\n"), line("colour blue")),
+            (String::new(), format("")),
         ];
-        for text in cases {
-            assert!(ScrubCursor::decode(&text).is_err(), "{text:?}");
+        for (text, expected) in cases {
+            assert_eq!(ScrubCursor::decode(&text), Err(expected), "{text:?}");
         }
     }
 

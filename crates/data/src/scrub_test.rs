@@ -154,7 +154,10 @@ async fn every_kind_of_damage_a_node_can_see_is_quarantined_and_never_served() {
             "{id}: {quarantined:?}"
         );
         let err = store.open_read(key(id, 0)).await.unwrap_err();
-        assert!(matches!(err, ShardStoreError::NotFound { .. }), "{err}");
+        assert!(
+            matches!(err, ShardStoreError::NotFound { shard } if shard == key(id, 0)),
+            "{err}"
+        );
     }
     let listing = store.list().await.unwrap();
     let listed: Vec<ShardKey> = listing.shards.iter().map(|s| s.key).collect();

@@ -1,5 +1,6 @@
 //! Service tests: a real tonic server on 127.0.0.1:0 over a real store, driven through the
-//! generated gRPC client (the wire contract itself, independent of `tessera-client`).
+//! generated gRPC client (the wire contract itself, independent of `tessera-client`). Slightly
+//! past 800 lines: one suite over one server harness, whose helpers a split would duplicate.
 
 use super::*;
 use crate::scrub::{ScrubConfig, Scrubber};
@@ -583,6 +584,18 @@ async fn a_stopped_node_is_unavailable() {
     node.stop().await;
     let err = client.ping(pb::PingRequest {}).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    // Made by the client's transport, not answered by a node: nobody listens any more.
+    assert_eq!(
+        io_error_kind(&err),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{err:?}"
+    );
+}
+
+/// The kind of the I/O error somewhere in `status`'s source chain, if any.
+fn io_error_kind(status: &Status) -> Option<std::io::ErrorKind> {
+    std::iter::successors(std::error::Error::source(status), |e| e.source())
+        .find_map(|e| e.downcast_ref::<std::io::Error>().map(std::io::Error::kind))
 }
 
 /// Polls the node's scrub status until `done` holds (deadline 10 s).

@@ -14,6 +14,7 @@ use tessera_core::names::DataId;
 use tessera_core::shard_file::{
     FOOTER_LEN, HEADER_LEN, ShardDigester, ShardFileError, chunk_offset, file_len, shard_digest,
 };
+use tessera_runtime::dirlock::DirLockError;
 
 fn temp_entries(store: &ShardStore) -> usize {
     fs::read_dir(store.root().join(TMP_DIR)).unwrap().count()
@@ -90,11 +91,28 @@ async fn ranges_are_checked_against_the_chunk_count() {
     assert_eq!(reader.range(0, 0).unwrap(), 0..4);
     assert_eq!(reader.range(1, 2).unwrap(), 1..3);
     assert_eq!(reader.range(4, 0).unwrap(), 4..4);
+    let shard = key_of(&h);
     for (first, count) in [(5, 0), (3, 2), (0, 5), (1, u64::MAX)] {
         let err = reader.range(first, count).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ShardStoreError::RangeOutOfBounds { shard: s, first: f, count: c, chunks: 4 }
+                    if s == shard && f == first && c == count
+            ),
+            "{err}"
+        );
         assert_eq!(err.code(), "chunk_range_out_of_bounds");
     }
     let err = reader.read_chunk(&table, 4).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ShardStoreError::RangeOutOfBounds { shard: s, first: 4, count: 1, chunks: 4 }
+                if s == shard
+        ),
+        "{err}"
+    );
     assert_eq!(err.code(), "chunk_range_out_of_bounds");
 }
 
@@ -176,6 +194,10 @@ async fn a_stored_copy_is_never_replaced() {
     );
     // Once stored, the write is refused when it begins.
     let err = store.begin_write(h).await.unwrap_err();
+    assert!(
+        matches!(err, ShardStoreError::AlreadyExists { shard } if shard == key_of(&h)),
+        "{err}"
+    );
     assert_eq!(err.code(), "shard_already_exists");
     let stat = store.stat(key_of(&h)).await.unwrap();
     assert_eq!((stat.chunks, stat.digest), (2, written.digest));
@@ -325,10 +347,11 @@ async fn every_refusal_of_a_write_keeps_nothing() {
         assert_eq!(err.code(), code, "{err}");
     }
 
-    assert!(matches!(
-        store.open_read(key_of(&h)).await,
-        Err(ShardStoreError::NotFound { .. })
-    ));
+    let err = store.open_read(key_of(&h)).await.unwrap_err();
+    assert!(
+        matches!(err, ShardStoreError::NotFound { shard } if shard == key_of(&h)),
+        "{err}"
+    );
     assert_eq!(temp_entries(&store), 0);
     assert_eq!(store.usage(), StoreUsage::default());
 
@@ -370,7 +393,7 @@ async fn damage_to_header_footer_table_or_length_refuses_the_copy() {
     flip_byte(&path, 30);
     let err = store.open_read(key).await.unwrap_err();
     assert!(
-        matches!(err, ShardStoreError::CorruptHeader { .. }),
+        matches!(err, ShardStoreError::CorruptHeader { shard, .. } if shard == key),
         "{err}"
     );
     assert!(err.is_corruption() && !err.is_retryable());
@@ -382,9 +405,9 @@ async fn damage_to_header_footer_table_or_length_refuses_the_copy() {
         matches!(
             err,
             ShardStoreError::CorruptFooter {
+                shard,
                 source: ShardFileError::FooterChecksum,
-                ..
-            }
+            } if shard == key
         ),
         "{err}"
     );
@@ -395,17 +418,26 @@ async fn damage_to_header_footer_table_or_length_refuses_the_copy() {
     let reader = store.open_read(key).await.unwrap();
     let err = reader.hash_table().await.unwrap_err();
     assert!(
-        matches!(err, ShardStoreError::HashTableMismatch { .. }),
+        matches!(err, ShardStoreError::HashTableMismatch { shard } if shard == key),
         "{err}"
     );
     assert!(err.is_corruption());
     restore();
 
     // Cut short, padded, cut inside the header.
+    // A length that is no whole number of records leaves no footer to trust: expected is 0.
+    let cut_short = |err: &ShardStoreError| {
+        matches!(
+            err,
+            ShardStoreError::Truncated { shard, file_len, expected: 0 }
+                if *shard == key && *file_len == written.file_len - 10
+        )
+    };
     cut(&path, written.file_len - 10);
     let err = store.open_read(key).await.unwrap_err();
-    assert!(matches!(err, ShardStoreError::Truncated { .. }), "{err}");
-    assert!(store.stat(key).await.is_err());
+    assert!(cut_short(&err), "{err}");
+    let err = store.stat(key).await.unwrap_err();
+    assert!(cut_short(&err), "{err}");
     restore();
     fs::OpenOptions::new()
         .append(true)
@@ -414,16 +446,23 @@ async fn damage_to_header_footer_table_or_length_refuses_the_copy() {
         .write_all_at(&[0; 7], written.file_len)
         .unwrap();
     let err = store.open_read(key).await.unwrap_err();
-    assert!(matches!(err, ShardStoreError::Truncated { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ShardStoreError::Truncated { shard, file_len, expected: 0 }
+                if shard == key && file_len == written.file_len + 7
+        ),
+        "{err}"
+    );
     cut(&path, HEADER_LEN - 1);
     let err = store.open_read(key).await.unwrap_err();
     assert!(
         matches!(
             err,
             ShardStoreError::CorruptHeader {
+                shard,
                 source: ShardFileError::Truncated,
-                ..
-            }
+            } if shard == key
         ),
         "{err}"
     );
@@ -516,7 +555,11 @@ async fn an_aborted_or_dropped_write_leaves_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(store.open_read(key_of(&h)).await.is_err());
+    let err = store.open_read(key_of(&h)).await.unwrap_err();
+    assert!(
+        matches!(err, ShardStoreError::NotFound { shard } if shard == key_of(&h)),
+        "{err}"
+    );
     assert_eq!(store.usage(), StoreUsage::default());
 }
 
@@ -551,10 +594,11 @@ async fn a_restart_cleans_temp_files_and_recounts_shards() {
     assert_eq!(store.usage(), usage);
     assert_eq!(usage.shards, 2);
     assert_eq!(store.list().await.unwrap().shards.len(), 2);
-    assert!(matches!(
-        store.open_read(key_of(&h)).await,
-        Err(ShardStoreError::NotFound { .. })
-    ));
+    let err = store.open_read(key_of(&h)).await.unwrap_err();
+    assert!(
+        matches!(err, ShardStoreError::NotFound { shard } if shard == key_of(&h)),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -568,7 +612,11 @@ async fn the_format_file_is_written_once_and_checked() {
     fs::write(&format, "tessera-data 1\n").unwrap();
     let err = ShardStore::open(dir.path()).await.unwrap_err();
     assert!(
-        matches!(err, ShardStoreError::EarlierFormat { .. }),
+        matches!(
+            &err,
+            ShardStoreError::EarlierFormat { path, found }
+                if *path == format && found == "format line \"tessera-data 1\""
+        ),
         "{err}"
     );
     let message = err.to_string();
@@ -581,14 +629,18 @@ async fn the_format_file_is_written_once_and_checked() {
     fs::write(&format, "tessera-data 3\n").unwrap();
     let err = ShardStore::open(dir.path()).await.unwrap_err();
     assert!(
-        matches!(err, ShardStoreError::UnknownFormat { .. }),
+        matches!(
+            &err,
+            ShardStoreError::UnknownFormat { path, found }
+                if *path == format && found == "tessera-data 3"
+        ),
         "{err}"
     );
 
     fs::remove_file(&format).unwrap();
     let err = ShardStore::open(dir.path()).await.unwrap_err();
     assert!(
-        matches!(err, ShardStoreError::MissingFormat { .. }),
+        matches!(&err, ShardStoreError::MissingFormat { path } if path == dir.path()),
         "{err}"
     );
 }
@@ -621,8 +673,17 @@ async fn a_shard_file_of_format_1_is_refused_at_open() {
 async fn one_folder_has_one_store_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let store = ShardStore::open(dir.path()).await.unwrap();
+    // Held by this process's store, which took the lock for the data role.
+    let held_here = |err: &ShardStoreError| {
+        matches!(
+            err,
+            ShardStoreError::Locked {
+                source: DirLockError::Held { dir: held, holder },
+            } if held == dir.path() && *holder == format!("{} data", std::process::id())
+        )
+    };
     let err = ShardStore::open(dir.path()).await.unwrap_err();
-    assert!(matches!(err, ShardStoreError::Locked { .. }), "{err}");
+    assert!(held_here(&err), "{err}");
     assert_eq!(err.code(), "store_locked");
     let message = err.to_string();
     assert!(
@@ -632,7 +693,8 @@ async fn one_folder_has_one_store_at_a_time() {
     // The lock lives as long as any handle: a writer outlives the store it came from.
     let writer = store.begin_write(header(18, 0)).await.unwrap();
     drop(store);
-    assert!(ShardStore::open(dir.path()).await.is_err());
+    let err = ShardStore::open(dir.path()).await.unwrap_err();
+    assert!(held_here(&err), "{err}");
     writer.abort().await.unwrap();
     drop(ShardStore::open(dir.path()).await.unwrap());
 }

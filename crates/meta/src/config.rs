@@ -321,6 +321,7 @@ mod tests {
             Duration::from_millis(5000)
         );
         let bad = format!("{good}extra = 1\n");
-        assert!(toml::from_str::<MetaConfig>(&bad).is_err());
+        let err = toml::from_str::<MetaConfig>(&bad).expect_err("an unknown field");
+        assert!(err.message().starts_with("unknown field `extra`"), "{err}");
     }
 }

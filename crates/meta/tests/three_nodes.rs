@@ -431,6 +431,10 @@ async fn any_node_lists_worker_reports_and_a_linearizable_applied_index() {
         .await
         .expect_err("a report naming no process is refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        refused.message(),
+        tessera_meta::worker_reports::WorkerReportError::MissingProcess.to_string()
+    );
 
     info!(
         "phase 2: every node's ClusterStatus applied index covers every write acknowledged before"

@@ -117,7 +117,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A folder where the file should be: reading it fails, and is not mistaken for absence.
         fs::create_dir(dir.path().join("cursor")).unwrap();
-        assert!(CursorFile::new(dir.path().join("cursor")).load().is_err());
+        let err = CursorFile::new(dir.path().join("cursor"))
+            .load()
+            .expect_err("a folder is no cursor");
+        assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
         // A missing folder is not created.
         let orphan = CursorFile::new(dir.path().join("missing").join("cursor"));
         assert_eq!(

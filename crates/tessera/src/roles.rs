@@ -412,8 +412,17 @@ mod tests {
             (p.node_id, p.addr.as_str(), p.zone.as_str()),
             (2, "meta-b:7001", "zone-b")
         );
-        assert!(parse_peer("meta-b:7001@zone-b").is_err());
-        assert!(parse_peer("x=meta-b:7001@zone-b").is_err());
-        assert!(parse_peer("2=meta-b:7001").is_err());
+        // The peer is an anyhow error for the command line: its message is what the operator
+        // reads, so the message is what is asserted.
+        let no_id = parse_peer("meta-b:7001@zone-b").expect_err("no ID=");
+        assert_eq!(no_id.to_string(), "peer must be ID=HOST:PORT@ZONE");
+        let no_zone = parse_peer("2=meta-b:7001").expect_err("no @ZONE");
+        assert_eq!(no_zone.to_string(), "peer must be ID=HOST:PORT@ZONE");
+        let bad_id = parse_peer("x=meta-b:7001@zone-b").expect_err("id x");
+        assert_eq!(bad_id.to_string(), "peer id must be a number");
+        assert!(
+            bad_id.downcast_ref::<std::num::ParseIntError>().is_some(),
+            "the cause is the id's parse error: {bad_id:?}"
+        );
     }
 }

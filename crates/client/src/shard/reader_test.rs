@@ -132,11 +132,13 @@ async fn swapped_chunk_data_fails_the_first_chunk_out_of_place() {
         "{fault:?}"
     );
     assert!(fault.is_copy_fault());
-    // The reader stays failed.
-    assert_eq!(
-        reader.next_chunk().await.expect_err("failed").code(),
-        "shard_chunk_mismatch"
+    // The reader stays failed, with the same fault.
+    let again = reader.next_chunk().await.expect_err("failed");
+    assert!(
+        matches!(again, ShardReadFault::ChunkMismatch { chunk: 1, .. }),
+        "{again:?}"
     );
+    assert_eq!(again.code(), "shard_chunk_mismatch");
 }
 
 #[tokio::test]
@@ -233,7 +235,7 @@ async fn a_missing_copy_or_generation_is_not_found() {
         .await
         .expect_err("generation 6 was never written");
     assert!(
-        matches!(fault, ShardReadFault::NotFound { .. }),
+        matches!(&fault, ShardReadFault::NotFound { addr: a, shard } if *a == addr && *shard == id(1, 6)),
         "{fault:?}"
     );
     assert!(fault.is_copy_fault());
@@ -247,6 +249,10 @@ async fn a_manifest_naming_other_bytes_refuses_the_copy() {
     let fault = VerifiedShardReader::open(&DataClient::new(), &addr, spec)
         .await
         .expect_err("digest differs");
+    assert!(
+        matches!(&fault, ShardReadFault::DigestMismatch { addr: a, shard } if *a == addr && *shard == id(1, 5)),
+        "{fault:?}"
+    );
     assert_eq!(fault.code(), "shard_digest_mismatch");
 }
 
@@ -263,7 +269,11 @@ async fn ranges_outside_the_shard_are_refused_locally() {
             .await
             .expect_err("outside");
         assert!(
-            matches!(fault, ShardReadFault::InvalidRange { chunks: CHUNKS, .. }),
+            matches!(
+                fault,
+                ShardReadFault::InvalidRange { shard, first: f, count: c, chunks: CHUNKS }
+                    if shard == id(1, 5) && f == first && c == count
+            ),
             "{fault:?}"
         );
     }

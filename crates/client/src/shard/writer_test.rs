@@ -103,7 +103,14 @@ async fn a_committed_shard_is_stored_with_its_digest_and_listed_by_generation() 
     assert!(data.delete_shard(&addr, &id(6)).await.expect("delete"));
     assert!(model.lock().shards.contains_key(&id(5)));
     let err = data.stat_shard(&addr, &id(6)).await.expect_err("deleted");
-    assert!(matches!(err, DataClientError::NotFound { .. }), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            DataClientError::NotFound { addr: a, message }
+                if *a == addr && *message == format!("{} not stored", id(6))
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -122,9 +129,9 @@ async fn an_existing_id_is_refused_and_kept() {
         matches!(
             &failure,
             ShardWriteError::Node {
-                source: DataClientError::AlreadyExists { .. },
-                ..
-            }
+                shard,
+                source: DataClientError::AlreadyExists { addr: a, .. },
+            } if *shard == id(5) && *a == addr
         ),
         "{failure:?}"
     );
@@ -183,8 +190,16 @@ async fn a_chunk_of_the_wrong_size_fails_the_writer_and_stores_nothing() {
         .send_chunk(chunk(2))
         .await
         .expect_err("failed writer");
+    let same = |err: &ShardWriteError| {
+        matches!(
+            err,
+            ShardWriteError::ChunkSize { shard, expected: CHUNK, got: 5 } if *shard == id(5)
+        )
+    };
+    assert!(same(&again), "{again:?}");
     assert_eq!(again.code(), "shard_write_chunk_size");
     let commit = writer.commit().await.expect_err("failed writer");
+    assert!(same(&commit), "{commit:?}");
     assert_eq!(commit.code(), "shard_write_chunk_size");
     assert!(eventually(Duration::from_secs(5), || model.lock().discarded == 1).await);
     assert!(model.lock().shards.is_empty());
@@ -230,6 +245,14 @@ async fn a_node_that_never_answers_the_commit_stalls_the_commit() {
     let mut writer = ShardWriter::open(&data, &addr, spec).expect("open");
     writer.send_chunk(chunk(1)).await.expect("send");
     let err = writer.commit().await.expect_err("no answer");
+    assert!(
+        matches!(
+            &err,
+            ShardWriteError::Stalled { addr: a, shard, waited }
+                if *a == addr && *shard == id(5) && *waited == Duration::from_millis(200)
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.code(), "shard_write_stalled");
     assert!(err.blames_node());
 }
@@ -251,6 +274,16 @@ async fn a_commit_answer_naming_other_bytes_is_not_accepted() {
         writer.send_chunk(chunk(1)).await.expect("send");
         let err = writer.commit().await.expect_err("mismatched answer");
         assert_eq!(err.code(), code, "{err:?}");
+        // One chunk was sent; AnswerChunks(2) says two were stored.
+        assert!(
+            matches!(
+                &err,
+                ShardWriteError::DigestMismatch { addr: a, shard }
+                    | ShardWriteError::CountMismatch { addr: a, shard, sent: 1, stored: 2 }
+                    if *a == addr && *shard == id(5)
+            ),
+            "{err:?}"
+        );
         assert!(err.blames_node());
         assert!(!err.is_retryable());
     }
@@ -271,9 +304,9 @@ async fn an_unreachable_node_fails_the_write_as_unavailable() {
         matches!(
             &failure,
             ShardWriteError::Node {
-                source: DataClientError::Unavailable { .. },
-                ..
-            }
+                shard,
+                source: DataClientError::Unavailable { addr: a, message },
+            } if *shard == id(5) && *a == addr && message == "tcp connect error"
         ),
         "{failure:?}"
     );
@@ -281,5 +314,15 @@ async fn an_unreachable_node_fails_the_write_as_unavailable() {
     assert!(failure.is_retryable());
 
     let bad = ShardWriter::open(&data, "not an address", spec(id(5))).expect_err("bad addr");
+    assert!(
+        matches!(
+            &bad,
+            ShardWriteError::Node {
+                shard,
+                source: DataClientError::InvalidAddress { addr, .. },
+            } if *shard == id(5) && addr == "not an address"
+        ),
+        "{bad:?}"
+    );
     assert_eq!(bad.code(), "data_invalid_address");
 }
