@@ -104,8 +104,12 @@ pub(crate) fn record(
 
     let results = keys::session_results(&cmd.client_id);
     let mut stale = Vec::new();
-    {
+    if first_unacked > before {
+        // Every result below `before` is deleted already: start there, never at the prefix's
+        // start, where the tombstones of those deletions pile up until compaction (walking
+        // them on every command made the state machine crawl).
         let mut cursor = overlay.cursor(&results);
+        cursor.seek(&keys::session_result(&cmd.client_id, before));
         while let Some((key, _)) = cursor.next_entry()? {
             match keys::parse_session_result(&results, &key) {
                 Some(seq) if seq < first_unacked => stale.push(key),

@@ -39,7 +39,9 @@ impl<'a> View<'a> {
         })
     }
 
-    /// A cursor over the keys starting with `prefix`, positioned at the first of them.
+    /// A cursor over the keys starting with `prefix`, positioned at the first of them. The
+    /// positioning happens on first use, so a cursor that is `seek`ed first never walks from
+    /// the prefix's start (where deleted keys may pile up as tombstones).
     pub(crate) fn prefix_cursor(&self, prefix: &[u8]) -> PrefixCursor<'_> {
         let mut opts = ReadOptions::default();
         if let Some(upper) = keys::prefix_successor(prefix) {
@@ -49,10 +51,10 @@ impl<'a> View<'a> {
             Some(s) => s.raw_iterator_cf_opt(self.cf, opts),
             None => self.db.raw_iterator_cf_opt(self.cf, opts),
         };
-        iter.seek(prefix);
         PrefixCursor {
             iter,
             prefix: prefix.to_vec(),
+            positioned: false,
             started: false,
             done: false,
         }
@@ -77,6 +79,8 @@ impl KvRead for View<'_> {
 pub(crate) struct PrefixCursor<'a> {
     iter: DBRawIterator<'a>,
     prefix: Vec<u8>,
+    /// Whether the iterator was positioned (by `seek`, or at the prefix on first use).
+    positioned: bool,
     /// Whether the iterator has already yielded its current entry.
     started: bool,
     /// Whether the iterator is exhausted (it must not be moved any more).
@@ -90,6 +94,7 @@ impl KvCursor for PrefixCursor<'_> {
         } else {
             self.iter.seek(target);
         }
+        self.positioned = true;
         self.started = false;
         self.done = false;
     }
@@ -97,6 +102,10 @@ impl KvCursor for PrefixCursor<'_> {
     fn next_entry(&mut self) -> Result<Option<Entry>, StoreError> {
         if self.done {
             return Ok(None);
+        }
+        if !self.positioned {
+            self.iter.seek(&self.prefix);
+            self.positioned = true;
         }
         if self.started {
             self.iter.next();
