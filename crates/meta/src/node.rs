@@ -21,7 +21,6 @@ use tessera_proto::raft::v1::raft_service_server::RaftServiceServer;
 use tessera_runtime::Shutdown;
 use tessera_runtime::worker::WorkerRegistry;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tracing::{Instrument, info, warn};
 
@@ -163,12 +162,13 @@ async fn serve_node(
         "meta node serving"
     );
     let stop = shutdown.clone();
+    // Small answers must not wait for the client's delayed ACK (Nagle): a read answered in
+    // two writes would otherwise stall 40 ms.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
         .add_service(raft_service)
         .add_service(meta_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            stop.wait().await
-        });
+        .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });
 
     let init = tokio::spawn(initialize(raft.clone(), config.clone(), pool).in_current_span());
     let served = server.await;

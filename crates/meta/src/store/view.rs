@@ -47,7 +47,7 @@ impl<'a> View<'a> {
         if let Some(upper) = keys::prefix_successor(prefix) {
             opts.set_iterate_upper_bound(upper);
         }
-        let mut iter = match &self.snapshot {
+        let iter = match &self.snapshot {
             Some(s) => s.raw_iterator_cf_opt(self.cf, opts),
             None => self.db.raw_iterator_cf_opt(self.cf, opts),
         };
