@@ -1,5 +1,5 @@
 //! The one cluster harness: every test starts its own real three-zone cluster (separate
-//! `tessera` processes on 127.0.0.1 ports chosen by binding :0) in its own temp folder, waits for
+//! `tessera` processes on 127.0.0.1 ports below the ephemeral range, see `free_port`) in its own temp folder, waits for
 //! readiness with a deadline, acts through named faults, and on drop kills every child by PID,
 //! prints the processes' log tails if the test failed, and removes the folder.
 

@@ -112,10 +112,63 @@ pub enum LayoutError {
     Port(std::io::Error),
 }
 
-/// Binds 127.0.0.1:0 to learn a free port.
+/// Ports this process has handed out, so two layouts made side by side (parallel tests) never
+/// get the same port before their processes bind it.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// How many random ports `free_port` tries before it gives up.
+const PORT_TRIES: usize = 2000;
+
+/// A port on 127.0.0.1 that nothing listens on now, chosen below the kernel's ephemeral range.
+///
+/// A port learnt by binding :0 comes from the ephemeral range, the same range outgoing
+/// connections take their local port from; between learning it and the node binding it, any
+/// connection (another test's client, a node dialling a peer) can take it, and the node fails
+/// with "address in use". Ports below that range are never given to outgoing connections.
 pub fn free_port() -> Result<u16, LayoutError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(LayoutError::Port)?;
-    l.local_addr().map(|a| a.port()).map_err(LayoutError::Port)
+    let (low, high) =
+        listen_range(&std::fs::read_to_string(EPHEMERAL_RANGE_FILE).unwrap_or_default());
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last_error = None;
+    for _ in 0..PORT_TRIES {
+        let port = rand::random_range(low..=high);
+        if handed.contains(&port) {
+            continue;
+        }
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(_) => {
+                handed.insert(port);
+                return Ok(port);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(LayoutError::Port(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("every port of {low}..={high} tried is taken or already handed out"),
+        )
+    })))
+}
+
+/// Where Linux keeps the ephemeral port range ("low high").
+const EPHEMERAL_RANGE_FILE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The range listen ports are drawn from, given the ephemeral range file's text: the 16384
+/// ports just below the ephemeral range (never below 1024), or 16384..=32767 when the file is
+/// missing or says something else (32768 is where Linux's default range starts).
+fn listen_range(ephemeral: &str) -> (u16, u16) {
+    const WIDTH: u16 = 16384;
+    const FALLBACK: (u16, u16) = (16384, 32767);
+    let low = ephemeral
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse::<u16>().ok());
+    match low {
+        Some(low) if low >= 1024 + 1024 => (low.saturating_sub(WIDTH).max(1024), low - 1),
+        _ => FALLBACK,
+    }
 }
 
 impl ClusterLayout {
@@ -293,5 +346,33 @@ mod tests {
         assert_eq!(back.nodes, layout.nodes);
         assert_eq!(back.secret_key, layout.secret_key);
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn listen_ports_lie_below_the_ephemeral_range() {
+        assert_eq!(listen_range("32768\t60999\n"), (16384, 32767));
+        assert_eq!(listen_range("10000 65000"), (1024, 9999));
+        assert_eq!(listen_range("49152 65535"), (32768, 49151));
+        // Too low to leave room below, missing or garbled: the fixed fallback.
+        assert_eq!(listen_range("1500 65535"), (16384, 32767));
+        assert_eq!(listen_range(""), (16384, 32767));
+        assert_eq!(listen_range("low high"), (16384, 32767));
+    }
+
+    #[test]
+    fn free_ports_are_bindable_and_never_handed_out_twice() {
+        let text = std::fs::read_to_string(EPHEMERAL_RANGE_FILE).unwrap_or_default();
+        let (low, high) = listen_range(&text);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let port = free_port().expect("free port");
+            assert!(
+                (low..=high).contains(&port),
+                "{port} outside {low}..={high}"
+            );
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
+        let port = free_port().expect("free port");
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("a handed-out port is bindable");
     }
 }
