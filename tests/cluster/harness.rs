@@ -1,7 +1,8 @@
 //! The one cluster harness: every test starts its own real three-zone cluster (separate
-//! `tessera` processes on 127.0.0.1 ports below the ephemeral range, see `free_port`) in its own temp folder, waits for
-//! readiness with a deadline, acts through named faults, and on drop kills every child by PID,
-//! prints the processes' log tails if the test failed, and removes the folder.
+//! `tessera` processes on 127.0.0.1 ports drawn below the ephemeral range by `free_port`) in its
+//! own temp folder, waits for readiness with a deadline, acts through named faults, and on drop
+//! kills every child by PID, prints the processes' log tails if the test failed, and removes the
+//! folder.
 
 #![allow(dead_code)]
 
