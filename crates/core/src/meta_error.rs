@@ -144,21 +144,11 @@ impl MetaRuleError {
         )
     }
 
-    /// An invalid-argument error.
-    pub fn invalid(message: impl Into<String>) -> MetaRuleError {
-        MetaRuleError::InvalidArgument {
-            message: message.into(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_distinct_and_policy_is_explicit() {
-        let all = [
+    /// One value of every variant, in declaration order, for the tests of codes, messages and
+    /// wire conversions (core's and proto's) to share. A new variant is added here too.
+    #[doc(hidden)]
+    pub fn examples() -> Vec<MetaRuleError> {
+        vec![
             MetaRuleError::NoSuchBucket { bucket: "b".into() },
             MetaRuleError::BucketAlreadyOwnedByYou { bucket: "b".into() },
             MetaRuleError::BucketAlreadyExists { bucket: "b".into() },
@@ -194,7 +184,24 @@ mod tests {
             },
             MetaRuleError::LeaseExpired { lease_id: 3 },
             MetaRuleError::SessionExpired,
-        ];
+        ]
+    }
+
+    /// An invalid-argument error.
+    pub fn invalid(message: impl Into<String>) -> MetaRuleError {
+        MetaRuleError::InvalidArgument {
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_policy_is_explicit() {
+        let all = MetaRuleError::examples();
         let codes: std::collections::BTreeSet<_> = all.iter().map(MetaRuleError::code).collect();
         assert_eq!(codes.len(), all.len());
         let retryable: Vec<_> = all

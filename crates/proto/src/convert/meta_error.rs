@@ -164,43 +164,7 @@ mod tests {
 
     #[test]
     fn every_rule_error_round_trips_with_its_fields() {
-        let all = [
-            MetaRuleError::NoSuchBucket { bucket: "b".into() },
-            MetaRuleError::BucketAlreadyOwnedByYou { bucket: "b".into() },
-            MetaRuleError::BucketAlreadyExists { bucket: "b".into() },
-            MetaRuleError::BucketNotEmpty { bucket: "b".into() },
-            MetaRuleError::NoSuchKey {
-                bucket: "b".into(),
-                key: "k".into(),
-            },
-            MetaRuleError::NoSuchVersion {
-                bucket: "b".into(),
-                key: "k".into(),
-                version_id: "v".into(),
-            },
-            MetaRuleError::NoSuchUpload {
-                upload_id: "u".into(),
-            },
-            MetaRuleError::PreconditionFailed {
-                condition: "If-None-Match: the object exists".into(),
-            },
-            MetaRuleError::InvalidPart {
-                part_number: 7,
-                etag: "\"x\"".into(),
-            },
-            MetaRuleError::InvalidPartOrder,
-            MetaRuleError::invalid("bad"),
-            MetaRuleError::ConditionalRequestConflict,
-            MetaRuleError::EntityTooSmall {
-                part_number: 2,
-                size: 100,
-            },
-            MetaRuleError::Conflict {
-                message: "placement changed".into(),
-            },
-            MetaRuleError::LeaseExpired { lease_id: 44 },
-            MetaRuleError::SessionExpired,
-        ];
+        let all = MetaRuleError::examples();
         for e in all {
             let wire = pb::MetaError::from(&e);
             assert_eq!(MetaRuleError::try_from(&wire), Ok(e));
