@@ -12,7 +12,8 @@
 //! - [`object`]: the metadata records (buckets, versions, parts, uploads, data nodes).
 //! - [`blob`]: blobs, shard copies and their generations, as manifests record them.
 //! - [`shard_file`]: shard file format v2, chunk hashes bound to their place, shard digests.
-//! - [`sealing`]: the transform between a client's bytes and the stored bytes.
+//! - [`sealing`]: the transform between a client's bytes and the stored bytes; its AEAD
+//!   interface, the segment framing for encryption at rest, and data-key wrapping.
 //! - [`lease`]: write leases and the garbage-collection rules judged by the meta clock.
 //! - [`meta_error`]: the typed rules a metadata command can break.
 

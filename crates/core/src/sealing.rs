@@ -7,6 +7,11 @@
 //! which exactly that plaintext can be recovered, with the offset of the range's first byte in
 //! the recovered plaintext. A reader never needs bytes outside that range.
 
+pub mod aead;
+pub mod key_wrap;
+pub mod seal_error;
+pub mod segments;
+
 use std::ops::Range;
 
 /// The transforms a blob may have been stored with.
