@@ -52,6 +52,9 @@ enum BenchCommand {
     /// Three local meta nodes load many objects, then a wiped follower catches up from a
     /// snapshot: prints load rate, snapshot size, catch-up time and peak memory.
     MetaSnapshot(crate::bench_meta::MetaSnapshotArgs),
+    /// Seals and opens a buffer with the segment framing on one core (one layer and DSSE's
+    /// two) and prints MiB/s both ways: the per-core cost of encryption, no cluster needed.
+    Seal(crate::bench_seal::SealArgs),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -286,8 +289,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Runs the selected scenarios and prints one line each.
 pub async fn run(args: BenchArgs) -> Result<()> {
-    if let Some(BenchCommand::MetaSnapshot(meta)) = args.command {
-        return crate::bench_meta::run(meta).await;
+    match args.command {
+        Some(BenchCommand::MetaSnapshot(meta)) => return crate::bench_meta::run(meta).await,
+        Some(BenchCommand::Seal(seal)) => return crate::bench_seal::run(seal),
+        None => {}
     }
     let endpoint = args
         .endpoint

@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod bench_meta;
+mod bench_seal;
 mod dev;
 mod roles;
 
