@@ -129,3 +129,26 @@ pub fn run(args: SealArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_layer_counts_round_trip_in_uneven_pieces() {
+        let args = SealArgs {
+            mib: 1,
+            segment_size: 1000,
+            piece: 777,
+        };
+        let plain: Vec<u8> = (0..300_001u32).map(|i| (i % 253) as u8).collect();
+        for layers in [1, 2] {
+            let f = measure(&args, &plain, layers).expect("seals, opens and matches");
+            assert!(f.seal_mib_s > 0.0 && f.open_mib_s > 0.0);
+        }
+        assert_eq!(
+            measure(&args, &plain, 3).err().map(|e| e.to_string()),
+            Some("invalid segment geometry: segment size 1000, 3 layers".to_owned())
+        );
+    }
+}
