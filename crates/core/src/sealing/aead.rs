@@ -15,8 +15,9 @@ pub const NONCE_LEN: usize = 12;
 /// Bytes an AEAD adds to what it seals (the GCM tag).
 pub const TAG_LEN: usize = 16;
 
-/// A 256-bit key: zeroed when dropped, never printed.
-#[derive(Clone, PartialEq, Eq)]
+/// A 256-bit key: zeroed when dropped, never printed, never compared (no `PartialEq`, so no
+/// code path can compare secrets in variable time).
+#[derive(Clone)]
 pub struct SealKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl SealKey {
