@@ -146,8 +146,8 @@ async fn a_body_that_fails_its_stored_checksum_is_never_served_whole() {
     use tessera_client::meta::PutVersion;
     use tessera_core::blob::Blob;
     use tessera_core::checksum::{ChecksumAlgorithm, ChecksumType, checksum_of, to_base64};
-    use tessera_core::names::{BucketName, ObjectKey, VersionId};
-    use tessera_core::object::{ChecksumValue, ContentHeaders, ObjectPart, ObjectVersion};
+    use tessera_core::names::{BucketName, ObjectKey};
+    use tessera_core::object::{ChecksumValue, ObjectPart, ObjectVersion};
 
     let tc = TestCluster::start(2).await;
     let b = "whole";
@@ -167,16 +167,8 @@ async fn a_body_that_fails_its_stored_checksum_is_never_served_whole() {
     };
     let etag = format!("\"{}\"", hex::encode(tessera_core::etag::md5_of(&body)));
     let version = ObjectVersion {
-        bucket: BucketName::parse(b).expect("bucket"),
-        key: ObjectKey::parse("k").expect("key"),
-        version_id: VersionId::null(),
-        seq: 0,
-        delete_marker: false,
-        last_modified_ms: 0,
         size: body.len() as u64,
         etag: etag.clone(),
-        headers: ContentHeaders::default(),
-        user_metadata: Default::default(),
         checksums: vec![wrong.clone()],
         parts: vec![ObjectPart {
             part_number: 1,
@@ -185,9 +177,11 @@ async fn a_body_that_fails_its_stored_checksum_is_never_served_whole() {
             blob: Blob::inline(body.clone()),
             checksums: vec![wrong],
         }],
-        multipart: false,
         storage_class: "STANDARD".into(),
-        upload_id: None,
+        ..ObjectVersion::new(
+            BucketName::parse(b).expect("bucket"),
+            ObjectKey::parse("k").expect("key"),
+        )
     };
     tc.meta()
         .put_version(&PutVersion {

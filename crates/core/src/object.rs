@@ -121,6 +121,28 @@ pub struct ObjectVersion {
 }
 
 impl ObjectVersion {
+    /// The `null` version of `key` with nothing in it: no bytes, headers, checksums or parts,
+    /// seq and times 0. Records are built from it by struct update, naming only what they set.
+    pub fn new(bucket: BucketName, key: ObjectKey) -> ObjectVersion {
+        ObjectVersion {
+            bucket,
+            key,
+            version_id: VersionId::null(),
+            seq: 0,
+            delete_marker: false,
+            last_modified_ms: 0,
+            size: 0,
+            etag: String::new(),
+            headers: ContentHeaders::default(),
+            user_metadata: BTreeMap::new(),
+            checksums: Vec::new(),
+            parts: Vec::new(),
+            multipart: false,
+            storage_class: String::new(),
+            upload_id: None,
+        }
+    }
+
     /// The same version without any inline object bytes (see
     /// [`Blob::without_inline_bytes`]).
     pub fn without_inline_bytes(&self) -> ObjectVersion {

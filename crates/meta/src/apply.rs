@@ -439,21 +439,14 @@ impl Applier<'_> {
         id: VersionId,
     ) -> Result<ObjectVersion, Fail> {
         let marker = ObjectVersion {
-            bucket: bucket.name.clone(),
-            key: ObjectKey::parse(key).map_err(|e| invalid(format!("key: {e}")))?,
             version_id: id,
             seq: self.index,
             delete_marker: true,
             last_modified_ms: self.clock_ms,
-            size: 0,
-            etag: String::new(),
-            headers: Default::default(),
-            user_metadata: Default::default(),
-            checksums: Vec::new(),
-            parts: Vec::new(),
-            multipart: false,
-            storage_class: String::new(),
-            upload_id: None,
+            ..ObjectVersion::new(
+                bucket.name.clone(),
+                ObjectKey::parse(key).map_err(|e| invalid(format!("key: {e}")))?,
+            )
         };
         self.put_version_record(&marker);
         Ok(marker)

@@ -2,7 +2,6 @@
 //! outcomes, rule errors and queries. Slightly past 800 lines: one suite over one model, whose
 //! helpers a split would duplicate.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,17 +33,8 @@ fn bucket(name: &str) -> Bucket {
 
 fn version(bucket: &str, key: &str) -> ObjectVersion {
     ObjectVersion {
-        bucket: bucket_name(bucket),
-        key: ObjectKey::parse(key).expect("key"),
-        version_id: VersionId::null(),
-        seq: 0,
-        delete_marker: false,
-        last_modified_ms: 0,
         size: 3,
         etag: "\"abc\"".into(),
-        headers: Default::default(),
-        user_metadata: BTreeMap::new(),
-        checksums: Vec::new(),
         parts: vec![tessera_core::object::ObjectPart {
             part_number: 1,
             size: 3,
@@ -52,9 +42,8 @@ fn version(bucket: &str, key: &str) -> ObjectVersion {
             blob: tessera_core::blob::Blob::inline(b"abc".to_vec()),
             checksums: Vec::new(),
         }],
-        multipart: false,
         storage_class: "STANDARD".into(),
-        upload_id: None,
+        ..ObjectVersion::new(bucket_name(bucket), ObjectKey::parse(key).expect("key"))
     }
 }
 

@@ -14,8 +14,8 @@ use tessera_client::{ShardId, ShardWriter};
 use tessera_core::blob::{Blob, BlobStorage, Generation};
 use tessera_core::checksum::{ChecksumAlgorithm, ChecksumType, checksum_of, to_base64};
 use tessera_core::etag::md5_of;
-use tessera_core::names::{BucketName, ObjectKey, VersionId};
-use tessera_core::object::{ChecksumValue, ContentHeaders, ObjectPart, ObjectVersion};
+use tessera_core::names::{BucketName, ObjectKey};
+use tessera_core::object::{ChecksumValue, ObjectPart, ObjectVersion};
 use tessera_core::sealing::{Sealing, StoredRange};
 
 use super::test_cluster::*;
@@ -292,16 +292,10 @@ fn checksum_value(algorithm: ChecksumAlgorithm, data: &[u8]) -> ChecksumValue {
 fn version_of(parts: &[(&Blob, &[u8])], multipart: bool) -> ObjectVersion {
     let all: Vec<u8> = parts.iter().flat_map(|(_, d)| d.iter().copied()).collect();
     ObjectVersion {
-        bucket: BucketName::parse("bkt").expect("bucket"),
-        key: ObjectKey::parse("key").expect("key"),
-        version_id: VersionId::null(),
         seq: 9,
-        delete_marker: false,
         last_modified_ms: 1,
         size: all.len() as u64,
         etag: "\"etag\"".into(),
-        headers: ContentHeaders::default(),
-        user_metadata: Default::default(),
         checksums: vec![checksum_value(ChecksumAlgorithm::Crc64Nvme, &all)],
         parts: (1u32..)
             .zip(parts)
@@ -314,8 +308,10 @@ fn version_of(parts: &[(&Blob, &[u8])], multipart: bool) -> ObjectVersion {
             })
             .collect(),
         multipart,
-        storage_class: String::new(),
-        upload_id: None,
+        ..ObjectVersion::new(
+            BucketName::parse("bkt").expect("bucket"),
+            ObjectKey::parse("key").expect("key"),
+        )
     }
 }
 

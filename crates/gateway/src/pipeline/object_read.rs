@@ -224,8 +224,8 @@ impl Stream for CheckedPart {
 mod tests {
     use super::*;
     use tessera_core::checksum::{checksum_of, to_base64};
-    use tessera_core::names::{BucketName, ObjectKey, VersionId};
-    use tessera_core::object::{ContentHeaders, ObjectPart};
+    use tessera_core::names::{BucketName, ObjectKey};
+    use tessera_core::object::ObjectPart;
 
     fn value(algorithm: ChecksumAlgorithm, data: &[u8], kind: ChecksumType) -> ChecksumValue {
         ChecksumValue {
@@ -238,16 +238,9 @@ mod tests {
     fn version(parts: &[&[u8]], multipart: bool) -> ObjectVersion {
         let all: Vec<u8> = parts.concat();
         ObjectVersion {
-            bucket: BucketName::parse("bkt").expect("bucket"),
-            key: ObjectKey::parse("k").expect("key"),
-            version_id: VersionId::null(),
             seq: 1,
-            delete_marker: false,
-            last_modified_ms: 0,
             size: all.len() as u64,
             etag: "\"e\"".into(),
-            headers: ContentHeaders::default(),
-            user_metadata: Default::default(),
             checksums: vec![value(
                 ChecksumAlgorithm::Crc64Nvme,
                 &all,
@@ -267,8 +260,10 @@ mod tests {
                 })
                 .collect(),
             multipart,
-            storage_class: String::new(),
-            upload_id: None,
+            ..ObjectVersion::new(
+                BucketName::parse("bkt").expect("bucket"),
+                ObjectKey::parse("k").expect("key"),
+            )
         }
     }
 

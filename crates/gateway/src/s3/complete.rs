@@ -22,7 +22,6 @@ use tessera_core::checksum::{
 };
 use tessera_core::etag::{multipart_etag, part_etag_matches};
 use tessera_core::multipart::{validate_completion, validate_part_number};
-use tessera_core::names::VersionId;
 use tessera_core::object::{self as core, ChecksumValue, ObjectVersion, UploadedPart};
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
@@ -246,12 +245,6 @@ pub async fn complete_multipart_upload(
     // Meta builds the parts (and the size) from the stored parts the request names; the
     // version's id, seq and time are its to assign.
     let version = ObjectVersion {
-        bucket: upload.bucket.clone(),
-        key: upload.key.clone(),
-        version_id: VersionId::null(),
-        seq: 0,
-        delete_marker: false,
-        last_modified_ms: 0,
         size: total,
         etag: multipart_etag(&md5s),
         headers: upload.headers.clone(),
@@ -261,10 +254,10 @@ pub async fn complete_multipart_upload(
             value: checksum_value,
             kind: upload.checksum_type,
         }],
-        parts: Vec::new(),
         multipart: true,
         storage_class: upload.storage_class.clone(),
         upload_id: Some(upload.upload_id.clone()),
+        ..ObjectVersion::new(upload.bucket.clone(), upload.key.clone())
     };
     let precondition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let quoted: Vec<(u32, String)> = requested
@@ -296,22 +289,17 @@ pub async fn complete_multipart_upload(
 mod tests {
     use super::*;
     use tessera_core::blob::Blob;
+    use tessera_core::names::VersionId;
     use tessera_core::names::{BucketName, ObjectKey};
-    use tessera_core::object::{ContentHeaders, ObjectPart};
+    use tessera_core::object::ObjectPart;
 
     fn version(parts: &[(u32, &str)]) -> ObjectVersion {
         ObjectVersion {
-            bucket: BucketName::parse("bkt").expect("bucket"),
-            key: ObjectKey::parse("k").expect("key"),
             version_id: VersionId::from_seq(7),
             seq: 7,
-            delete_marker: false,
             last_modified_ms: 1,
             size: 2,
             etag: "\"x-2\"".into(),
-            headers: ContentHeaders::default(),
-            user_metadata: Default::default(),
-            checksums: Vec::new(),
             parts: parts
                 .iter()
                 .map(|(n, etag)| ObjectPart {
@@ -323,8 +311,11 @@ mod tests {
                 })
                 .collect(),
             multipart: true,
-            storage_class: String::new(),
             upload_id: Some("u".into()),
+            ..ObjectVersion::new(
+                BucketName::parse("bkt").expect("bucket"),
+                ObjectKey::parse("k").expect("key"),
+            )
         }
     }
 

@@ -413,21 +413,13 @@ mod tests {
 
     fn object(size: u64) -> ObjectVersion {
         ObjectVersion {
-            bucket: BucketName::parse("bkt").expect("bucket"),
-            key: ObjectKey::parse("k").expect("key"),
-            version_id: VersionId::null(),
             seq: 1,
-            delete_marker: false,
-            last_modified_ms: 0,
             size,
             etag: "\"e\"".into(),
-            headers: Default::default(),
-            user_metadata: Default::default(),
-            checksums: Vec::new(),
-            parts: Vec::new(),
-            multipart: false,
-            storage_class: String::new(),
-            upload_id: None,
+            ..ObjectVersion::new(
+                BucketName::parse("bkt").expect("bucket"),
+                ObjectKey::parse("k").expect("key"),
+            )
         }
     }
 

@@ -125,12 +125,6 @@ pub fn single_part_version(
     let etag = single_part_etag(md5);
     let size = blob.size;
     ObjectVersion {
-        bucket: fields.bucket,
-        key: fields.key,
-        version_id: VersionId::null(),
-        seq: 0,
-        delete_marker: false,
-        last_modified_ms: 0,
         size,
         etag: etag.clone(),
         headers: fields.headers,
@@ -143,9 +137,8 @@ pub fn single_part_version(
             blob,
             checksums: vec![checksum],
         }],
-        multipart: false,
         storage_class: fields.storage_class,
-        upload_id: None,
+        ..ObjectVersion::new(fields.bucket, fields.key)
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tessera_client::MetaClient;
 use tessera_client::meta::{ListObjects, PutVersion};
-use tessera_core::names::{BucketName, ObjectKey, VersionId};
-use tessera_core::object::{Bucket, ContentHeaders, ObjectPart, ObjectVersion, VersioningState};
+use tessera_core::names::{BucketName, ObjectKey};
+use tessera_core::object::{Bucket, ObjectPart, ObjectVersion, VersioningState};
 use tessera_meta::store::StateFingerprint;
 use tessera_meta::{MetaConfig, MetaNodeError, MetaPeer, MetaStore, node::raft_config};
 use tessera_runtime::Shutdown;
@@ -198,17 +198,8 @@ pub fn put(bucket: &str, key: &str) -> PutVersion {
     let etag = format!("\"{key}\"");
     PutVersion {
         version: ObjectVersion {
-            bucket: BucketName::parse(bucket).expect("bucket name"),
-            key: ObjectKey::parse(key).expect("key"),
-            version_id: VersionId::null(),
-            seq: 0,
-            delete_marker: false,
-            last_modified_ms: 0,
             size: body.len() as u64,
             etag: etag.clone(),
-            headers: ContentHeaders::default(),
-            user_metadata: Default::default(),
-            checksums: Vec::new(),
             parts: vec![ObjectPart {
                 part_number: 1,
                 size: body.len() as u64,
@@ -216,9 +207,11 @@ pub fn put(bucket: &str, key: &str) -> PutVersion {
                 blob: tessera_core::blob::Blob::inline(body),
                 checksums: Vec::new(),
             }],
-            multipart: false,
             storage_class: "STANDARD".into(),
-            upload_id: None,
+            ..ObjectVersion::new(
+                BucketName::parse(bucket).expect("bucket name"),
+                ObjectKey::parse(key).expect("key"),
+            )
         },
         precondition: None,
         lease_id: 0,
