@@ -23,7 +23,7 @@ use tessera_core::checksum::{ChecksumAlgorithm, ChecksumType};
 use tessera_core::etag::single_part_etag;
 use tessera_core::multipart::{MultipartError, validate_part_number};
 use tessera_core::names::{BucketName, new_upload_id};
-use tessera_core::object::{self as core, UploadedPart};
+use tessera_core::object::{self as core, ChecksumValue, UploadedPart};
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
@@ -205,23 +205,16 @@ pub async fn upload_part(
         .is_none()
         .then_some(ChecksumAlgorithm::Crc64Nvme);
     let stored = store_body(ops, input.body, &spec, trailing_headers, also).await?;
-    let etag = single_part_etag(&stored.written.digests.md5);
     let checksum = checksum_record(spec.algorithm, &stored.digest);
-    let part = UploadedPart {
-        upload_id: upload.upload_id.clone(),
-        part_number,
-        size: stored.written.blob.size,
-        etag: etag.clone(),
-        last_modified_ms: 0,
-        blob: stored.written.blob.clone(),
-        checksums: stored
-            .written
-            .digests
-            .checksums
-            .iter()
-            .map(|(alg, d)| checksum_record(*alg, d))
-            .collect(),
-    };
+    let checksums = stored
+        .written
+        .digests
+        .checksums
+        .iter()
+        .map(|(alg, d)| checksum_record(*alg, d))
+        .collect();
+    let part = part_record(&upload.upload_id, part_number, &stored, checksums);
+    let etag = part.etag.clone();
     record_part(ops, ctx, &part, stored).await?;
     let mut out = UploadPartOutput {
         e_tag: Some(convert::etag(&etag)),
@@ -236,6 +229,25 @@ pub async fn upload_part(
         out.checksum_sha256 = f.sha256;
     }
     Ok(S3Response::new(out))
+}
+
+/// The record of part `part_number` whose bytes `stored` holds: its ETag is the MD5 of those
+/// bytes, its time is meta's to assign.
+fn part_record(
+    upload_id: &str,
+    part_number: u32,
+    stored: &StoredBody,
+    checksums: Vec<ChecksumValue>,
+) -> UploadedPart {
+    UploadedPart {
+        upload_id: upload_id.to_owned(),
+        part_number,
+        size: stored.written.blob.size,
+        etag: single_part_etag(&stored.written.digests.md5),
+        last_modified_ms: 0,
+        blob: stored.written.blob.clone(),
+        checksums,
+    }
 }
 
 /// Parses `bytes=first-last` of x-amz-copy-source-range against the source size.
@@ -294,17 +306,14 @@ pub async fn upload_part_copy(
         .checksum_algorithm
         .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
     let stored = copy::copy_bytes(ops, &source, range, algorithm).await?;
-    let etag = single_part_etag(&stored.written.digests.md5);
     let checksum = checksum_record(algorithm, &stored.digest);
-    let part = UploadedPart {
-        upload_id: upload.upload_id.clone(),
+    let part = part_record(
+        &upload.upload_id,
         part_number,
-        size: stored.written.blob.size,
-        etag: etag.clone(),
-        last_modified_ms: 0,
-        blob: stored.written.blob.clone(),
-        checksums: vec![checksum.clone()],
-    };
+        &stored,
+        vec![checksum.clone()],
+    );
+    let etag = part.etag.clone();
     record_part(ops, ctx, &part, stored).await?;
     // The part's time is meta's: read it back (None if the upload ended meanwhile).
     let recorded = ops
