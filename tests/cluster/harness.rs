@@ -414,6 +414,11 @@ impl TestCluster {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// The cluster's layout (nodes, ports, folders).
+    pub fn cluster_layout(&self) -> tessera_devcluster::ClusterLayout {
+        self.cluster.layout().clone()
+    }
+
     /// The cluster's folder.
     pub fn root(&self) -> PathBuf {
         self.cluster.root().to_path_buf()

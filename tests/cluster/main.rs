@@ -3,6 +3,7 @@
 //! own cluster through the shared harness and tears it down.
 
 mod bad_input;
+mod encryption;
 mod exactly_once;
 mod gc_safety;
 mod harness;

@@ -1,6 +1,8 @@
 //! Sealing: how a blob's bytes are transformed between the client's body and what is stored
-//! (erasure coded or inline). Only the identity exists today; encryption adds segment-wise
-//! schemes, and everything a scheme needs to reverse itself is recorded with the blob.
+//! (erasure coded or inline): the identity (blobs written before encryption existed) or
+//! SSE-S3, AES-256-GCM over segments (see [`segments`]) under a fresh data key that is stored
+//! only wrapped by a key-encryption key (see [`key_wrap`]). Everything a scheme needs to
+//! reverse itself is recorded with the blob.
 //!
 //! Invariant: for every scheme, `stored_len` is a function of the plaintext length alone, and
 //! `stored_range` maps a plaintext range to the smallest stored range (whole segments) from
@@ -8,11 +10,14 @@
 //! the recovered plaintext. A reader never needs bytes outside that range.
 
 pub mod aead;
+pub mod kek;
 pub mod key_wrap;
 pub mod seal_error;
 pub mod segments;
 
 use std::ops::Range;
+
+use segments::SegmentGeometry;
 
 /// The transforms a blob may have been stored with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -20,6 +25,9 @@ pub enum SealingScheme {
     /// Stored exactly as sent.
     #[default]
     None,
+    /// SSE-S3: one layer of AES-256-GCM segments under a data key wrapped by a key-encryption
+    /// key of the cluster's own.
+    SseS3,
 }
 
 impl SealingScheme {
@@ -27,6 +35,7 @@ impl SealingScheme {
     pub fn as_str(&self) -> &'static str {
         match self {
             SealingScheme::None => "none",
+            SealingScheme::SseS3 => "sse-s3",
         }
     }
 }
@@ -40,7 +49,7 @@ pub struct Sealing {
     pub segment_size: u32,
     /// The blob's data key, wrapped by a key-encryption key (empty when there is none).
     pub wrapped_key: Vec<u8>,
-    /// Which key wrapped it.
+    /// Which key-encryption key wrapped it (its name and version, `name/version`).
     pub key_id: String,
     /// Scheme-specific parameters, encoded by the scheme.
     pub parameters: Vec<u8>,
@@ -67,21 +76,42 @@ impl Sealing {
         self.scheme == SealingScheme::None
     }
 
-    /// Stored length of a plaintext of `plain_len` bytes.
-    pub fn stored_len(&self, plain_len: u64) -> u64 {
+    /// The segment geometry of a segmented scheme; `None` for the identity. A record whose
+    /// segment size is out of bounds is refused.
+    pub fn geometry(&self) -> Result<Option<SegmentGeometry>, seal_error::SealError> {
         match self.scheme {
-            SealingScheme::None => plain_len,
+            SealingScheme::None => Ok(None),
+            SealingScheme::SseS3 => SegmentGeometry::new(self.segment_size, 1).map(Some),
         }
     }
 
+    /// Stored length of a plaintext of `plain_len` bytes.
+    pub fn stored_len(&self, plain_len: u64) -> Result<u64, seal_error::SealError> {
+        Ok(match self.geometry()? {
+            None => plain_len,
+            Some(geometry) => geometry.stored_len(plain_len),
+        })
+    }
+
     /// The stored bytes that hold plaintext `plain` (which lies within `0..plain_len`).
-    pub fn stored_range(&self, plain: Range<u64>, _plain_len: u64) -> StoredRange {
-        match self.scheme {
-            SealingScheme::None => StoredRange {
+    pub fn stored_range(
+        &self,
+        plain: Range<u64>,
+        plain_len: u64,
+    ) -> Result<StoredRange, seal_error::SealError> {
+        Ok(match self.geometry()? {
+            None => StoredRange {
                 stored: plain,
                 skip: 0,
             },
-        }
+            Some(geometry) => {
+                let range = geometry.range(plain, plain_len)?;
+                StoredRange {
+                    stored: range.stored,
+                    skip: range.skip,
+                }
+            }
+        })
     }
 }
 
@@ -95,14 +125,40 @@ mod tests {
         assert!(s.is_identity());
         assert_eq!(s.scheme.as_str(), "none");
         for len in [0u64, 1, 4096, 1 << 40] {
-            assert_eq!(s.stored_len(len), len);
+            assert_eq!(s.stored_len(len), Ok(len));
         }
         assert_eq!(
             s.stored_range(10..20, 100),
-            StoredRange {
+            Ok(StoredRange {
                 stored: 10..20,
                 skip: 0
-            }
+            })
         );
+    }
+
+    #[test]
+    fn sse_s3_maps_ranges_to_whole_segments() {
+        let s = Sealing {
+            scheme: SealingScheme::SseS3,
+            segment_size: 100,
+            ..Sealing::default()
+        };
+        assert!(!s.is_identity());
+        assert_eq!(s.scheme.as_str(), "sse-s3");
+        assert_eq!(s.stored_len(0), Ok(16));
+        assert_eq!(s.stored_len(250), Ok(250 + 3 * 16));
+        assert_eq!(
+            s.stored_range(150..210, 250),
+            Ok(StoredRange {
+                stored: 116..298,
+                skip: 50
+            })
+        );
+        let broken = Sealing {
+            segment_size: 0,
+            ..s.clone()
+        };
+        assert!(broken.stored_len(10).is_err());
+        assert!(s.stored_range(10..300, 250).is_err());
     }
 }

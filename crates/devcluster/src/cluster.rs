@@ -107,6 +107,10 @@ impl DevCluster {
             source,
         })?;
         let layout_path = spec.root.join("layout.json");
+        crate::layout::ensure_root_key(&spec.root).map_err(|source| DevClusterError::Write {
+            path: crate::layout::root_key_path(&spec.root),
+            source,
+        })?;
         // Only the start that creates the layout founds the meta group (`--init` on meta 1).
         let first_start = !layout_path.exists();
         let layout = if !first_start {

@@ -297,6 +297,22 @@ fn repair_spec(root: &Path) -> Result<NodeSpec, LayoutError> {
     })
 }
 
+/// The file holding the root key of the cluster rooted at `root` (the meta nodes wrap their
+/// key-encryption keys under it).
+pub fn root_key_path(root: &Path) -> PathBuf {
+    root.join("root.key")
+}
+
+/// Makes the cluster's root key (64 random hex digits, mode 0600) unless it exists.
+pub fn ensure_root_key(root: &Path) -> std::io::Result<PathBuf> {
+    let path = root_key_path(root);
+    if !path.exists() {
+        let key = zeroize::Zeroizing::new(hex::encode(rand::random::<[u8; 32]>()));
+        write_private(&path, key.as_bytes())?;
+    }
+    Ok(path)
+}
+
 /// Writes a file with mode 0600 (it may hold credentials), atomically.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

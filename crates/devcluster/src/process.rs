@@ -2,7 +2,7 @@
 //! log file, stopped by PID (SIGTERM, then SIGKILL after a grace period; or SIGKILL at once to
 //! simulate a crash). A `ManagedProcess` that is dropped kills its child.
 
-use crate::layout::{ClusterLayout, NodeRole, NodeSpec};
+use crate::layout::{ClusterLayout, NodeRole, NodeSpec, root_key_path};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,10 @@ pub fn command_args(spec: &NodeSpec, layout: &ClusterLayout) -> Vec<String> {
                 spec.addr(),
                 "--data-dir".into(),
                 spec.data_dir.display().to_string(),
+                "--root-key-file".into(),
+                root_key_path(spec.data_dir.parent().unwrap_or(Path::new(".")))
+                    .display()
+                    .to_string(),
             ]);
             for peer in layout.nodes.iter().filter(|n| n.role == NodeRole::Meta) {
                 args.push("--peer".into());

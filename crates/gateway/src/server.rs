@@ -20,7 +20,7 @@ use crate::context::{RequestContext, new_request_id};
 use crate::guard::{self, Refusal, refusal_response};
 use crate::metrics::{CountedBody, GatewayMetrics};
 use crate::nodes::{NodeDirectory, NodeRefresher};
-use crate::pipeline::{BlobStore, BlobStoreConfig};
+use crate::pipeline::{BlobStore, BlobStoreConfig, MetaKeys, SseS3Seals};
 use crate::post_form;
 use crate::s3::auth::{AccessHook, KeyStore};
 use crate::s3::convert::canonical_id;
@@ -275,7 +275,9 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
         &registry,
         shutdown.clone(),
     );
-    let blobs = BlobStore::new(
+    // Every new blob is sealed with SSE-S3 under a data key from the meta key service.
+    let seals = SseS3Seals::new(Arc::new(MetaKeys::new(meta.clone())));
+    let blobs = BlobStore::with_seals(
         DataClient::new(),
         nodes,
         BlobStoreConfig {
@@ -284,6 +286,7 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
             layout: None,
             body_idle_timeout: Duration::from_secs(config.body_idle_timeout_secs),
         },
+        Arc::new(seals),
     );
     let metrics = GatewayMetrics::new(Arc::clone(blobs.metrics()));
     if let Some(addr) = config.metrics_listen {

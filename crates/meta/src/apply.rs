@@ -218,6 +218,7 @@ impl Applier<'_> {
             command::Cmd::GrantLease(c) => self.grant_lease(c),
             command::Cmd::RenewLease(c) => self.renew_lease(c),
             command::Cmd::ReleaseLease(c) => self.release_lease(c),
+            command::Cmd::CreateKek(c) => self.create_kek(c),
         }
     }
 
@@ -545,6 +546,8 @@ fn check_precondition(
 
 #[path = "apply_blobs.rs"]
 mod blobs;
+#[path = "apply_keks.rs"]
+mod keks;
 #[path = "apply_leases.rs"]
 mod leases;
 #[path = "apply_uploads.rs"]

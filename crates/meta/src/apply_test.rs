@@ -676,6 +676,8 @@ fn rocksdb_commits_an_entrys_writes_with_its_log_id_and_reports_index_and_clock(
 mod blobs;
 #[path = "interleave_test.rs"]
 mod interleave;
+#[path = "apply_keks_test.rs"]
+mod keks;
 #[path = "apply_leases_test.rs"]
 mod leases;
 #[path = "apply_uploads_test.rs"]

@@ -59,6 +59,11 @@ pub struct MetaConfig {
     /// a group of its own.
     #[serde(default)]
     pub initialize: bool,
+    /// The file holding the root key (64 hex digits) that key-encryption keys are wrapped
+    /// under; without it the key is taken from `TESSERA_ROOT_KEY`. Every meta node of a group
+    /// needs the same root key.
+    #[serde(default)]
+    pub root_key_file: Option<PathBuf>,
 }
 
 /// One voter of the meta group.
@@ -236,6 +241,7 @@ mod tests {
             suspect_after_ms: DEFAULT_SUSPECT_AFTER_MS,
             dead_after_ms: DEFAULT_DEAD_AFTER_MS,
             initialize: false,
+            root_key_file: None,
         }
     }
 

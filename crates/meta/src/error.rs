@@ -163,6 +163,9 @@ pub enum MetaNodeError {
     /// The gRPC server failed.
     #[error("grpc server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// No root key, an unreadable or malformed one, or not the one this node started with.
+    #[error("root key: {0}")]
+    RootKey(String),
 }
 
 impl MetaNodeError {
@@ -181,6 +184,7 @@ impl MetaNodeError {
             MetaNodeError::Bind { .. } => "meta_bind",
             MetaNodeError::Raft(_) => "meta_raft",
             MetaNodeError::Serve(_) => "meta_serve",
+            MetaNodeError::RootKey(_) => "meta_root_key",
         }
     }
 }

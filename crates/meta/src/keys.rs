@@ -62,6 +62,8 @@ pub const SESSION_PREFIX: &[u8] = b"s/";
 pub const SESSION_RESULT_PREFIX: &[u8] = b"sr/";
 /// The meta clock.
 pub const CLOCK: &[u8] = b"c/clock";
+/// `kk/<name>\0<version BE4>`: key-encryption key versions, each wrapped under the root key.
+pub const KEK_PREFIX: &[u8] = b"kk/";
 
 /// The length of every data id.
 pub const DATA_ID_LEN: usize = 16;
@@ -254,6 +256,18 @@ pub fn parse_session_result(results_prefix: &[u8], raw: &[u8]) -> Option<u64> {
 pub fn parse_session(raw: &[u8]) -> Option<&[u8]> {
     raw.strip_prefix(SESSION_PREFIX)
         .filter(|id| id.len() == CLIENT_ID_LEN)
+}
+
+/// `kk/<name>\0`: every version of one key-encryption key, oldest first.
+pub fn kek_versions(name: &str) -> Vec<u8> {
+    join(&[KEK_PREFIX, name.as_bytes(), &[SEP]])
+}
+
+/// `kk/<name>\0<version>`
+pub fn kek(name: &str, version: u32) -> Vec<u8> {
+    let mut k = kek_versions(name);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
 }
 
 /// `r/<reporter>`: the latest report of one repair daemon.

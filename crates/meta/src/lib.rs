@@ -18,6 +18,7 @@ mod channels;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod key_service;
 pub mod keys;
 pub mod kv;
 pub mod liveness;

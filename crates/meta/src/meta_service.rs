@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use tessera_core::sealing::kek::{KekId, SSE_S3_KEK};
 use tessera_proto::meta::v1 as pb;
 use tessera_proto::meta::v1::meta_service_client::MetaServiceClient;
 use tessera_proto::meta::v1::meta_service_server::MetaService;
@@ -24,6 +25,7 @@ use tonic::{Request, Response, Status};
 
 use crate::channels::{ChannelPool, MAX_MESSAGE_BYTES};
 use crate::error::StoreError;
+use crate::key_service::{self, KeyService};
 use crate::liveness::{LivenessTimeouts, heartbeat_age};
 use crate::query;
 use crate::raft_service::role_name;
@@ -59,6 +61,8 @@ pub struct MetaGrpc {
     worker_reports: WorkerReports,
     /// This meta process's own workers, listed with the reports when there are any.
     own_workers: Option<(pb::ProcessId, WorkerRegistry)>,
+    /// Key-encryption keys, unwrapped under the root key only in this process.
+    keys: Arc<KeyService>,
 }
 
 enum Route {
@@ -129,6 +133,7 @@ impl MetaGrpc {
         store: MetaStore,
         pool: ChannelPool,
         liveness: LivenessTimeouts,
+        keys: KeyService,
     ) -> Self {
         MetaGrpc {
             node_id,
@@ -140,6 +145,7 @@ impl MetaGrpc {
             started: Instant::now(),
             worker_reports: WorkerReports::new(),
             own_workers: None,
+            keys: Arc::new(keys),
         }
     }
 
@@ -295,6 +301,40 @@ impl MetaGrpc {
             .await
             .map(|at| (at.applied_index, at.clock_ms))
             .map_err(store_status)
+    }
+
+    /// Adds the next version of KEK `name` through Raft (only the SSE-S3 KEK is made on first
+    /// use). `Ok(None)`: added, or another creation won the race; either way the store has a
+    /// version now. `Ok(Some(route))`: only the leader can add it.
+    async fn create_kek(&self, name: &str, was_forwarded: bool) -> Result<Option<Route>, Status> {
+        let keys = self.keys.clone();
+        let owned = name.to_owned();
+        let next = blocking(move || Ok(keys.newest(&owned)))
+            .await
+            .map_err(store_status)??
+            .map_or(1, |(id, _)| id.version + 1);
+        let id = KekId::new(name, next)
+            .ok_or_else(|| Status::invalid_argument(format!("not a key name: {name:?}")))?;
+        let cmd = pb::Command {
+            cmd: Some(pb::command::Cmd::CreateKek(self.keys.new_kek(&id))),
+            session: None,
+            leader_time_ms: tessera_runtime::clock::now_ms(),
+        };
+        let write = tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd));
+        match write.await {
+            Err(_) => Err(Status::unavailable("write was not committed in time")),
+            Ok(Ok(_)) => {
+                tracing::info!(kek = %id, "key-encryption key created");
+                Ok(None)
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
+                self.route_to_leader(to, was_forwarded).map(Some)
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(
+                Status::internal(format!("unexpected membership error: {e}")),
+            ),
+            Ok(Err(RaftError::Fatal(e))) => Err(Status::unavailable(format!("raft stopped: {e}"))),
+        }
     }
 
     /// This process's own workers as a report entry, if it runs any.
@@ -538,5 +578,76 @@ impl MetaService for MetaGrpc {
             .ok_or_else(|| Status::invalid_argument("heartbeat needs the node"))?;
         self.record_heartbeat(node.node_id);
         Ok(Response::new(pb::HeartbeatResponse {}))
+    }
+
+    async fn generate_data_key(
+        &self,
+        request: Request<pb::GenerateDataKeyRequest>,
+    ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
+        let was_forwarded = is_forwarded(&request);
+        let req = request.into_inner();
+        key_service::binding(req.binding.as_ref())?;
+        if req.kek_name != SSE_S3_KEK {
+            return Err(Status::not_found(format!(
+                "no key-encryption key named {:?}",
+                req.kek_name
+            )));
+        }
+        // The newest version this node has; the first use makes version 1 (on the leader).
+        for _ in 0..3 {
+            let keys = self.keys.clone();
+            let name = req.kek_name.clone();
+            let newest = blocking(move || Ok(keys.newest(&name)))
+                .await
+                .map_err(store_status)??;
+            if let Some((id, kek)) = newest {
+                let (binding, layer) = key_service::binding(req.binding.as_ref())?;
+                return Ok(Response::new(key_service::generate(
+                    &id, &kek, binding, layer,
+                )));
+            }
+            if let Some(route) = self.create_kek(&req.kek_name, was_forwarded).await? {
+                return match route {
+                    Route::Leader { mut client, addr } => {
+                        forward_call(&addr, client.generate_data_key(forwarded(req))).await
+                    }
+                    Route::Local => Err(Status::internal("key creation routed back here")),
+                };
+            }
+        }
+        Err(Status::unavailable(
+            "the key-encryption key could not be created; retry",
+        ))
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        request: Request<pb::DecryptDataKeyRequest>,
+    ) -> Result<Response<pb::DecryptDataKeyResponse>, Status> {
+        let was_forwarded = is_forwarded(&request);
+        let req = request.into_inner();
+        let id: KekId = req
+            .kek_id
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("{e}")))?;
+        key_service::binding(req.binding.as_ref())?;
+        let keys = self.keys.clone();
+        let wanted = id.clone();
+        let kek = blocking(move || Ok(keys.version(&wanted)))
+            .await
+            .map_err(store_status)??;
+        match kek {
+            Some(kek) => {
+                let (binding, layer) = key_service::binding(req.binding.as_ref())?;
+                key_service::decrypt(&id, &kek, binding, layer, &req.wrapped_key).map(Response::new)
+            }
+            // This node may not have applied the KEK's creation yet: the leader has.
+            None => match self.read_route(was_forwarded).await? {
+                Route::Leader { mut client, addr } => {
+                    forward_call(&addr, client.decrypt_data_key(forwarded(req))).await
+                }
+                Route::Local => Err(Status::not_found(format!("no key-encryption key {id}"))),
+            },
+        }
     }
 }

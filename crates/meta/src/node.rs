@@ -27,6 +27,7 @@ use tracing::{Instrument, info, warn};
 use crate::channels::{ChannelPool, MAX_MESSAGE_BYTES};
 use crate::config::MetaConfig;
 use crate::error::MetaNodeError;
+use crate::key_service::{KeyService, check_root_key, load_root_key, record_root_key};
 use crate::meta_service::MetaGrpc;
 use crate::network::NetworkFactory;
 use crate::raft_service::RaftGrpc;
@@ -54,6 +55,18 @@ const INIT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long shutdown waits for Raft's tasks to release the store.
 const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Overrides `SNAPSHOT_EVERY` (entries between snapshots) when set to a positive number: for
+/// tests that need a snapshot on disk soon, and for tuning.
+pub const SNAPSHOT_EVERY_ENV: &str = "TESSERA_META_SNAPSHOT_EVERY";
+
+fn snapshot_every() -> u64 {
+    std::env::var(SNAPSHOT_EVERY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(SNAPSHOT_EVERY)
+}
+
 /// The Raft configuration every meta node runs with.
 pub fn raft_config() -> Result<Config, MetaNodeError> {
     let config = Config {
@@ -61,7 +74,7 @@ pub fn raft_config() -> Result<Config, MetaNodeError> {
         heartbeat_interval: HEARTBEAT_MS,
         election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
         election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every()),
         max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT_MS,
@@ -121,7 +134,10 @@ async fn serve_node(
         path: dir.display().to_string(),
         source,
     })?;
+    let root_key = load_root_key(config.root_key_file.as_deref())?;
+    check_root_key(&dir, &root_key)?;
     let store = MetaStore::open(&dir)?;
+    record_root_key(&dir, &root_key)?;
     let pool = ChannelPool::new();
     let raft = MetaRaft::new(
         config.node_id,
@@ -149,6 +165,7 @@ async fn serve_node(
             store.clone(),
             pool.clone(),
             config.liveness_timeouts(),
+            KeyService::new(root_key, store.clone()),
         )
         .with_own_workers(own_process, WorkerRegistry::new()),
     )

@@ -183,6 +183,24 @@ pub(crate) fn lease(kv: &dyn KvRead, lease_id: u64) -> Result<Option<WriteLease>
         .map(|l| WriteLease::from(&l)))
 }
 
+/// The newest version of key-encryption key `name`, if it has any.
+pub(crate) fn newest_kek(kv: &dyn KvRead, name: &str) -> Result<Option<pb::KekRecord>, StoreError> {
+    Ok(kv
+        .scan_pb::<pb::KekRecord>(&keys::kek_versions(name), "key-encryption key")?
+        .into_iter()
+        .map(|(_, k)| k)
+        .next_back())
+}
+
+/// Version `version` of key-encryption key `name`.
+pub(crate) fn kek(
+    kv: &dyn KvRead,
+    name: &str,
+    version: u32,
+) -> Result<Option<pb::KekRecord>, StoreError> {
+    kv.get_pb(&keys::kek(name, version), "key-encryption key")
+}
+
 /// A garbage record: a blob no record references, and since when (meta clock).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct GarbageRecord {

@@ -44,6 +44,11 @@ pub struct MetaArgs {
     /// waits to be contacted by the group's leader (a wiped voter rejoins that way).
     #[arg(long = "init", env = "TESSERA_META_INIT")]
     init: bool,
+    /// File holding the root key (64 hex digits) that key-encryption keys are wrapped under;
+    /// without it the key is read from TESSERA_ROOT_KEY. Every meta node needs the same key,
+    /// and a node refuses to start with another key than the one it first started with.
+    #[arg(long, env = "TESSERA_ROOT_KEY_FILE")]
+    root_key_file: Option<PathBuf>,
 }
 
 /// Flags of `tessera data`.
@@ -173,6 +178,7 @@ pub async fn run_meta(args: MetaArgs) -> Result<()> {
             suspect_after_ms: tessera_meta::config::DEFAULT_SUSPECT_AFTER_MS,
             dead_after_ms: tessera_meta::config::DEFAULT_DEAD_AFTER_MS,
             initialize: false,
+            root_key_file: None,
         },
     };
     if args.init {
@@ -192,6 +198,9 @@ pub async fn run_meta(args: MetaArgs) -> Result<()> {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if args.root_key_file.is_some() {
+        config.root_key_file = args.root_key_file;
     }
     if let Some(ms) = args.suspect_after_ms {
         config.suspect_after_ms = ms;

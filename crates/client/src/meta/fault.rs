@@ -55,11 +55,13 @@ pub enum CommandKind {
     RenewLease,
     /// `ReleaseLease`.
     ReleaseLease,
+    /// `CreateKek` (proposed by meta nodes themselves, never by this client).
+    CreateKek,
 }
 
 impl CommandKind {
     /// Every kind.
-    pub const ALL: [CommandKind; 18] = [
+    pub const ALL: [CommandKind; 19] = [
         CommandKind::CreateBucket,
         CommandKind::DeleteBucket,
         CommandKind::SetBucketVersioning,
@@ -78,6 +80,7 @@ impl CommandKind {
         CommandKind::GrantLease,
         CommandKind::RenewLease,
         CommandKind::ReleaseLease,
+        CommandKind::CreateKek,
     ];
 
     /// The kind's snake-case name (`put_version`).
@@ -101,6 +104,7 @@ impl CommandKind {
             CommandKind::GrantLease => "grant_lease",
             CommandKind::RenewLease => "renew_lease",
             CommandKind::ReleaseLease => "release_lease",
+            CommandKind::CreateKek => "create_kek",
         }
     }
 
@@ -131,6 +135,7 @@ impl CommandKind {
             Cmd::GrantLease(_) => CommandKind::GrantLease,
             Cmd::RenewLease(_) => CommandKind::RenewLease,
             Cmd::ReleaseLease(_) => CommandKind::ReleaseLease,
+            Cmd::CreateKek(_) => CommandKind::CreateKek,
         }
     }
 }

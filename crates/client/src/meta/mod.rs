@@ -25,6 +25,7 @@
 mod commands;
 mod error;
 mod fault;
+mod keys;
 mod queries;
 mod session;
 
@@ -49,6 +50,7 @@ use tracing::{debug, warn};
 pub use commands::{DeleteOutcome, GarbageClaim, PlacementChange, PutVersion, ShardClaim};
 pub use error::{CommandError, MetaClientError};
 pub use fault::{CommandKind, DROP_META_ANSWER_ENV, FaultPlan, FaultSpecError};
+pub use keys::DataKey;
 pub use queries::{
     BlobFamily, BlobPage, BlobRef, ListObjects, ListUploads, ObjectLookup, ObjectPage, PartPage,
     UploadLookup, UploadPage,

@@ -271,7 +271,8 @@ impl MetaState {
             | Cmd::SetDataNodeState(_)
             | Cmd::UpdatePlacement(_)
             | Cmd::ReleaseShards(_)
-            | Cmd::PutRepairReport(_) => ok(),
+            | Cmd::PutRepairReport(_)
+            | Cmd::CreateKek(_) => ok(),
         }
     }
 }
@@ -507,5 +508,23 @@ impl MetaService for MetaModel {
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         Ok(Response::new(pb::ListWorkersResponse::default()))
+    }
+
+    async fn generate_data_key(
+        &self,
+        _request: Request<pb::GenerateDataKeyRequest>,
+    ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "this test meta service holds no keys",
+        ))
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        _request: Request<pb::DecryptDataKeyRequest>,
+    ) -> Result<Response<pb::DecryptDataKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "this test meta service holds no keys",
+        ))
     }
 }

@@ -119,7 +119,8 @@ impl PipelineError {
         match self {
             Self::InsufficientNodes { .. }
             | Self::WriteQuorumLost { .. }
-            | Self::ReadUnavailable { .. } => true,
+            | Self::ReadUnavailable { .. }
+            | Self::Seal(SealError::KeysUnavailable { .. }) => true,
             Self::BodyRead { .. }
             | Self::BodyIdle { .. }
             | Self::LengthMismatch { .. }

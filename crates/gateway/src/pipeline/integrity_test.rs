@@ -4,10 +4,9 @@
 //! commits no shard anywhere; a whole-object read holds back its last piece until the stored
 //! checksum matched; and a sealer other than the identity round-trips through the pipeline.
 
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tessera_client::shard::ShardWriteSpec;
 use tessera_client::{ShardId, ShardWriter};
@@ -16,7 +15,7 @@ use tessera_core::checksum::{ChecksumAlgorithm, ChecksumType, checksum_of, to_ba
 use tessera_core::etag::md5_of;
 use tessera_core::names::{BucketName, ObjectKey};
 use tessera_core::object::{ChecksumValue, ObjectPart, ObjectVersion};
-use tessera_core::sealing::{Sealing, StoredRange};
+use tessera_core::sealing::{Sealing, SealingScheme};
 
 use super::test_cluster::*;
 use super::*;
@@ -411,155 +410,18 @@ async fn a_multipart_read_checks_each_part_as_its_bytes_finish() {
     assert!(end.is_none() && back == two);
 }
 
-/// A test-only sealer: plaintext in segments of `SEGMENT` bytes, each stored XORed with a
-/// keystream of its index and followed by one tag byte, so stored lengths and ranges differ
-/// from the plaintext's as a segment-wise cipher's would.
-#[derive(Debug)]
-struct XorSeals;
-
-const SEGMENT: u64 = 1000;
-const XOR_PARAMETERS: &[u8] = b"xor-test";
-
-fn keystream(segment: u64, at: usize) -> u8 {
-    (segment as u8).wrapping_mul(31) ^ (at as u8).wrapping_mul(7) ^ 0xa5
+/// A recognisable plaintext: `CANARY` over and over (cut at `len`).
+fn canary_bytes(len: usize) -> Vec<u8> {
+    CANARY.iter().copied().cycle().take(len).collect()
 }
 
-fn tag(segment: u64, plain: &[u8]) -> u8 {
-    plain.iter().fold(segment as u8, |t, b| t.wrapping_add(*b))
-}
+const CANARY: &[u8] = b"tessera-canary-3f9c1d";
 
-fn stored_len(plain: u64) -> u64 {
-    plain + plain.div_ceil(SEGMENT)
-}
-
-#[derive(Default)]
-struct XorSealer {
-    buffer: Vec<u8>,
-    segment: u64,
-}
-
-impl XorSealer {
-    fn seal_segment(&mut self, plain: &[u8], out: &mut Vec<u8>) {
-        out.extend(
-            plain
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ keystream(self.segment, i)),
-        );
-        out.push(tag(self.segment, plain));
-        self.segment += 1;
-    }
-}
-
-impl Sealer for XorSealer {
-    fn sealing(&self) -> Sealing {
-        Sealing {
-            segment_size: SEGMENT as u32,
-            parameters: XOR_PARAMETERS.to_vec(),
-            ..Sealing::none()
-        }
-    }
-
-    fn stored_len(&self, plain_len: u64) -> u64 {
-        stored_len(plain_len)
-    }
-
-    fn seal(&mut self, plain: Bytes) -> Result<Bytes, SealError> {
-        self.buffer.extend_from_slice(&plain);
-        let mut out = Vec::new();
-        let whole = self.buffer.len() / SEGMENT as usize * SEGMENT as usize;
-        let ready: Vec<u8> = self.buffer.drain(..whole).collect();
-        for segment in ready.chunks(SEGMENT as usize) {
-            self.seal_segment(segment, &mut out);
-        }
-        Ok(Bytes::from(out))
-    }
-
-    fn finish(&mut self) -> Result<Bytes, SealError> {
-        let mut out = Vec::new();
-        if !self.buffer.is_empty() {
-            let last = std::mem::take(&mut self.buffer);
-            self.seal_segment(&last, &mut out);
-        }
-        Ok(Bytes::from(out))
-    }
-}
-
-struct XorUnsealer {
-    buffer: BytesMut,
-    segment: u64,
-}
-
-impl XorUnsealer {
-    fn open(&mut self, stored: &[u8]) -> Result<Vec<u8>, SealError> {
-        let (body, tagged) = stored.split_at(stored.len() - 1);
-        let plain: Vec<u8> = body
-            .iter()
-            .enumerate()
-            .map(|(i, b)| b ^ keystream(self.segment, i))
-            .collect();
-        if tag(self.segment, &plain) != tagged[0] {
-            return Err(SealError::Corrupt {
-                detail: format!("segment {} fails its tag", self.segment),
-            });
-        }
-        self.segment += 1;
-        Ok(plain)
-    }
-}
-
-impl Unsealer for XorUnsealer {
-    fn unseal(&mut self, stored: Bytes) -> Result<Bytes, SealError> {
-        self.buffer.extend_from_slice(&stored);
-        let mut out = Vec::new();
-        let unit = SEGMENT as usize + 1;
-        while self.buffer.len() >= unit {
-            let segment = self.buffer.split_to(unit);
-            out.extend(self.open(&segment)?);
-        }
-        Ok(Bytes::from(out))
-    }
-
-    fn finish(&mut self) -> Result<Bytes, SealError> {
-        if self.buffer.is_empty() {
-            return Ok(Bytes::new());
-        }
-        let last = std::mem::take(&mut self.buffer);
-        Ok(Bytes::from(self.open(&last)?))
-    }
-}
-
-impl Seals for XorSeals {
-    fn sealer(&self) -> Box<dyn Sealer> {
-        Box::new(XorSealer::default())
-    }
-
-    fn stored_range(&self, _sealing: &Sealing, plain: Range<u64>, plain_len: u64) -> StoredRange {
-        let first = plain.start / SEGMENT;
-        let last = plain.end.div_ceil(SEGMENT);
-        StoredRange {
-            stored: first * (SEGMENT + 1)..(last * (SEGMENT + 1)).min(stored_len(plain_len)),
-            skip: plain.start - first * SEGMENT,
-        }
-    }
-
-    fn unsealer(
-        &self,
-        sealing: &Sealing,
-        stored: Range<u64>,
-    ) -> Result<Box<dyn Unsealer>, SealError> {
-        if sealing.parameters != XOR_PARAMETERS {
-            return Err(SealError::UnsupportedScheme { scheme: "xor-test" });
-        }
-        Ok(Box::new(XorUnsealer {
-            buffer: BytesMut::new(),
-            segment: stored.start / (SEGMENT + 1),
-        }))
-    }
-}
-
+/// SSE-S3 through the whole pipeline (inline and erasure-coded blobs, segment boundaries),
+/// with data keys wrapped by a key-encryption key of the test's own: every range reads back
+/// byte-exact, what is stored holds no plaintext, and a blob opened for another object fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sealer_other_than_the_identity_round_trips_through_the_pipeline() {
+async fn sse_s3_round_trips_through_the_pipeline_and_stores_no_plaintext() {
     let cluster = Cluster::start().await;
     let config = BlobStoreConfig {
         chunk_size: CHUNK,
@@ -570,12 +432,25 @@ async fn a_sealer_other_than_the_identity_round_trips_through_the_pipeline() {
         cluster.data.clone(),
         cluster.directory.clone(),
         config.clone(),
-        Arc::new(XorSeals),
+        Arc::new(SseS3Seals::new(Arc::new(super::sse::LocalKeys::new()))),
     );
-    let plain_store = cluster.store_with(config);
-    for len in [0usize, 999, 1000, 5_000, 4 * STRIPE as usize + 777] {
+    let raw = BlobStore::with_seals(
+        cluster.data.clone(),
+        cluster.directory.clone(),
+        config,
+        Arc::new(IdentitySeals),
+    );
+    let segment = tessera_core::sealing::segments::DEFAULT_SEGMENT_SIZE as usize;
+    for len in [
+        0usize,
+        1,
+        999,
+        segment,
+        segment + 1,
+        4 * STRIPE as usize + 777,
+    ] {
         tracing::info!(len, "sealed on the way in, unsealed on the way out");
-        let data = random_bytes(len);
+        let data = canary_bytes(len);
         let w = sealed
             .write(body(&data, 4_321), opts(len))
             .await
@@ -586,8 +461,15 @@ async fn a_sealer_other_than_the_identity_round_trips_through_the_pipeline() {
             "digests are over the plaintext"
         );
         assert_eq!(w.blob.size, len as u64);
-        assert_eq!(w.blob.stored_size, stored_len(len as u64));
-        assert_eq!(w.blob.sealing.parameters, XOR_PARAMETERS);
+        assert_eq!(w.blob.sealing.scheme, SealingScheme::SseS3);
+        assert_eq!(
+            w.blob.sealing.stored_len(len as u64),
+            Ok(w.blob.stored_size)
+        );
+        assert!(
+            w.blob.stored_size > len as u64,
+            "every segment carries a tag"
+        );
         if let BlobStorage::Inline(stored) = &w.blob.storage {
             assert_eq!(stored.len() as u64, w.blob.stored_size);
         }
@@ -595,26 +477,46 @@ async fn a_sealer_other_than_the_identity_round_trips_through_the_pipeline() {
             .await
             .expect("unsealed read");
         assert!(back == data, "{len} bytes round trip");
-        if len > 0 {
-            // What is stored is not the plaintext: read without unsealing, it differs.
-            let raw = BlobStore::with_seals(
-                cluster.data.clone(),
-                cluster.directory.clone(),
-                plain_store.config().clone(),
-                Arc::new(IdentitySeals),
-            );
-            let stored = read_all(&raw, &w.blob, 0..len as u64)
-                .await
-                .expect("raw read");
-            assert!(stored != data, "stored bytes are sealed");
-        }
-        for range in [0..1, 1..len.min(2_500), len / 2..len, 998..len.min(1_003)] {
+
+        // What is stored, read as it is: no trace of the plaintext.
+        let as_stored = Blob {
+            size: w.blob.stored_size,
+            sealing: Sealing::none(),
+            ..w.blob.clone()
+        };
+        let stored = read_all(&raw, &as_stored, 0..w.blob.stored_size)
+            .await
+            .expect("raw read");
+        assert_eq!(stored.len() as u64, w.blob.stored_size);
+        assert!(
+            !stored.windows(CANARY.len()).any(|w| w == CANARY),
+            "{len} bytes: the canary is stored in the clear"
+        );
+
+        for range in [
+            0..1,
+            1..len.min(2_500),
+            len / 2..len,
+            segment - 1..len.min(segment + 3),
+            len.saturating_sub(17)..len,
+        ] {
             if range.start >= range.end || range.end > len {
                 continue;
             }
             let r = range.start as u64..range.end as u64;
             let back = read_all(&sealed, &w.blob, r).await.expect("range");
             assert!(back == data[range.clone()], "range {range:?} of {len}");
+        }
+        if len > 0 {
+            let elsewhere = SealTarget::new("bkt", "another-key", 1);
+            let moved = collect(sealed.read(&w.blob, &elsewhere, 0..len as u64)).await;
+            assert!(
+                matches!(
+                    moved,
+                    Err(PipelineError::Seal(SealError::KeyRefused { .. }))
+                ),
+                "{len} bytes opened for another object: {moved:?}"
+            );
         }
     }
 }

@@ -16,6 +16,7 @@ mod metrics;
 mod object_read;
 mod read;
 pub mod sealing;
+pub mod sse;
 mod write;
 
 use std::collections::BTreeMap;
@@ -39,7 +40,8 @@ use crate::nodes::{DataNodeView, NodeDirectory};
 pub use error::{BodyRejection, PipelineError};
 pub use metrics::PipelineMetrics;
 pub use object_read::{ExpectedChecksum, PartSlice, ReadCheck, plan_object_read};
-pub use sealing::{IdentitySeals, SealError, Sealer, Seals, Unsealer};
+pub use sealing::{IdentitySeals, Opened, SealError, SealTarget, Sealer, Seals, Unsealer};
+pub use sse::{DataKeys, MetaKeys, SseS3Seals};
 
 /// The error a request body stream yields (whatever the HTTP layer had).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -132,6 +134,8 @@ pub struct WriteOptions {
     pub lease_id: Option<u64>,
     /// Run on the body's digests between the end of the body and the shards' commit.
     pub check: Option<BodyCheck>,
+    /// The object and part the blob is sealed for (a read must name the same).
+    pub target: SealTarget,
 }
 
 impl Default for WriteOptions {
@@ -142,6 +146,7 @@ impl Default for WriteOptions {
             checksums: Vec::new(),
             lease_id: None,
             check: None,
+            target: SealTarget::default(),
         }
     }
 }
@@ -154,6 +159,7 @@ impl std::fmt::Debug for WriteOptions {
             .field("checksums", &self.checksums)
             .field("lease_id", &self.lease_id)
             .field("check", &self.check.is_some())
+            .field("target", &self.target)
             .finish()
     }
 }
@@ -224,13 +230,13 @@ impl BlobStore {
         write::write_blob(self, body, opts).await
     }
 
-    /// Streams the plaintext bytes `[range.start, range.end)` of `blob` (the range lies within
-    /// `0..blob.size`), verifying every chunk against the manifest and rebuilding from parity
+    /// Streams the plaintext bytes `[range.start, range.end)` of `blob`, sealed for `target`
+    /// (the range lies within `0..blob.size`), verifying every chunk against the manifest and rebuilding from parity
     /// when copies are missing or do not verify. The stream does no work until first polled,
     /// and must be polled inside a Tokio runtime (it then reads ahead on a task of its own,
     /// stopped on drop).
-    pub fn read(&self, blob: &Blob, range: Range<u64>) -> BlobReadStream {
-        read::read_blob(self, blob, range)
+    pub fn read(&self, blob: &Blob, target: &SealTarget, range: Range<u64>) -> BlobReadStream {
+        read::read_blob(self, blob, target, range)
     }
 
     /// Streams the bytes `range` of an object version across its parts; with

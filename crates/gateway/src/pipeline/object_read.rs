@@ -20,7 +20,7 @@ use tessera_core::checksum::{ChecksumAlgorithm, ChecksumHasher, ChecksumType, fr
 use tessera_core::object::{ChecksumValue, ObjectVersion};
 use tracing::warn;
 
-use super::{BlobReadStream, BlobStore, PipelineError};
+use super::{BlobReadStream, BlobStore, PipelineError, SealTarget};
 
 /// Whether a read re-checks stored checksums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,9 +146,11 @@ pub(super) fn read_object(
 ) -> BlobReadStream {
     let slices = plan_object_read(version, range, check);
     let store = store.clone();
+    let (bucket, key) = (version.bucket.clone(), version.key.clone());
     let stream = futures::stream::iter(slices)
         .map(move |slice| {
-            let bytes = store.read(&slice.blob, slice.range.clone());
+            let target = SealTarget::new(bucket.as_str(), key.as_str(), slice.part_number);
+            let bytes = store.read(&slice.blob, &target, slice.range.clone());
             match slice.expected {
                 Some(expected) => Box::pin(CheckedPart {
                     inner: bytes,

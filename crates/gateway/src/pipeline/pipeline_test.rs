@@ -101,7 +101,7 @@ async fn bodies_of_every_size_round_trip() {
                 erasure.shards.iter().map(|c| c.generation).collect();
             assert_eq!(generations.len(), 6, "a fresh generation per shard");
         }
-        let stream = store.read(&written.blob, 0..size as u64);
+        let stream = store.read(&written.blob, &target(), 0..size as u64);
         assert_sync(&stream);
         let back = read_all(&store, &written.blob, 0..size as u64)
             .await
@@ -456,7 +456,7 @@ async fn a_node_cut_off_mid_read_is_replaced_by_a_spare() {
         .map(|s| s.node.0)
         .expect("shard 0");
 
-    let mut stream = store.read(&written.blob, 0..data.len() as u64);
+    let mut stream = store.read(&written.blob, &target(), 0..data.len() as u64);
     let mut back = Vec::new();
     while back.len() < 2 * stripe {
         let piece = stream.next().await.expect("more bytes").expect("read");

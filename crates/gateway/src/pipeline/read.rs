@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tessera_client::shard::ShardReadSpec;
 use tessera_client::{DataClient, ShardReadFault, VerifiedShardReader};
 use tessera_core::blob::{Blob, BlobStorage, ErasureBlob, ShardCopy};
@@ -24,12 +24,18 @@ use tessera_core::stripe::{Codec, StripeGeometry};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::sealing::Unsealer;
+use super::sealing::{Opened, SealTarget, Unsealer};
 use super::{BlobReadStream, BlobStore, PipelineError, PipelineMetrics};
 use crate::nodes::NodeDirectory;
 
-/// Reads the plaintext bytes `range` of `blob`; see [`BlobStore::read`].
-pub(super) fn read_blob(store: &BlobStore, blob: &Blob, range: Range<u64>) -> BlobReadStream {
+/// Reads the plaintext bytes `range` of `blob`; see [`BlobStore::read`]. The read is opened
+/// (the data key fetched) on first poll.
+pub(super) fn read_blob(
+    store: &BlobStore,
+    blob: &Blob,
+    target: &SealTarget,
+    range: Range<u64>,
+) -> BlobReadStream {
     if range.start >= range.end {
         return Box::pin(futures::stream::empty());
     }
@@ -39,22 +45,61 @@ pub(super) fn read_blob(store: &BlobStore, blob: &Blob, range: Range<u64>) -> Bl
             format!("range {range:?} beyond a blob of {} bytes", blob.size),
         ));
     }
-    let mapped = store
+    let (store, blob, target) = (store.clone(), blob.clone(), target.clone());
+    let opening =
+        futures::stream::once(async move { open_read(&store, &blob, &target, range).await });
+    Box::pin(Exclusive(std::sync::Mutex::new(Box::pin(
+        opening.flatten(),
+    ))))
+}
+
+/// A stream that is `Sync` because it is only ever reached through `&mut` (polling): the
+/// opening future (a key-service call) is `Send` but not `Sync`, and `Mutex::get_mut` needs no
+/// lock.
+struct Exclusive<S>(std::sync::Mutex<S>);
+
+impl<S: Stream + Unpin> Stream for Exclusive<S> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let inner = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Pin::new(inner).poll_next(cx)
+    }
+}
+
+/// Opens the read and streams it.
+async fn open_read(
+    store: &BlobStore,
+    blob: &Blob,
+    target: &SealTarget,
+    range: Range<u64>,
+) -> BlobReadStream {
+    let opened = match store
         .seals
-        .stored_range(&blob.sealing, range.clone(), blob.size);
-    if mapped.stored.start >= mapped.stored.end || mapped.stored.end > blob.stored_size {
+        .opener(&blob.sealing, target, range.clone(), blob.size)
+        .await
+    {
+        Ok(opened) => opened,
+        Err(e) => return failed(e.into()),
+    };
+    let Opened {
+        stored: stored_range,
+        skip,
+        unsealer,
+    } = opened;
+    if stored_range.start >= stored_range.end || stored_range.end > blob.stored_size {
         return failed(PipelineError::internal(
             "read",
             format!(
                 "stored range {:?} outside a blob of {} stored bytes",
-                mapped.stored, blob.stored_size
+                stored_range, blob.stored_size
             ),
         ));
     }
-    let unsealer = match store.seals.unsealer(&blob.sealing, mapped.stored.clone()) {
-        Ok(unsealer) => unsealer,
-        Err(e) => return failed(e.into()),
-    };
     let stored = match &blob.storage {
         BlobStorage::Inline(data) => {
             if data.len() as u64 != blob.stored_size {
@@ -64,12 +109,12 @@ pub(super) fn read_blob(store: &BlobStore, blob: &Blob, range: Range<u64>) -> Bl
                 ));
             }
             // Both ends are at most stored_size == data.len(), so they fit in usize.
-            let (start, end) = (mapped.stored.start as usize, mapped.stored.end as usize);
+            let (start, end) = (stored_range.start as usize, stored_range.end as usize);
             let piece = Bytes::copy_from_slice(&data[start..end]);
             Box::pin(futures::stream::iter([Ok(piece)])) as BlobReadStream
         }
         BlobStorage::Erasure(erasure) => {
-            match ErasureRead::new(store, erasure, mapped.stored.clone()) {
+            match ErasureRead::new(store, erasure, stored_range.clone()) {
                 Ok(read) => Box::pin(ReadTaskStream {
                     pending: Some(read),
                     rx: None,
@@ -82,7 +127,7 @@ pub(super) fn read_blob(store: &BlobStore, blob: &Blob, range: Range<u64>) -> Bl
     Box::pin(UnsealStream {
         stored,
         unsealer,
-        skip: mapped.skip,
+        skip,
         remaining: range.end - range.start,
         done: false,
     })

@@ -1,19 +1,23 @@
 //! The seam where a blob's bytes are sealed on the way in and unsealed on the way out: the
 //! pipeline runs every body through a [`Sealer`] between the client's bytes and what is stored
 //! (inline or erasure coded), and every read through an [`Unsealer`] between the stored bytes
-//! and the response. Only the identity exists today; encryption plugs in here.
+//! and the response. [`IdentitySeals`] stores bytes as sent (tests of the data path);
+//! [`SseS3Seals`](super::sse::SseS3Seals) encrypts (every gateway).
 //!
 //! Invariant: a sealer records everything its reversal needs in the [`Sealing`] it reports
-//! (stored with the blob), and stores exactly `stored_len(plaintext length)` bytes; an unsealer
-//! made for a stored range from [`Seals::stored_range`] turns those stored bytes back into the
-//! plaintext they hold, whose first `skip` bytes precede the range asked for. The pipeline's
-//! digests (MD5, checksums) are always over the plaintext.
+//! (stored with the blob), and stores exactly `stored_len(plaintext length)` bytes; an opened
+//! read ([`Opened`]) names the stored bytes it needs, and its unsealer turns exactly those
+//! bytes into the plaintext they hold, whose first `skip` bytes precede the range asked for.
+//! A sealed blob opens only for the [`SealTarget`] it was sealed for. The pipeline's digests
+//! (MD5, checksums) are always over the plaintext.
 
 use std::fmt;
 use std::ops::Range;
 
 use bytes::Bytes;
-use tessera_core::sealing::{Sealing, StoredRange};
+use futures::future::BoxFuture;
+use tessera_core::sealing::Sealing;
+use tessera_core::sealing::segments::Binding;
 
 /// Why bytes could not be sealed or unsealed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +34,18 @@ pub enum SealError {
         /// What did not match.
         detail: String,
     },
+    /// The key service could not be reached in time: nothing was sealed or unsealed.
+    #[error("key service unavailable: {detail}")]
+    KeysUnavailable {
+        /// The last failure.
+        detail: String,
+    },
+    /// The key service refused: the wrapped key does not unwrap, or its KEK is unknown.
+    #[error("key service refused: {detail}")]
+    KeyRefused {
+        /// Its explanation.
+        detail: String,
+    },
 }
 
 impl SealError {
@@ -38,13 +54,55 @@ impl SealError {
         match self {
             SealError::UnsupportedScheme { .. } => "seal_unsupported_scheme",
             SealError::Corrupt { .. } => "seal_corrupt",
+            SealError::KeysUnavailable { .. } => "seal_keys_unavailable",
+            SealError::KeyRefused { .. } => "seal_key_refused",
+        }
+    }
+}
+
+impl From<tessera_core::sealing::seal_error::SealError> for SealError {
+    fn from(e: tessera_core::sealing::seal_error::SealError) -> Self {
+        SealError::Corrupt {
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// What a blob is sealed for: the object (and part) its bytes belong to. A sealed blob opens
+/// only for the same target, so bytes moved to another object do not decrypt.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SealTarget {
+    /// The bucket.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+    /// The multipart part number (1 for a single PUT or a copy).
+    pub part_number: u32,
+}
+
+impl SealTarget {
+    /// The target `bucket`/`key`, part `part_number`.
+    pub fn new(bucket: &str, key: &str, part_number: u32) -> SealTarget {
+        SealTarget {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            part_number,
+        }
+    }
+
+    /// As the sealing framing binds it.
+    pub fn binding(&self) -> Binding<'_> {
+        Binding {
+            bucket: &self.bucket,
+            key: &self.key,
+            part_number: self.part_number,
         }
     }
 }
 
 /// Seals one blob's plaintext, piece by piece, in order.
 pub trait Sealer: Send {
-    /// The sealing to record with the blob (call after [`finish`](Self::finish)).
+    /// The sealing to record with the blob.
     fn sealing(&self) -> Sealing;
     /// The stored length of a plaintext of `plain_len` bytes.
     fn stored_len(&self, plain_len: u64) -> u64;
@@ -54,7 +112,7 @@ pub trait Sealer: Send {
     fn finish(&mut self) -> Result<Bytes, SealError>;
 }
 
-/// Unseals the stored bytes of one stored range, piece by piece, in order.
+/// Unseals the stored bytes of one opened read, piece by piece, in order.
 pub trait Unsealer: Send + Sync {
     /// Unseals the next stored piece; returns the plaintext ready now (maybe none).
     fn unseal(&mut self, stored: Bytes) -> Result<Bytes, SealError>;
@@ -62,27 +120,36 @@ pub trait Unsealer: Send + Sync {
     fn finish(&mut self) -> Result<Bytes, SealError>;
 }
 
-/// Makes the sealer of each new blob and the unsealers of reads; one per gateway.
-pub trait Seals: Send + Sync + fmt::Debug {
-    /// A sealer for one new blob.
-    fn sealer(&self) -> Box<dyn Sealer>;
-    /// The stored bytes that hold plaintext `plain` of a blob of `plain_len` bytes sealed as
-    /// `sealing`, and where `plain` starts in what they unseal to.
-    fn stored_range(&self, sealing: &Sealing, plain: Range<u64>, plain_len: u64) -> StoredRange {
-        sealing.stored_range(plain, plain_len)
-    }
-    /// An unsealer for the stored bytes `stored` (a range from [`stored_range`]) of a blob
-    /// sealed as `sealing`.
-    ///
-    /// [`stored_range`]: Self::stored_range
-    fn unsealer(
-        &self,
-        sealing: &Sealing,
-        stored: Range<u64>,
-    ) -> Result<Box<dyn Unsealer>, SealError>;
+/// A read of a plaintext range, opened: which stored bytes to fetch and how to unseal them.
+pub struct Opened {
+    /// The stored bytes to read.
+    pub stored: Range<u64>,
+    /// Plaintext bytes the unsealer yields before the range asked for.
+    pub skip: u64,
+    /// Turns the stored bytes into plaintext.
+    pub unsealer: Box<dyn Unsealer>,
 }
 
-/// Stores bytes exactly as sent: the only sealing today.
+/// Makes the sealer of each new blob and opens reads; one per gateway.
+pub trait Seals: Send + Sync + fmt::Debug {
+    /// A sealer for one new blob of `target`.
+    fn sealer<'a>(
+        &'a self,
+        target: &'a SealTarget,
+    ) -> BoxFuture<'a, Result<Box<dyn Sealer>, SealError>>;
+
+    /// Opens plaintext `plain` (within `0..plain_len`) of a blob of `target` sealed as
+    /// `sealing`.
+    fn opener<'a>(
+        &'a self,
+        sealing: &'a Sealing,
+        target: &'a SealTarget,
+        plain: Range<u64>,
+        plain_len: u64,
+    ) -> BoxFuture<'a, Result<Opened, SealError>>;
+}
+
+/// Stores bytes exactly as sent, and reads blobs so stored.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IdentitySeals;
 
@@ -118,23 +185,36 @@ impl Unsealer for Identity {
     }
 }
 
+/// Opens a blob stored as sent; any other sealing is refused.
+pub fn open_identity(sealing: &Sealing, plain: Range<u64>) -> Result<Opened, SealError> {
+    if !sealing.is_identity() {
+        return Err(SealError::UnsupportedScheme {
+            scheme: sealing.scheme.as_str(),
+        });
+    }
+    Ok(Opened {
+        stored: plain,
+        skip: 0,
+        unsealer: Box::new(Identity),
+    })
+}
+
 impl Seals for IdentitySeals {
-    fn sealer(&self) -> Box<dyn Sealer> {
-        Box::new(Identity)
+    fn sealer<'a>(
+        &'a self,
+        _target: &'a SealTarget,
+    ) -> BoxFuture<'a, Result<Box<dyn Sealer>, SealError>> {
+        Box::pin(async { Ok(Box::new(Identity) as Box<dyn Sealer>) })
     }
 
-    fn unsealer(
-        &self,
-        sealing: &Sealing,
-        _stored: Range<u64>,
-    ) -> Result<Box<dyn Unsealer>, SealError> {
-        if sealing.is_identity() {
-            Ok(Box::new(Identity))
-        } else {
-            Err(SealError::UnsupportedScheme {
-                scheme: sealing.scheme.as_str(),
-            })
-        }
+    fn opener<'a>(
+        &'a self,
+        sealing: &'a Sealing,
+        _target: &'a SealTarget,
+        plain: Range<u64>,
+        _plain_len: u64,
+    ) -> BoxFuture<'a, Result<Opened, SealError>> {
+        Box::pin(async move { open_identity(sealing, plain) })
     }
 }
 
@@ -142,27 +222,30 @@ impl Seals for IdentitySeals {
 mod tests {
     use super::*;
 
-    #[test]
-    fn identity_seals_nothing_and_maps_ranges_to_themselves() {
+    #[tokio::test]
+    async fn identity_seals_nothing_and_maps_ranges_to_themselves() {
         let seals = IdentitySeals;
-        let mut sealer = seals.sealer();
+        let target = SealTarget::new("b", "k", 1);
+        let mut sealer = seals.sealer(&target).await.expect("sealer");
         let piece = Bytes::from_static(b"plain bytes");
         assert_eq!(sealer.seal(piece.clone()), Ok(piece.clone()));
         assert_eq!(sealer.finish(), Ok(Bytes::new()));
         assert_eq!(sealer.stored_len(11), 11);
         assert!(sealer.sealing().is_identity());
-        let range = seals.stored_range(&Sealing::none(), 3..7, 11);
-        assert_eq!(
-            range,
-            StoredRange {
-                stored: 3..7,
-                skip: 0
-            }
-        );
-        let mut unsealer = seals
-            .unsealer(&Sealing::none(), range.stored)
-            .expect("identity unsealer");
-        assert_eq!(unsealer.unseal(piece.clone()), Ok(piece));
-        assert_eq!(unsealer.finish(), Ok(Bytes::new()));
+        let mut opened = seals
+            .opener(&Sealing::none(), &target, 3..7, 11)
+            .await
+            .expect("identity opens");
+        assert_eq!((opened.stored, opened.skip), (3..7, 0));
+        assert_eq!(opened.unsealer.unseal(piece.clone()), Ok(piece));
+        assert_eq!(opened.unsealer.finish(), Ok(Bytes::new()));
+        let sealed = Sealing {
+            scheme: tessera_core::sealing::SealingScheme::SseS3,
+            ..Sealing::none()
+        };
+        assert!(matches!(
+            seals.opener(&sealed, &target, 0..1, 11).await,
+            Err(SealError::UnsupportedScheme { scheme: "sse-s3" })
+        ));
     }
 }

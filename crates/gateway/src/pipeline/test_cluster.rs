@@ -332,8 +332,14 @@ pub(super) fn opts(len: usize) -> WriteOptions {
         expected_len: Some(len as u64),
         checksums: vec![ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Sha256],
         lease_id: Some(LEASE),
+        target: target(),
         ..WriteOptions::default()
     }
+}
+
+/// The object every test blob is written for.
+pub(super) fn target() -> SealTarget {
+    SealTarget::new("bkt", "key", 1)
 }
 
 /// Every byte of a stream, or its first error.
@@ -350,7 +356,7 @@ pub(super) async fn read_all(
     blob: &Blob,
     range: std::ops::Range<u64>,
 ) -> Result<Vec<u8>, PipelineError> {
-    collect(store.read(blob, range)).await
+    collect(store.read(blob, &target(), range)).await
 }
 
 /// The digests every shard of a blob of `data` (stored as is) must have, coded as the writer

@@ -74,6 +74,7 @@ where
         checksums,
         lease_id,
         check,
+        target,
     } = opts;
     if let Some(expected) = expected_len
         && expected > max_len
@@ -88,7 +89,7 @@ where
         max: max_len,
     };
     let mut digests = DigestState::new(&checksums);
-    let mut sealer = store.seals.sealer();
+    let mut sealer = store.seals.sealer(&target).await?;
 
     // Read just past the inline threshold before deciding where the bytes go.
     let threshold = store.config.inline_threshold;

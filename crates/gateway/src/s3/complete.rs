@@ -10,6 +10,7 @@
 
 use super::Ops;
 use super::convert::{self, ChecksumFields};
+use super::sse;
 use super::store::{visible_version_id, write_precondition};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -121,6 +122,7 @@ fn completed(
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
+        server_side_encryption: sse::header_for_version(version),
         e_tag: Some(convert::etag(&version.etag)),
         version_id: visible_version_id(&version.version_id),
         checksum_crc32: checksums.crc32,

@@ -11,13 +11,14 @@ use super::Ops;
 use super::conditions::{self, ConditionMode, ReadConditions};
 use super::convert::{self, ChecksumFields, timestamp_from_ms};
 use super::read::{fetch_version, read_conditions};
+use super::sse;
 use super::store::{
     MAX_PUT_SIZE, StoredBody, VersionFields, check_key, checksum_record, commit_version,
     single_part_version, visible_version_id,
 };
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::pipeline::{BodyError, PipelineError, ReadCheck, WriteOptions};
+use crate::pipeline::{BodyError, PipelineError, ReadCheck, SealTarget, WriteOptions};
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
@@ -67,6 +68,7 @@ pub async fn copy_bytes(
     source: &ObjectVersion,
     range: ByteRange<u64>,
     algorithm: ChecksumAlgorithm,
+    target: SealTarget,
 ) -> Result<StoredBody, GatewayError> {
     let len = range.end - range.start;
     let lease = ops.write_lease(Some(len))?;
@@ -89,6 +91,7 @@ pub async fn copy_bytes(
                 checksums: vec![algorithm],
                 lease_id: lease.as_ref().map(tessera_client::LeaseGuard::lease_id),
                 check: None,
+                target,
             },
         )
         .await
@@ -124,6 +127,21 @@ pub async fn copy_object(
 ) -> Res<CopyObjectOutput> {
     let input = req.input;
     let key = check_key(&input.key)?;
+    sse::check_new_object(&sse::SseRequest {
+        sse: input.server_side_encryption.as_ref(),
+        customer_key: sse::any_customer_key(
+            &input.sse_customer_algorithm,
+            &input.sse_customer_key,
+            &input.sse_customer_key_md5,
+        ),
+        kms_key_id: input.ssekms_key_id.as_deref(),
+        kms_context: input.ssekms_encryption_context.as_deref(),
+    })?;
+    sse::check_no_customer_key(sse::any_customer_key(
+        &input.copy_source_sse_customer_algorithm,
+        &input.copy_source_sse_customer_key,
+        &input.copy_source_sse_customer_key_md5,
+    ))?;
     ops.bucket(&input.bucket).await?;
     let bucket = BucketName::parse(&input.bucket)?;
     let directive = input
@@ -163,7 +181,8 @@ pub async fn copy_object(
             .filter(|_| !source.multipart)
             .unwrap_or(ChecksumAlgorithm::Crc64Nvme),
     };
-    let stored = copy_bytes(ops, &source, 0..source.size, algorithm).await?;
+    let target = SealTarget::new(bucket.as_str(), key.as_str(), 1);
+    let stored = copy_bytes(ops, &source, 0..source.size, algorithm, target).await?;
     let (headers, user_metadata) = if directive == "REPLACE" {
         (
             convert::content_headers(
@@ -195,9 +214,11 @@ pub async fn copy_object(
         &stored.written.digests.md5,
         checksum,
     );
+    let encryption = sse::header_for(stored.written.blob.sealing.scheme);
     let committed = commit_version(ops, ctx, version, None, stored).await?;
     let fields = ChecksumFields::from_stored(&committed.checksums);
     Ok(S3Response::new(CopyObjectOutput {
+        server_side_encryption: encryption,
         copy_object_result: Some(CopyObjectResult {
             checksum_crc32: fields.crc32,
             checksum_crc32c: fields.crc32c,

@@ -9,7 +9,7 @@
 
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::pipeline::{BodyRejection, PipelineError};
+use crate::pipeline::{BodyRejection, PipelineError, SealError};
 use s3s::{S3Error, S3ErrorCode, s3_error};
 use tessera_client::{CommandError, LeaseError, MetaClientError};
 use tessera_core::meta_error::MetaRuleError;
@@ -263,7 +263,10 @@ fn pipeline_to_s3(err: PipelineError, ctx: &RequestContext) -> S3Error {
         }
         PipelineError::InsufficientNodes { .. }
         | PipelineError::WriteQuorumLost { .. }
-        | PipelineError::ReadUnavailable { .. } => unavailable(ctx, err.code(), &err.to_string()),
+        | PipelineError::ReadUnavailable { .. }
+        | PipelineError::Seal(SealError::KeysUnavailable { .. }) => {
+            unavailable(ctx, err.code(), &err.to_string())
+        }
         PipelineError::Seal(_)
         | PipelineError::ChecksumMismatch { .. }
         | PipelineError::Internal { .. } => internal(ctx, err.code(), &err.to_string()),

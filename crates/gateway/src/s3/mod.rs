@@ -17,6 +17,7 @@ pub mod list;
 pub mod multipart;
 pub mod object;
 pub mod read;
+pub mod sse;
 pub mod store;
 
 use crate::context::RequestContext;

@@ -10,12 +10,14 @@ use super::body::{BodySpec, ChecksumHeaders};
 use super::conditions::ReadConditions;
 use super::convert::{self, ChecksumFields, timestamp_from_ms, timestamp_to_ms};
 use super::copy;
+use super::sse;
 use super::store::{
     MAX_PUT_SIZE, StoredBody, check_key, checksum_record, log_commit_failure, store_body,
     visible_version_id,
 };
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::pipeline::SealTarget;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 use tessera_client::meta::ListUploads;
@@ -77,6 +79,17 @@ pub async fn create_multipart_upload(
         bucket: input.bucket.clone(),
     })?;
     let key = check_key(&input.key)?;
+    sse::check_new_object(&sse::SseRequest {
+        sse: input.server_side_encryption.as_ref(),
+        customer_key: sse::any_customer_key(
+            &input.sse_customer_algorithm,
+            &input.sse_customer_key,
+            &input.sse_customer_key_md5,
+        ),
+        kms_key_id: input.ssekms_key_id.as_deref(),
+        kms_context: input.ssekms_encryption_context.as_deref(),
+    })?;
+
     let user_metadata = convert::user_metadata(input.metadata)?;
     let algorithm = input
         .checksum_algorithm
@@ -138,6 +151,7 @@ pub async fn create_multipart_upload(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
+        server_side_encryption: sse::sse_s3(),
         checksum_algorithm: input.checksum_algorithm,
         checksum_type: algorithm.map(|_| convert::checksum_type(checksum_type)),
         ..Default::default()
@@ -174,6 +188,11 @@ pub async fn upload_part(
     } = req;
     let part_number = validate_part_number(input.part_number)?;
     let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
+    sse::check_no_customer_key(sse::any_customer_key(
+        &input.sse_customer_algorithm,
+        &input.sse_customer_key,
+        &input.sse_customer_key_md5,
+    ))?;
     let mut spec = BodySpec::from_request(
         &headers,
         input.content_length,
@@ -204,7 +223,8 @@ pub async fn upload_part(
         .checksum_algorithm
         .is_none()
         .then_some(ChecksumAlgorithm::Crc64Nvme);
-    let stored = store_body(ops, input.body, &spec, trailing_headers, also).await?;
+    let target = SealTarget::new(upload.bucket.as_str(), upload.key.as_str(), part_number);
+    let stored = store_body(ops, input.body, &spec, trailing_headers, also, target).await?;
     let checksum = checksum_record(spec.algorithm, &stored.digest);
     let checksums = stored
         .written
@@ -215,8 +235,10 @@ pub async fn upload_part(
         .collect();
     let part = part_record(&upload.upload_id, part_number, &stored, checksums);
     let etag = part.etag.clone();
+    let encryption = sse::header_for(stored.written.blob.sealing.scheme);
     record_part(ops, ctx, &part, stored).await?;
     let mut out = UploadPartOutput {
+        server_side_encryption: encryption,
         e_tag: Some(convert::etag(&etag)),
         ..Default::default()
     };
@@ -279,6 +301,17 @@ pub async fn upload_part_copy(
     let input = req.input;
     let part_number = validate_part_number(input.part_number)?;
     let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
+    sse::check_no_customer_key(
+        sse::any_customer_key(
+            &input.sse_customer_algorithm,
+            &input.sse_customer_key,
+            &input.sse_customer_key_md5,
+        ) || sse::any_customer_key(
+            &input.copy_source_sse_customer_algorithm,
+            &input.copy_source_sse_customer_key,
+            &input.copy_source_sse_customer_key_md5,
+        ),
+    )?;
     let tag = |c: &ETagCondition| c.as_etag().map(|t| t.value().to_string());
     let conds = ReadConditions {
         if_match: input.copy_source_if_match.as_ref().map(tag),
@@ -305,7 +338,8 @@ pub async fn upload_part_copy(
     let algorithm = upload
         .checksum_algorithm
         .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
-    let stored = copy::copy_bytes(ops, &source, range, algorithm).await?;
+    let target = SealTarget::new(upload.bucket.as_str(), upload.key.as_str(), part_number);
+    let stored = copy::copy_bytes(ops, &source, range, algorithm, target).await?;
     let checksum = checksum_record(algorithm, &stored.digest);
     let part = part_record(
         &upload.upload_id,
@@ -314,6 +348,7 @@ pub async fn upload_part_copy(
         vec![checksum.clone()],
     );
     let etag = part.etag.clone();
+    let encryption = sse::header_for(stored.written.blob.sealing.scheme);
     record_part(ops, ctx, &part, stored).await?;
     // The part's time is meta's: read it back (None if the upload ended meanwhile).
     let recorded = ops
@@ -325,6 +360,7 @@ pub async fn upload_part_copy(
         .find(|p| p.part_number == part_number && p.etag == etag);
     let f = ChecksumFields::from_stored(&[checksum]);
     Ok(S3Response::new(UploadPartCopyOutput {
+        server_side_encryption: encryption,
         copy_part_result: Some(CopyPartResult {
             checksum_crc32: f.crc32,
             checksum_crc32c: f.crc32c,

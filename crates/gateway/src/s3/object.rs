@@ -8,12 +8,14 @@
 use super::Ops;
 use super::body::{BodySpec, ChecksumHeaders};
 use super::convert::{self, ChecksumFields};
+use super::sse;
 use super::store::{
     VersionFields, check_key, checksum_record, commit_version, single_part_version, store_body,
     visible_version_id, write_precondition,
 };
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::pipeline::SealTarget;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response};
 use tessera_client::meta::DeleteOutcome;
@@ -37,6 +39,16 @@ pub async fn put_object(
         bucket: input.bucket.clone(),
     })?;
     let key = check_key(&input.key)?;
+    sse::check_new_object(&sse::SseRequest {
+        sse: input.server_side_encryption.as_ref(),
+        customer_key: sse::any_customer_key(
+            &input.sse_customer_algorithm,
+            &input.sse_customer_key,
+            &input.sse_customer_key_md5,
+        ),
+        kms_key_id: input.ssekms_key_id.as_deref(),
+        kms_context: input.ssekms_encryption_context.as_deref(),
+    })?;
     let user_metadata = convert::user_metadata(input.metadata)?;
     let precondition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let spec = BodySpec::from_request(
@@ -58,7 +70,8 @@ pub async fn put_object(
     // Fail fast, before reading a body that could never be stored.
     ops.bucket(bucket.as_str()).await?;
 
-    let stored = store_body(ops, input.body, &spec, trailing_headers, None).await?;
+    let target = SealTarget::new(bucket.as_str(), key.as_str(), 1);
+    let stored = store_body(ops, input.body, &spec, trailing_headers, None, target).await?;
     let checksum = checksum_record(spec.algorithm, &stored.digest);
     let size = stored.written.blob.size;
     let version = single_part_version(
@@ -83,6 +96,7 @@ pub async fn put_object(
         &stored.written.digests.md5,
         checksum,
     );
+    let encryption = sse::header_for(stored.written.blob.sealing.scheme);
     let committed = commit_version(ops, ctx, version, precondition, stored).await?;
     tracing::debug!(
         request_id = %ctx.request_id,
@@ -94,6 +108,7 @@ pub async fn put_object(
     );
 
     let mut out = PutObjectOutput {
+        server_side_encryption: encryption,
         e_tag: Some(convert::etag(&committed.etag)),
         version_id: visible_version_id(&committed.version_id),
         ..Default::default()

@@ -9,6 +9,7 @@
 use super::Ops;
 use super::conditions::{self, ConditionMode, ReadConditions};
 use super::convert::{self, ChecksumFields, timestamp_from_ms, timestamp_to_ms};
+use super::sse;
 use super::store::visible_version_id;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -338,6 +339,7 @@ macro_rules! object_read_output {
             metadata: (!a.version.user_metadata.is_empty())
                 .then(|| a.version.user_metadata.clone().into_iter().collect()),
             parts_count: a.plan.parts_count,
+            server_side_encryption: sse::header_for_version(&a.version),
             storage_class: storage_class(&a.version),
             version_id: visible_version_id(&a.version.version_id),
             $($extra)*
@@ -381,6 +383,11 @@ pub async fn get_object(
 ) -> Res<GetObjectOutput> {
     let input = req.input;
     let a = prepare_read(ops, read_request!(input)).await?;
+    sse::check_no_customer_key(sse::any_customer_key(
+        &input.sse_customer_algorithm,
+        &input.sse_customer_key,
+        &input.sse_customer_key_md5,
+    ))?;
     let len = a.plan.range.end - a.plan.range.start;
     let body = object_body(ops, ctx, &a.version, a.plan.range.clone(), a.plan.check);
     Ok(S3Response::new(
@@ -398,6 +405,11 @@ pub async fn head_object(
 ) -> Res<HeadObjectOutput> {
     let input = req.input;
     let a = prepare_read(ops, read_request!(input)).await?;
+    sse::check_no_customer_key(sse::any_customer_key(
+        &input.sse_customer_algorithm,
+        &input.sse_customer_key,
+        &input.sse_customer_key_md5,
+    ))?;
     let len = a.plan.range.end - a.plan.range.start;
     Ok(S3Response::new(object_read_output!(
         HeadObjectOutput,

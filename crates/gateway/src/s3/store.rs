@@ -10,7 +10,7 @@ use super::Ops;
 use super::body::{self, BodySpec};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::pipeline::{WriteOptions, WrittenBlob};
+use crate::pipeline::{SealTarget, WriteOptions, WrittenBlob};
 use s3s::dto::{ETagCondition, StreamingBlob};
 use std::collections::BTreeMap;
 use tessera_client::meta::PutVersion;
@@ -58,6 +58,7 @@ pub async fn store_body(
     spec: &BodySpec,
     trailers: Option<s3s::TrailingHeaders>,
     also: Option<ChecksumAlgorithm>,
+    target: SealTarget,
 ) -> Result<StoredBody, GatewayError> {
     let lease = ops.write_lease(spec.expected_len)?;
     let mut checksums = vec![spec.algorithm];
@@ -76,6 +77,7 @@ pub async fn store_body(
                 checksums,
                 lease_id: lease.as_ref().map(LeaseGuard::lease_id),
                 check: Some(spec.check(trailers)),
+                target,
             },
         )
         .await?;

@@ -63,6 +63,9 @@ impl Cluster {
             raft,
             _dir: dir,
         };
+        // Every node of a group shares one root key.
+        let root_key_file = cluster.dir().join("root.key");
+        std::fs::write(&root_key_file, "5e".repeat(32)).expect("write the root key");
         for (i, listener) in listeners.into_iter().enumerate() {
             let config = MetaConfig {
                 node_id: i as u64 + 1,
@@ -75,6 +78,7 @@ impl Cluster {
                 dead_after_ms: tessera_meta::config::DEFAULT_DEAD_AFTER_MS,
                 // Node 1 founds the group on this first start; nobody initialises again.
                 initialize: i == 0,
+                root_key_file: Some(root_key_file.clone()),
             };
             let mut node = TestNode {
                 config,

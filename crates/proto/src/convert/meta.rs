@@ -194,6 +194,7 @@ impl TryFrom<&pb::Sealing> for Sealing {
     fn try_from(s: &pb::Sealing) -> Result<Self, Self::Error> {
         let scheme = match pb::SealingScheme::try_from(s.scheme) {
             Ok(pb::SealingScheme::SealingNone) => SealingScheme::None,
+            Ok(pb::SealingScheme::SealingSseS3) => SealingScheme::SseS3,
             Err(_) => {
                 return Err(MetaConvertError::UnknownEnum {
                     field: "sealing.scheme",
@@ -216,6 +217,7 @@ impl From<&Sealing> for pb::Sealing {
         pb::Sealing {
             scheme: match s.scheme {
                 SealingScheme::None => pb::SealingScheme::SealingNone as i32,
+                SealingScheme::SseS3 => pb::SealingScheme::SealingSseS3 as i32,
             },
             segment_size: s.segment_size,
             wrapped_key: s.wrapped_key.clone(),
