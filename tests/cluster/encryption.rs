@@ -342,7 +342,8 @@ async fn every_object_is_sealed_and_no_plaintext_reaches_a_disk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_root_key_opens_everything_after_a_restart_and_a_wrong_one_changes_nothing() {
+async fn rotated_keks_and_the_root_key_open_everything_after_a_restart_and_a_wrong_root_key_changes_nothing()
+ {
     let tc = TestCluster::start(2).await;
     tc.s3
         .create_bucket()
@@ -350,20 +351,39 @@ async fn the_root_key_opens_everything_after_a_restart_and_a_wrong_one_changes_n
         .send()
         .await
         .expect("bucket");
-    let objects: Vec<(String, Vec<u8>)> = [100usize, 2_000_000]
-        .iter()
-        .enumerate()
-        .map(|(i, len)| (format!("obj-{i}"), pattern(*len, i as u64 + 40)))
+    let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
+    for (round, kek) in ["sse-s3/1", "sse-s3/2"].iter().enumerate() {
+        for (i, len) in [100usize, 2_000_000].iter().enumerate() {
+            let key = format!("under-{}-{i}", kek.replace('/', "-"));
+            let data = pattern(*len, (round * 10 + i) as u64 + 40);
+            tc.s3
+                .put_object()
+                .bucket("keys")
+                .key(&key)
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .await
+                .expect("put");
+            objects.push((key, data));
+        }
+        if round == 0 {
+            phase("the KEK is rotated: new data keys are wrapped by version 2");
+            let rotated = tc.admin_ok(&["kms", "rotate"]);
+            assert_eq!(rotated.trim(), "sse-s3/2");
+        }
+    }
+    let listed = tc.admin_ok(&["kms", "list"]);
+    let versions: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
+    assert_eq!(versions, ["1", "2"], "both versions are kept: {listed}");
     for (key, data) in &objects {
-        tc.s3
-            .put_object()
-            .bucket("keys")
-            .key(key)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await
-            .expect("put");
+        assert!(
+            get(&tc, "keys", key, None).await == *data,
+            "{key} after rotation"
+        );
     }
 
     phase("the whole cluster restarts with its root key: everything reads back");

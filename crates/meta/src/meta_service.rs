@@ -650,4 +650,49 @@ impl MetaService for MetaGrpc {
             },
         }
     }
+
+    async fn rotate_kek(
+        &self,
+        request: Request<pb::RotateKekRequest>,
+    ) -> Result<Response<pb::RotateKekResponse>, Status> {
+        let was_forwarded = is_forwarded(&request);
+        let req = request.into_inner();
+        if req.kek_name != SSE_S3_KEK {
+            return Err(Status::not_found(format!(
+                "no key-encryption key named {:?}",
+                req.kek_name
+            )));
+        }
+        if let Some(route) = self.create_kek(&req.kek_name, was_forwarded).await? {
+            return match route {
+                Route::Leader { mut client, addr } => {
+                    forward_call(&addr, client.rotate_kek(forwarded(req))).await
+                }
+                Route::Local => Err(Status::internal("rotation routed back here")),
+            };
+        }
+        // Applied here (the leader) before the write returned: the newest version is the one
+        // just added, or a concurrent rotation's.
+        let keys = self.keys.clone();
+        let name = req.kek_name.clone();
+        let newest = blocking(move || Ok(keys.newest(&name)))
+            .await
+            .map_err(store_status)??
+            .ok_or_else(|| Status::internal("rotated, yet no version is stored"))?;
+        Ok(Response::new(pb::RotateKekResponse {
+            kek_id: newest.0.to_string(),
+        }))
+    }
+
+    async fn list_keks(
+        &self,
+        request: Request<pb::ListKeksRequest>,
+    ) -> Result<Response<pb::ListKeksResponse>, Status> {
+        query_rpc!(self, request, list_keks, |store, _req| {
+            let view = crate::kv::KvSource::view(&store)?;
+            Ok(pb::ListKeksResponse {
+                keks: crate::records::list_keks(view.as_ref())?,
+            })
+        })
+    }
 }

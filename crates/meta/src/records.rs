@@ -192,6 +192,19 @@ pub(crate) fn newest_kek(kv: &dyn KvRead, name: &str) -> Result<Option<pb::KekRe
         .next_back())
 }
 
+/// Every key-encryption key version, by name then version (without key material).
+pub(crate) fn list_keks(kv: &dyn KvRead) -> Result<Vec<pb::KekInfo>, StoreError> {
+    Ok(kv
+        .scan_pb::<pb::KekRecord>(keys::KEK_PREFIX, "key-encryption key")?
+        .into_iter()
+        .map(|(_, k)| pb::KekInfo {
+            name: k.name,
+            version: k.version,
+            created_ms: k.created_ms,
+        })
+        .collect())
+}
+
 /// Version `version` of key-encryption key `name`.
 pub(crate) fn kek(
     kv: &dyn KvRead,

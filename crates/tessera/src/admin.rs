@@ -13,6 +13,7 @@ use tessera_client::{CommandError, DataClient, DataClientError, MetaClient};
 use tessera_core::blob::BlobStorage;
 use tessera_core::names::{BucketName, NodeId, ObjectKey, VersionId};
 use tessera_core::object::NodeState;
+use tessera_core::sealing::kek::SSE_S3_KEK;
 use tessera_proto::meta::v1 as pb;
 use tessera_runtime::clock::now_ms;
 
@@ -58,6 +59,20 @@ enum AdminCommand {
     /// Every background worker of every process (data nodes, gateways, repair daemons, meta),
     /// from the latest reports the answering meta node received.
     Workers,
+    /// The key-encryption keys that wrap every object's data key.
+    Kms {
+        #[command(subcommand)]
+        command: KmsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KmsCommand {
+    /// Adds a new version of the SSE-S3 key-encryption key: new objects' data keys are wrapped
+    /// by it; every older version stays, so every object stays readable.
+    Rotate,
+    /// Every key-encryption key version and when it was made (never key material).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +164,29 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Workers => {
             let listed = meta.list_workers().await?;
             print!("{}", workers_table(&listed));
+            Ok(())
+        }
+        AdminCommand::Kms {
+            command: KmsCommand::Rotate,
+        } => {
+            let id = meta.rotate_kek(SSE_S3_KEK).await?;
+            println!("{id}");
+            Ok(())
+        }
+        AdminCommand::Kms {
+            command: KmsCommand::List,
+        } => {
+            let keks = meta.list_keks().await?;
+            let now = now_ms();
+            println!("{:<24} {:>8}  CREATED", "KEY", "VERSION");
+            for k in keks {
+                println!(
+                    "{:<24} {:>8}  {}",
+                    k.name,
+                    k.version,
+                    age(now, k.created_ms)
+                );
+            }
             Ok(())
         }
     }

@@ -91,4 +91,28 @@ impl MetaClient {
             .await?;
         seal_key("decrypt_data_key", resp.plaintext_key)
     }
+
+    /// Adds a new version of KEK `kek_name`; returns its id (`name/version`).
+    pub async fn rotate_kek(&self, kek_name: &str) -> Result<String, MetaClientError> {
+        let req = pb::RotateKekRequest {
+            kek_name: kek_name.to_owned(),
+        };
+        let resp = self
+            .call("rotate_kek", |mut c| {
+                let req = req.clone();
+                async move { c.rotate_kek(req).await }
+            })
+            .await?;
+        Ok(resp.kek_id)
+    }
+
+    /// Every KEK version (no key material).
+    pub async fn list_keks(&self) -> Result<Vec<pb::KekInfo>, MetaClientError> {
+        let resp = self
+            .call("list_keks", |mut c| async move {
+                c.list_keks(pb::ListKeksRequest {}).await
+            })
+            .await?;
+        Ok(resp.keks)
+    }
 }

@@ -527,4 +527,20 @@ impl MetaService for MetaModel {
             "this test meta service holds no keys",
         ))
     }
+
+    async fn rotate_kek(
+        &self,
+        _request: Request<pb::RotateKekRequest>,
+    ) -> Result<Response<pb::RotateKekResponse>, Status> {
+        Err(Status::unimplemented(
+            "this test meta service holds no keys",
+        ))
+    }
+
+    async fn list_keks(
+        &self,
+        _request: Request<pb::ListKeksRequest>,
+    ) -> Result<Response<pb::ListKeksResponse>, Status> {
+        Ok(Response::new(pb::ListKeksResponse::default()))
+    }
 }
