@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+};
 
 use crate::harness::{
     ClusterOptions, TestCluster, error_code, error_status, pattern, phase, restart_from,
@@ -18,6 +21,7 @@ use crate::harness::{
 use sha2::Digest as _;
 use tessera_core::checksum::to_base64;
 use tessera_core::etag::md5_of;
+use tessera_core::names::{BucketName, ObjectKey};
 use tessera_devcluster::NodeRole;
 
 /// A random 32-character marker no file can hold by chance.
@@ -104,6 +108,79 @@ async fn every_object_is_sealed_and_no_plaintext_reaches_a_disk() {
         .send()
         .await
         .expect("bucket");
+
+    phase("the bucket's default encryption is SSE-S3, and only SSE-S3 can be set");
+    let default_algorithm =
+        |out: aws_sdk_s3::operation::get_bucket_encryption::GetBucketEncryptionOutput| {
+            out.server_side_encryption_configuration()
+                .and_then(|c| c.rules().first())
+                .and_then(|r| r.apply_server_side_encryption_by_default())
+                .map(|d| d.sse_algorithm().clone())
+        };
+    let got = tc
+        .s3
+        .get_bucket_encryption()
+        .bucket("sealed")
+        .send()
+        .await
+        .expect("get bucket encryption");
+    assert_eq!(default_algorithm(got), aes256());
+    let rule = |algorithm: ServerSideEncryption| {
+        ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(
+                        ServerSideEncryptionByDefault::builder()
+                            .sse_algorithm(algorithm)
+                            .build()
+                            .expect("default"),
+                    )
+                    .build(),
+            )
+            .build()
+            .expect("configuration")
+    };
+    tc.s3
+        .put_bucket_encryption()
+        .bucket("sealed")
+        .server_side_encryption_configuration(rule(ServerSideEncryption::Aes256))
+        .send()
+        .await
+        .expect("SSE-S3 default accepted");
+    let err = tc
+        .s3
+        .put_bucket_encryption()
+        .bucket("sealed")
+        .server_side_encryption_configuration(rule(ServerSideEncryption::AwsKms))
+        .send()
+        .await
+        .expect_err("SSE-KMS default refused");
+    assert_eq!(
+        (error_code(&err).as_str(), error_status(&err)),
+        ("NotImplemented", 501)
+    );
+    tc.s3
+        .delete_bucket_encryption()
+        .bucket("sealed")
+        .send()
+        .await
+        .expect("delete bucket encryption");
+    let got = tc
+        .s3
+        .get_bucket_encryption()
+        .bucket("sealed")
+        .send()
+        .await
+        .expect("get after delete");
+    assert_eq!(default_algorithm(got), aes256(), "SSE-S3 stays in force");
+    let err = tc
+        .s3
+        .get_bucket_encryption()
+        .bucket("no-such-bucket-here")
+        .send()
+        .await
+        .expect_err("missing bucket");
+    assert_eq!(error_code(&err), "NoSuchBucket");
 
     phase("single PUTs, inline and erasure coded, answer AES256");
     let shapes = [
@@ -372,6 +449,43 @@ async fn rotated_keks_and_the_root_key_open_everything_after_a_restart_and_a_wro
             assert_eq!(rotated.trim(), "sse-s3/2");
         }
     }
+    phase("the leader re-wraps the older data keys by version 2, rewriting no object data");
+    let coded_before = tc
+        .erasure_blob("keys", "under-sse-s3-1-1")
+        .await
+        .expect("coded");
+    let meta = tc.meta();
+    let bucket = BucketName::parse("keys").expect("bucket");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut kek_ids = Vec::new();
+        for (key, _) in &objects {
+            let key = ObjectKey::parse(key).expect("key");
+            let version = meta
+                .get_object(&bucket, &key, None)
+                .await
+                .expect("lookup")
+                .version
+                .expect("version");
+            kek_ids.extend(version.parts.iter().map(|p| p.blob.sealing.key_id.clone()));
+        }
+        if kek_ids.iter().all(|id| id == "sse-s3/2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "data keys still wrapped by older versions: {kek_ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let coded_after = tc
+        .erasure_blob("keys", "under-sse-s3-1-1")
+        .await
+        .expect("coded");
+    assert_eq!(
+        coded_after, coded_before,
+        "the same shards, untouched: only the wrapped key changed"
+    );
     let listed = tc.admin_ok(&["kms", "list"]);
     let versions: Vec<&str> = listed
         .lines()

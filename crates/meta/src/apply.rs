@@ -219,6 +219,7 @@ impl Applier<'_> {
             command::Cmd::RenewLease(c) => self.renew_lease(c),
             command::Cmd::ReleaseLease(c) => self.release_lease(c),
             command::Cmd::CreateKek(c) => self.create_kek(c),
+            command::Cmd::RewrapKeys(c) => self.rewrap_keys(c),
         }
     }
 

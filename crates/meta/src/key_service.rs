@@ -127,6 +127,8 @@ pub(crate) fn binding(b: Option<&pb::KeyBinding>) -> Result<(Binding<'_>, u8), S
 pub(crate) struct KeyService {
     root: SealKey,
     store: MetaStore,
+    /// Woken when a KEK version is added here, so the re-wrap pass starts.
+    pub(crate) rotated: tokio::sync::Notify,
 }
 
 fn store_failure(e: StoreError) -> Status {
@@ -136,7 +138,11 @@ fn store_failure(e: StoreError) -> Status {
 
 impl KeyService {
     pub(crate) fn new(root: SealKey, store: MetaStore) -> KeyService {
-        KeyService { root, store }
+        KeyService {
+            root,
+            store,
+            rotated: tokio::sync::Notify::new(),
+        }
     }
 
     fn open(&self, record: &pb::KekRecord) -> Result<(KekId, SealKey), Status> {

@@ -29,6 +29,7 @@ pub mod node;
 pub mod query;
 mod raft_service;
 mod records;
+mod rewrap;
 pub mod session;
 pub mod store;
 #[cfg(test)]

@@ -133,7 +133,7 @@ impl MetaGrpc {
         store: MetaStore,
         pool: ChannelPool,
         liveness: LivenessTimeouts,
-        keys: KeyService,
+        keys: Arc<KeyService>,
     ) -> Self {
         MetaGrpc {
             node_id,
@@ -145,7 +145,7 @@ impl MetaGrpc {
             started: Instant::now(),
             worker_reports: WorkerReports::new(),
             own_workers: None,
-            keys: Arc::new(keys),
+            keys,
         }
     }
 
@@ -325,6 +325,7 @@ impl MetaGrpc {
             Err(_) => Err(Status::unavailable("write was not committed in time")),
             Ok(Ok(_)) => {
                 tracing::info!(kek = %id, "key-encryption key created");
+                self.keys.rotated.notify_one();
                 Ok(None)
             }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {

@@ -138,6 +138,7 @@ async fn serve_node(
     check_root_key(&dir, &root_key)?;
     let store = MetaStore::open(&dir)?;
     record_root_key(&dir, &root_key)?;
+    let keys = Arc::new(KeyService::new(root_key, store.clone()));
     let pool = ChannelPool::new();
     let raft = MetaRaft::new(
         config.node_id,
@@ -165,7 +166,7 @@ async fn serve_node(
             store.clone(),
             pool.clone(),
             config.liveness_timeouts(),
-            KeyService::new(root_key, store.clone()),
+            keys.clone(),
         )
         .with_own_workers(own_process, WorkerRegistry::new()),
     )
@@ -188,9 +189,21 @@ async fn serve_node(
         .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });
 
     let init = tokio::spawn(initialize(raft.clone(), config.clone(), pool).in_current_span());
+    let rewrap = tokio::spawn(
+        crate::rewrap::run(
+            config.node_id,
+            raft.clone(),
+            store.clone(),
+            keys,
+            shutdown.clone(),
+        )
+        .in_current_span(),
+    );
     let served = server.await;
     init.abort();
     let _ = init.await;
+    rewrap.abort();
+    let _ = rewrap.await;
     if let Err(e) = raft.shutdown().await {
         warn!(error = %e, "raft did not stop cleanly");
     }

@@ -57,11 +57,13 @@ pub enum CommandKind {
     ReleaseLease,
     /// `CreateKek` (proposed by meta nodes themselves, never by this client).
     CreateKek,
+    /// `RewrapKeys` (proposed by meta nodes themselves, never by this client).
+    RewrapKeys,
 }
 
 impl CommandKind {
     /// Every kind.
-    pub const ALL: [CommandKind; 19] = [
+    pub const ALL: [CommandKind; 20] = [
         CommandKind::CreateBucket,
         CommandKind::DeleteBucket,
         CommandKind::SetBucketVersioning,
@@ -81,6 +83,7 @@ impl CommandKind {
         CommandKind::RenewLease,
         CommandKind::ReleaseLease,
         CommandKind::CreateKek,
+        CommandKind::RewrapKeys,
     ];
 
     /// The kind's snake-case name (`put_version`).
@@ -105,6 +108,7 @@ impl CommandKind {
             CommandKind::RenewLease => "renew_lease",
             CommandKind::ReleaseLease => "release_lease",
             CommandKind::CreateKek => "create_kek",
+            CommandKind::RewrapKeys => "rewrap_keys",
         }
     }
 
@@ -136,6 +140,7 @@ impl CommandKind {
             Cmd::RenewLease(_) => CommandKind::RenewLease,
             Cmd::ReleaseLease(_) => CommandKind::ReleaseLease,
             Cmd::CreateKek(_) => CommandKind::CreateKek,
+            Cmd::RewrapKeys(_) => CommandKind::RewrapKeys,
         }
     }
 }

@@ -272,7 +272,8 @@ impl MetaState {
             | Cmd::UpdatePlacement(_)
             | Cmd::ReleaseShards(_)
             | Cmd::PutRepairReport(_)
-            | Cmd::CreateKek(_) => ok(),
+            | Cmd::CreateKek(_)
+            | Cmd::RewrapKeys(_) => ok(),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod body;
 pub mod bucket;
+pub mod bucket_encryption;
 pub mod complete;
 pub mod conditions;
 pub mod convert;
@@ -118,6 +119,9 @@ handlers! {
     get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput = bucket::get_bucket_location;
     put_bucket_versioning: PutBucketVersioningInput => PutBucketVersioningOutput = bucket::put_bucket_versioning;
     get_bucket_versioning: GetBucketVersioningInput => GetBucketVersioningOutput = bucket::get_bucket_versioning;
+    get_bucket_encryption: GetBucketEncryptionInput => GetBucketEncryptionOutput = bucket_encryption::get_bucket_encryption;
+    put_bucket_encryption: PutBucketEncryptionInput => PutBucketEncryptionOutput = bucket_encryption::put_bucket_encryption;
+    delete_bucket_encryption: DeleteBucketEncryptionInput => DeleteBucketEncryptionOutput = bucket_encryption::delete_bucket_encryption;
     put_object: PutObjectInput => PutObjectOutput = object::put_object;
     get_object: GetObjectInput => GetObjectOutput = read::get_object;
     head_object: HeadObjectInput => HeadObjectOutput = read::head_object;
