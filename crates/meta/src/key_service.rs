@@ -123,12 +123,26 @@ pub(crate) fn binding(b: Option<&pb::KeyBinding>) -> Result<(Binding<'_>, u8), S
     ))
 }
 
+/// How long the newest KEK version found is served from memory before the store is read
+/// again (a rotation proposed by another node reaches this one within this; one made here
+/// is seen at once).
+const NEWEST_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Wraps and unwraps data keys under the KEKs in one node's store.
 pub(crate) struct KeyService {
     root: SealKey,
     store: MetaStore,
     /// Woken when a KEK version is added here, so the re-wrap pass starts.
     pub(crate) rotated: tokio::sync::Notify,
+    /// KEK versions unwrapped so far (a version never changes once stored).
+    versions: std::sync::Mutex<std::collections::HashMap<KekId, SealKey>>,
+    /// The newest version of each name, and when it was read.
+    newest:
+        std::sync::Mutex<std::collections::HashMap<String, (KekId, SealKey, std::time::Instant)>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn store_failure(e: StoreError) -> Status {
@@ -142,6 +156,8 @@ impl KeyService {
             root,
             store,
             rotated: tokio::sync::Notify::new(),
+            versions: std::sync::Mutex::new(std::collections::HashMap::new()),
+            newest: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -157,22 +173,53 @@ impl KeyService {
         Ok((id, kek))
     }
 
-    /// The newest version of KEK `name`, if there is one here.
+    /// The newest version of KEK `name`, if there is one here (read from the store).
     pub(crate) fn newest(&self, name: &str) -> Result<Option<(KekId, SealKey)>, Status> {
         let view = self.store.view().map_err(store_failure)?;
         match records::newest_kek(view.as_ref(), name).map_err(store_failure)? {
-            Some(record) => self.open(&record).map(Some),
+            Some(record) => {
+                let (id, kek) = self.open(&record)?;
+                lock(&self.newest).insert(
+                    name.to_owned(),
+                    (id.clone(), kek.clone(), std::time::Instant::now()),
+                );
+                Ok(Some((id, kek)))
+            }
             None => Ok(None),
         }
     }
 
+    /// The newest version of KEK `name` as read less than `NEWEST_FRESH` ago, if so.
+    pub(crate) fn cached_newest(&self, name: &str) -> Option<(KekId, SealKey)> {
+        let newest = lock(&self.newest);
+        let (id, kek, at) = newest.get(name)?;
+        (at.elapsed() < NEWEST_FRESH).then(|| (id.clone(), kek.clone()))
+    }
+
+    /// Forgets the newest versions read (a version was just added here).
+    pub(crate) fn forget_newest(&self) {
+        lock(&self.newest).clear();
+    }
+
     /// KEK `id`, if this node has it.
     pub(crate) fn version(&self, id: &KekId) -> Result<Option<SealKey>, Status> {
+        if let Some(kek) = self.cached_version(id) {
+            return Ok(Some(kek));
+        }
         let view = self.store.view().map_err(store_failure)?;
         match records::kek(view.as_ref(), &id.name, id.version).map_err(store_failure)? {
-            Some(record) => self.open(&record).map(|(_, kek)| Some(kek)),
+            Some(record) => {
+                let (_, kek) = self.open(&record)?;
+                lock(&self.versions).insert(id.clone(), kek.clone());
+                Ok(Some(kek))
+            }
             None => Ok(None),
         }
+    }
+
+    /// KEK `id` if it was unwrapped here before.
+    pub(crate) fn cached_version(&self, id: &KekId) -> Option<SealKey> {
+        lock(&self.versions).get(id).cloned()
     }
 
     /// The command that adds version `version` of KEK `name`, a fresh random key, wrapped.

@@ -325,6 +325,7 @@ impl MetaGrpc {
             Err(_) => Err(Status::unavailable("write was not committed in time")),
             Ok(Ok(_)) => {
                 tracing::info!(kek = %id, "key-encryption key created");
+                self.keys.forget_newest();
                 self.keys.rotated.notify_one();
                 Ok(None)
             }
@@ -594,6 +595,13 @@ impl MetaService for MetaGrpc {
                 req.kek_name
             )));
         }
+        // Served from memory when the newest version was read just now (the common case).
+        if let Some((id, kek)) = self.keys.cached_newest(&req.kek_name) {
+            let (binding, layer) = key_service::binding(req.binding.as_ref())?;
+            return Ok(Response::new(key_service::generate(
+                &id, &kek, binding, layer,
+            )));
+        }
         // The newest version this node has; the first use makes version 1 (on the leader).
         for _ in 0..3 {
             let keys = self.keys.clone();
@@ -632,11 +640,16 @@ impl MetaService for MetaGrpc {
             .parse()
             .map_err(|e| Status::invalid_argument(format!("{e}")))?;
         key_service::binding(req.binding.as_ref())?;
-        let keys = self.keys.clone();
-        let wanted = id.clone();
-        let kek = blocking(move || Ok(keys.version(&wanted)))
-            .await
-            .map_err(store_status)??;
+        let kek = match self.keys.cached_version(&id) {
+            Some(kek) => Some(kek),
+            None => {
+                let keys = self.keys.clone();
+                let wanted = id.clone();
+                blocking(move || Ok(keys.version(&wanted)))
+                    .await
+                    .map_err(store_status)??
+            }
+        };
         match kek {
             Some(kek) => {
                 let (binding, layer) = key_service::binding(req.binding.as_ref())?;

@@ -7,9 +7,11 @@
 //! Invariant: no plaintext leaves the gateway sealed by anything weaker than the data key;
 //! the data key exists in the clear only in this process's memory (zeroed on drop).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -47,16 +49,89 @@ pub trait DataKeys: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<SealKey, SealError>>;
 }
 
-/// The meta key service, through the gateway's meta client.
+/// Data keys unwrapped recently, so that reads of the same blob within `ttl` skip the key
+/// service: bounded to `capacity` entries, each keyed by everything the unwrap was bound to
+/// (KEK id, wrapped key, binding, layer), so a cached key is never handed out for another
+/// object. Keys are zeroed when evicted.
+#[derive(Debug)]
+pub(crate) struct KeyCache {
+    entries: Mutex<HashMap<Vec<u8>, (SealKey, Instant)>>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+/// Unwrapped data keys a gateway keeps.
+const KEY_CACHE_ENTRIES: usize = 4096;
+/// How long one is kept.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+
+impl KeyCache {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> KeyCache {
+        KeyCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+            ttl,
+        }
+    }
+
+    /// What a cached key is filed under.
+    pub(crate) fn entry_key(
+        kek_id: &str,
+        wrapped: &[u8],
+        binding: &Binding<'_>,
+        layer: u8,
+    ) -> Vec<u8> {
+        let aad = binding.associated_data();
+        let mut key = Vec::with_capacity(kek_id.len() + wrapped.len() + aad.len() + 6);
+        key.extend_from_slice(&(kek_id.len() as u32).to_be_bytes());
+        key.extend_from_slice(kek_id.as_bytes());
+        key.extend_from_slice(&(wrapped.len() as u32).to_be_bytes());
+        key.extend_from_slice(wrapped);
+        key.push(layer);
+        key.extend_from_slice(&aad);
+        key
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (SealKey, Instant)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Option<SealKey> {
+        let entries = self.lock();
+        let (sealed, at) = entries.get(key)?;
+        (at.elapsed() < self.ttl).then(|| sealed.clone())
+    }
+
+    pub(crate) fn put(&self, key: Vec<u8>, sealed: SealKey) {
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (sealed, Instant::now()));
+    }
+}
+
+/// The meta key service, through the gateway's meta client, with recently unwrapped keys
+/// kept for a minute.
 #[derive(Clone, Debug)]
 pub struct MetaKeys {
     meta: MetaClient,
+    cache: Arc<KeyCache>,
 }
 
 impl MetaKeys {
     /// Keys from the meta group `meta` talks to.
     pub fn new(meta: MetaClient) -> MetaKeys {
-        MetaKeys { meta }
+        MetaKeys {
+            meta,
+            cache: Arc::new(KeyCache::new(KEY_CACHE_ENTRIES, KEY_CACHE_TTL)),
+        }
     }
 }
 
@@ -94,10 +169,17 @@ impl DataKeys for MetaKeys {
         layer: u8,
     ) -> BoxFuture<'a, Result<SealKey, SealError>> {
         Box::pin(async move {
-            self.meta
+            let entry = KeyCache::entry_key(kek_id, wrapped, &binding, layer);
+            if let Some(key) = self.cache.get(&entry) {
+                return Ok(key);
+            }
+            let key = self
+                .meta
                 .decrypt_data_key(kek_id, wrapped, &binding, layer)
                 .await
-                .map_err(key_error)
+                .map_err(key_error)?;
+            self.cache.put(entry, key.clone());
+            Ok(key)
         })
     }
 }
@@ -309,5 +391,47 @@ impl DataKeys for LocalKeys {
                 }
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(key: &str) -> Binding<'_> {
+        Binding {
+            bucket: "b",
+            key,
+            part_number: 1,
+        }
+    }
+
+    #[test]
+    fn cached_keys_are_filed_under_everything_they_were_unwrapped_for() {
+        let cache = KeyCache::new(8, Duration::from_secs(60));
+        let here = KeyCache::entry_key("sse-s3/1", &[1; 61], &binding("k"), 1);
+        cache.put(here.clone(), SealKey::from_bytes([9; 32]));
+        assert_eq!(cache.get(&here).map(|k| *k.expose()), Some([9; 32]));
+        for elsewhere in [
+            KeyCache::entry_key("sse-s3/1", &[1; 61], &binding("other"), 1),
+            KeyCache::entry_key("sse-s3/2", &[1; 61], &binding("k"), 1),
+            KeyCache::entry_key("sse-s3/1", &[2; 61], &binding("k"), 1),
+            KeyCache::entry_key("sse-s3/1", &[1; 61], &binding("k"), 2),
+        ] {
+            assert!(cache.get(&elsewhere).is_none());
+        }
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_forgets_after_its_ttl() {
+        let cache = KeyCache::new(4, Duration::from_secs(60));
+        for i in 0..100u8 {
+            cache.put(vec![i], SealKey::from_bytes([i; 32]));
+            assert!(cache.lock().len() <= 4);
+        }
+        assert!(cache.get(&[99]).is_some(), "the newest entry is kept");
+        let short = KeyCache::new(4, Duration::ZERO);
+        short.put(vec![1], SealKey::from_bytes([1; 32]));
+        assert!(short.get(&[1]).is_none(), "expired");
     }
 }
