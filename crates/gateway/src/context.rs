@@ -33,8 +33,12 @@ pub struct RequestContext {
     pub request_id: String,
     /// The client's address, when the request came over a socket.
     pub source: Option<SocketAddr>,
-    /// Whether the request came over TLS.
+    /// Whether the request came over TLS (`aws:SecureTransport` for policies).
     pub tls: bool,
+    /// The server-side encryption the request asked for (`s3:x-amz-server-side-encryption`
+    /// for policies): the `x-amz-server-side-encryption` header's value, or `SSE-C` when it
+    /// carries a customer key; `None` when it asked for none.
+    pub sse: Option<String>,
     /// When the request entered.
     pub started: Instant,
     route: OnceLock<RequestRoute>,
@@ -46,13 +50,33 @@ pub const UNROUTED: &str = "unrouted";
 impl RequestContext {
     /// A fresh context with a new random request id.
     pub fn new(source: Option<SocketAddr>, tls: bool) -> Arc<RequestContext> {
+        Self::with_sse(source, tls, None)
+    }
+
+    /// A fresh context for a request that asked for server-side encryption `sse`.
+    pub fn with_sse(
+        source: Option<SocketAddr>,
+        tls: bool,
+        sse: Option<String>,
+    ) -> Arc<RequestContext> {
         Arc::new(RequestContext {
             request_id: new_request_id(),
             source,
             tls,
+            sse,
             started: Instant::now(),
             route: OnceLock::new(),
         })
+    }
+
+    /// The server-side encryption `headers` ask for; see [`RequestContext::sse`].
+    pub fn sse_of(headers: &http::HeaderMap) -> Option<String> {
+        if headers.contains_key("x-amz-server-side-encryption-customer-algorithm") {
+            return Some("SSE-C".to_owned());
+        }
+        headers
+            .get("x-amz-server-side-encryption")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     }
 
     /// The context in a request's extensions; a fresh one (logged) if the request did not come
@@ -97,6 +121,25 @@ pub fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_encryption_asked_for_is_read_from_the_headers() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(RequestContext::sse_of(&headers), None);
+        headers.insert(
+            "x-amz-server-side-encryption",
+            "AES256".parse().expect("value"),
+        );
+        assert_eq!(RequestContext::sse_of(&headers).as_deref(), Some("AES256"));
+        headers.insert(
+            "x-amz-server-side-encryption-customer-algorithm",
+            "AES256".parse().expect("value"),
+        );
+        assert_eq!(RequestContext::sse_of(&headers).as_deref(), Some("SSE-C"));
+        let ctx = RequestContext::with_sse(None, true, Some("aws:kms".into()));
+        assert!(ctx.tls);
+        assert_eq!(ctx.sse.as_deref(), Some("aws:kms"));
+    }
 
     #[test]
     fn the_route_is_set_once_and_ids_are_fresh() {

@@ -154,7 +154,8 @@ async fn handle(
     source: Option<SocketAddr>,
     mut req: http::Request<Incoming>,
 ) -> Result<s3s::HttpResponse, s3s::HttpError> {
-    let ctx = RequestContext::new(source, false);
+    // Plain HTTP until the gateway serves TLS.
+    let ctx = RequestContext::with_sse(source, false, RequestContext::sse_of(req.headers()));
     let mut record = metrics.start_request();
     req.extensions_mut().insert(Arc::clone(&ctx));
     let span = tracing::info_span!("request", request_id = %ctx.request_id, method = %req.method(), path = %req.uri().path());
