@@ -365,6 +365,16 @@ impl MetaService for MetaGrpc {
     ) -> Result<Response<pb::CommandResult>, Status> {
         let was_forwarded = is_forwarded(&request);
         let mut cmd = request.into_inner();
+        // Key-encryption keys and their re-wraps are made by meta nodes themselves (wrapped
+        // under the root key only they hold); no client may propose them.
+        if matches!(
+            cmd.cmd,
+            Some(pb::command::Cmd::CreateKek(_) | pb::command::Cmd::RewrapKeys(_))
+        ) {
+            return Err(Status::permission_denied(
+                "key-encryption keys are made by meta nodes only",
+            ));
+        }
         // The meta clock's source: whichever node proposes the command (the leader) stamps it.
         cmd.leader_time_ms = tessera_runtime::clock::now_ms();
         let write = tokio::time::timeout(WRITE_TIMEOUT, self.raft.client_write(cmd.clone()));

@@ -578,3 +578,94 @@ async fn a_retried_command_answers_its_first_result_across_leader_changes_and_sn
         "the snapshot lost the command's first result"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_key_service_answers_on_every_node_and_clients_cannot_propose_keks() {
+    use tessera_core::sealing::segments::Binding;
+    use tessera_proto::meta::v1 as pb;
+    use tessera_proto::meta::v1::meta_service_client::MetaServiceClient;
+
+    init_tracing();
+    let mut cluster = Cluster::start(snapshotting_raft()).await;
+    let client = cluster.client();
+    let leader = leader_of(&client).await;
+    let binding = Binding {
+        bucket: "bkt",
+        key: "k",
+        part_number: 1,
+    };
+    info!("phase 1: the first data key makes sse-s3/1, from whichever node is asked");
+    let made = client
+        .generate_data_key("sse-s3", &binding, 1)
+        .await
+        .expect("generate");
+    assert_eq!(made.kek_id, "sse-s3/1");
+    for id in 1..=3 {
+        let node = MetaClient::new(vec![cluster.node(id).addr.to_string()]);
+        let key = node
+            .decrypt_data_key(&made.kek_id, &made.wrapped, &binding, 1)
+            .await
+            .expect("every node unwraps it");
+        assert_eq!(key.expose(), made.key.expose(), "node {id}");
+    }
+    let moved = Binding {
+        key: "other",
+        ..binding
+    };
+    assert!(
+        client
+            .decrypt_data_key(&made.kek_id, &made.wrapped, &moved, 1)
+            .await
+            .is_err(),
+        "a key wrapped for one object does not unwrap for another"
+    );
+
+    info!("phase 2: a rotation asked of a follower is made by the leader");
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let follower_client = MetaClient::new(vec![cluster.node(follower).addr.to_string()]);
+    assert_eq!(
+        follower_client.rotate_kek("sse-s3").await.expect("rotate"),
+        "sse-s3/2"
+    );
+    let versions: Vec<u32> = client
+        .list_keks()
+        .await
+        .expect("list")
+        .iter()
+        .map(|k| k.version)
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    let old = client
+        .decrypt_data_key(&made.kek_id, &made.wrapped, &binding, 1)
+        .await
+        .expect("version 1 still unwraps");
+    assert_eq!(old.expose(), made.key.expose());
+
+    info!("phase 3: a client's CreateKek or RewrapKeys is refused and changes nothing");
+    let addr = cluster.node(leader).addr.to_string();
+    let mut raw = MetaServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    for cmd in [
+        pb::command::Cmd::CreateKek(pb::CreateKek {
+            name: "sse-s3".into(),
+            version: 3,
+            wrapped: vec![0; 61],
+        }),
+        pb::command::Cmd::RewrapKeys(pb::RewrapKeys::default()),
+    ] {
+        let refused = raw
+            .execute(pb::Command {
+                cmd: Some(cmd),
+                session: None,
+                leader_time_ms: 0,
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    }
+    assert_eq!(client.list_keks().await.expect("list").len(), 2);
+    for id in 1..=3 {
+        cluster.node(id).stop().await;
+    }
+}

@@ -127,16 +127,7 @@ pub async fn copy_object(
 ) -> Res<CopyObjectOutput> {
     let input = req.input;
     let key = check_key(&input.key)?;
-    sse::check_new_object(&sse::SseRequest {
-        sse: input.server_side_encryption.as_ref(),
-        customer_key: sse::any_customer_key(
-            &input.sse_customer_algorithm,
-            &input.sse_customer_key,
-            &input.sse_customer_key_md5,
-        ),
-        kms_key_id: input.ssekms_key_id.as_deref(),
-        kms_context: input.ssekms_encryption_context.as_deref(),
-    })?;
+    sse::check_new_object(&sse::new_object_request!(input))?;
     sse::check_no_customer_key(sse::any_customer_key(
         &input.copy_source_sse_customer_algorithm,
         &input.copy_source_sse_customer_key,

@@ -79,16 +79,7 @@ pub async fn create_multipart_upload(
         bucket: input.bucket.clone(),
     })?;
     let key = check_key(&input.key)?;
-    sse::check_new_object(&sse::SseRequest {
-        sse: input.server_side_encryption.as_ref(),
-        customer_key: sse::any_customer_key(
-            &input.sse_customer_algorithm,
-            &input.sse_customer_key,
-            &input.sse_customer_key_md5,
-        ),
-        kms_key_id: input.ssekms_key_id.as_deref(),
-        kms_context: input.ssekms_encryption_context.as_deref(),
-    })?;
+    sse::check_new_object(&sse::new_object_request!(input))?;
 
     let user_metadata = convert::user_metadata(input.metadata)?;
     let algorithm = input
@@ -188,11 +179,7 @@ pub async fn upload_part(
     } = req;
     let part_number = validate_part_number(input.part_number)?;
     let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
-    sse::check_no_customer_key(sse::any_customer_key(
-        &input.sse_customer_algorithm,
-        &input.sse_customer_key,
-        &input.sse_customer_key_md5,
-    ))?;
+    sse::check_no_customer_key(sse::customer_key!(input))?;
     let mut spec = BodySpec::from_request(
         &headers,
         input.content_length,
@@ -302,15 +289,12 @@ pub async fn upload_part_copy(
     let part_number = validate_part_number(input.part_number)?;
     let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
     sse::check_no_customer_key(
-        sse::any_customer_key(
-            &input.sse_customer_algorithm,
-            &input.sse_customer_key,
-            &input.sse_customer_key_md5,
-        ) || sse::any_customer_key(
-            &input.copy_source_sse_customer_algorithm,
-            &input.copy_source_sse_customer_key,
-            &input.copy_source_sse_customer_key_md5,
-        ),
+        sse::customer_key!(input)
+            || sse::any_customer_key(
+                &input.copy_source_sse_customer_algorithm,
+                &input.copy_source_sse_customer_key,
+                &input.copy_source_sse_customer_key_md5,
+            ),
     )?;
     let tag = |c: &ETagCondition| c.as_etag().map(|t| t.value().to_string());
     let conds = ReadConditions {

@@ -39,16 +39,7 @@ pub async fn put_object(
         bucket: input.bucket.clone(),
     })?;
     let key = check_key(&input.key)?;
-    sse::check_new_object(&sse::SseRequest {
-        sse: input.server_side_encryption.as_ref(),
-        customer_key: sse::any_customer_key(
-            &input.sse_customer_algorithm,
-            &input.sse_customer_key,
-            &input.sse_customer_key_md5,
-        ),
-        kms_key_id: input.ssekms_key_id.as_deref(),
-        kms_context: input.ssekms_encryption_context.as_deref(),
-    })?;
+    sse::check_new_object(&sse::new_object_request!(input))?;
     let user_metadata = convert::user_metadata(input.metadata)?;
     let precondition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let spec = BodySpec::from_request(

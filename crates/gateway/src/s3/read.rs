@@ -383,11 +383,7 @@ pub async fn get_object(
 ) -> Res<GetObjectOutput> {
     let input = req.input;
     let a = prepare_read(ops, read_request!(input)).await?;
-    sse::check_no_customer_key(sse::any_customer_key(
-        &input.sse_customer_algorithm,
-        &input.sse_customer_key,
-        &input.sse_customer_key_md5,
-    ))?;
+    sse::check_no_customer_key(sse::customer_key!(input))?;
     let len = a.plan.range.end - a.plan.range.start;
     let body = object_body(ops, ctx, &a.version, a.plan.range.clone(), a.plan.check);
     Ok(S3Response::new(
@@ -405,11 +401,7 @@ pub async fn head_object(
 ) -> Res<HeadObjectOutput> {
     let input = req.input;
     let a = prepare_read(ops, read_request!(input)).await?;
-    sse::check_no_customer_key(sse::any_customer_key(
-        &input.sse_customer_algorithm,
-        &input.sse_customer_key,
-        &input.sse_customer_key_md5,
-    ))?;
+    sse::check_no_customer_key(sse::customer_key!(input))?;
     let len = a.plan.range.end - a.plan.range.start;
     Ok(S3Response::new(object_read_output!(
         HeadObjectOutput,

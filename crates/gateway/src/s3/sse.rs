@@ -23,6 +23,33 @@ pub struct SseRequest<'a> {
     pub kms_context: Option<&'a str>,
 }
 
+/// Whether a request input carries any customer-key header (s3s gives each operation its own
+/// input type, with the same fields).
+macro_rules! customer_key {
+    ($input:ident) => {
+        $crate::s3::sse::any_customer_key(
+            &$input.sse_customer_algorithm,
+            &$input.sse_customer_key,
+            &$input.sse_customer_key_md5,
+        )
+    };
+}
+pub(crate) use customer_key;
+
+/// The [`SseRequest`] of an input that creates an object (PutObject, CopyObject,
+/// CreateMultipartUpload).
+macro_rules! new_object_request {
+    ($input:ident) => {
+        $crate::s3::sse::SseRequest {
+            sse: $input.server_side_encryption.as_ref(),
+            customer_key: $crate::s3::sse::customer_key!($input),
+            kms_key_id: $input.ssekms_key_id.as_deref(),
+            kms_context: $input.ssekms_encryption_context.as_deref(),
+        }
+    };
+}
+pub(crate) use new_object_request;
+
 /// Checks the encryption a new object asks for: none (the default, SSE-S3) or AES256.
 pub fn check_new_object(req: &SseRequest<'_>) -> Result<(), GatewayError> {
     if req.customer_key {
