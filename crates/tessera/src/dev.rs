@@ -58,6 +58,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
         root.join("cluster.json").display()
     );
     println!("  Logs:              {}", root.join("logs").display());
+    println!(
+        "  Root key:          {} (every object is encrypted under it: keep a copy)",
+        tessera_devcluster::layout::root_key_path(&root).display()
+    );
     if let Some(metrics) = cluster.layout().gateway().and_then(|g| g.metrics_addr()) {
         println!("  Gateway metrics:   http://{metrics}/metrics");
     }
