@@ -153,19 +153,22 @@ fn collect_page(
     Ok((out, last.map(|k| keys::successor(&k))))
 }
 
-/// One pass over every version and uploaded part; returns how many keys it re-wrapped.
+/// The newest SSE-S3 KEK version, if one was made.
+async fn newest(keys: &Arc<KeyService>) -> Result<Option<(KekId, SealKey)>, RewrapError> {
+    let k = keys.clone();
+    blocking(move || Ok(k.newest(SSE_S3_KEK)))
+        .await?
+        .map_err(|s| RewrapError::Keys(s.message().to_owned()))
+}
+
+/// One pass over every version and uploaded part, moving every key to `newest`; returns how
+/// many keys it re-wrapped.
 pub(crate) async fn pass(
     raft: &MetaRaft,
     store: &MetaStore,
     keys: &Arc<KeyService>,
+    newest: (KekId, SealKey),
 ) -> Result<usize, RewrapError> {
-    let k = keys.clone();
-    let newest = blocking(move || Ok(k.newest(SSE_S3_KEK)))
-        .await?
-        .map_err(|s| RewrapError::Keys(s.message().to_owned()))?;
-    let Some(newest) = newest else {
-        return Ok(0);
-    };
     let newest = Arc::new(newest);
     let mut rewrapped = 0;
     for prefix in [keys::OBJECT_PREFIX, keys::PART_PREFIX] {
@@ -210,19 +213,37 @@ pub(crate) async fn run(
     keys: Arc<KeyService>,
     shutdown: Shutdown,
 ) {
+    // The newest version a whole pass (on this node, while leading) found nothing to move
+    // to: periodic passes skip until the newest version changes. A rotation always runs one.
+    let mut clean_for: Option<KekId> = None;
     loop {
-        tokio::select! {
-            _ = keys.rotated.notified() => {}
-            _ = tokio::time::sleep(PERIOD) => {}
+        let rotated = tokio::select! {
+            _ = keys.rotated.notified() => true,
+            _ = tokio::time::sleep(PERIOD) => false,
             _ = shutdown.wait() => return,
-        }
+        };
         if raft.metrics().borrow().current_leader != Some(node_id) {
+            clean_for = None;
             continue;
         }
-        match pass(&raft, &store, &keys).await {
-            Ok(0) => {}
+        let newest = match newest(&keys).await {
+            // Never rotated: every key is wrapped by version 1.
+            Ok(Some(n)) if n.0.version > 1 => n,
+            Ok(_) => continue,
+            Err(e) => {
+                warn!(error = %e, "re-wrap pass could not read the newest key");
+                continue;
+            }
+        };
+        if !rotated && clean_for.as_ref() == Some(&newest.0) {
+            continue;
+        }
+        let id = newest.0.clone();
+        match pass(&raft, &store, &keys, newest).await {
+            Ok(0) => clean_for = Some(id),
             Ok(n) => info!(
                 rewrapped = n,
+                kek = %id,
                 "data keys re-wrapped by the newest KEK version"
             ),
             Err(e) => warn!(error = %e, "re-wrap pass stopped; the next pass resumes"),
