@@ -164,9 +164,11 @@ impl KeyService {
     fn open(&self, record: &pb::KekRecord) -> Result<(KekId, SealKey), Status> {
         let id = KekId::new(&record.name, record.version)
             .ok_or_else(|| Status::internal("a stored key-encryption key has a malformed id"))?;
+        // A node started with another root key than the group's (an operator's mistake) cannot
+        // serve keys; it answers Unavailable, so clients go on to a node that can.
         let kek = unwrap_kek(&self.root, &id, &record.wrapped).map_err(|_| {
-            tracing::error!(kek = %id, "a key-encryption key does not unwrap under this node's root key");
-            Status::failed_precondition(format!(
+            tracing::error!(kek = %id, "a key-encryption key does not unwrap under this node's root key: every meta node needs the same root key");
+            Status::unavailable(format!(
                 "key-encryption key {id} does not unwrap under this node's root key"
             ))
         })?;
@@ -353,8 +355,9 @@ mod tests {
         let refused = decrypt(&id, &kek, moved, 1, &made.wrapped_key).expect_err("moved");
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
 
+        // A node with another root key sends clients on to another node.
         let stranger = KeyService::new(SealKey::from_bytes([2; KEY_LEN]), store);
         let refused = stranger.open(&record).expect_err("another root");
-        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
     }
 }
