@@ -142,6 +142,13 @@ impl DevCluster {
             for node in specs {
                 cluster.spawn(&node, first_start)?;
             }
+            // The gateway chooses the erasure layout from the data nodes it knows when it
+            // starts; started before every data node registered, its first writes would take
+            // the layout of a smaller cluster (RS(1,2) instead of RS(3,3)) until its next
+            // refresh. So it starts once every data node is registered and healthy.
+            if role == NodeRole::Data {
+                cluster.wait_ready(cluster.spec.ready_timeout).await?;
+            }
         }
         cluster.wait_ready(cluster.spec.ready_timeout).await?;
         cluster.write_files()?;
