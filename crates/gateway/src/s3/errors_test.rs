@@ -112,6 +112,28 @@ fn status_codes_follow_s3() {
             500,
             "InternalError",
         ),
+        // The key service unreachable: retry later. A key it refuses: the record is wrong.
+        (
+            GatewayError::Pipeline(PipelineError::Seal(SealError::KeysUnavailable {
+                detail: "no meta node answered".into(),
+            })),
+            503,
+            "ServiceUnavailable",
+        ),
+        (
+            GatewayError::Pipeline(PipelineError::Seal(SealError::KeyRefused {
+                detail: "does not unwrap".into(),
+            })),
+            500,
+            "InternalError",
+        ),
+        (
+            GatewayError::NotImplementedHeader {
+                header: "x-amz-server-side-encryption",
+            },
+            501,
+            "NotImplemented",
+        ),
     ];
     for (err, status, code) in cases {
         let (got_status, got_code, _) = s3(err);
