@@ -1,4 +1,4 @@
-//! Process plumbing shared by every Tessera role: telemetry, shutdown, secrets, config
+//! Process plumbing shared by every Tessera role: TLS identities and the cluster CA, telemetry, shutdown, secrets, config
 //! loading, the wall clock (with its skew hook for tests), background workers and their
 //! registry, byte-rate limiting, data-folder locks, and Prometheus metrics with the small
 //! server that exposes them.
@@ -16,6 +16,7 @@ pub mod rate;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;
 
 pub use secret::Secret;
