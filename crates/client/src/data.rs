@@ -348,6 +348,7 @@ impl DataClientError {
 #[derive(Clone, Debug, Default)]
 pub struct DataClient {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<crate::tls::ClusterTls>,
 }
 
 fn digest_of(addr: &str, bytes: &[u8]) -> Result<ShardDigest, DataClientError> {
@@ -358,6 +359,15 @@ impl DataClient {
     /// An empty pool; channels are made on first use of each address.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty pool whose channels use mutual TLS with `tls` when given (every process of a
+    /// cluster does), plain HTTP/2 when not (in-process tests).
+    pub fn with_tls(tls: Option<crate::tls::ClusterTls>) -> Self {
+        Self {
+            channels: Arc::default(),
+            tls,
+        }
     }
 
     /// Removes exactly the copy `id` from the node at `addr`; whether it was stored.
@@ -510,7 +520,7 @@ impl DataClient {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = endpoint(addr)?.connect_lazy();
+        let channel = endpoint(addr, self.tls.as_ref())?.connect_lazy();
         debug!(addr, "data node channel created");
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
@@ -518,14 +528,9 @@ impl DataClient {
 }
 
 /// The endpoint settings for one data node.
-fn endpoint(addr: &str) -> Result<Endpoint, DataClientError> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Endpoint::from_shared(uri)
-        .map(|e| {
+fn endpoint(addr: &str, tls: Option<&crate::tls::ClusterTls>) -> Result<Endpoint, DataClientError> {
+    crate::tls::endpoint(addr, tls, tessera_runtime::tls::Role::Data)
+        .map(|e: Endpoint| {
             e.connect_timeout(CONNECT_TIMEOUT)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

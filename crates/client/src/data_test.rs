@@ -93,9 +93,9 @@ fn a_local_transport_failure_is_unavailable() {
 
 #[test]
 fn addresses_with_or_without_a_scheme_are_accepted() {
-    assert!(endpoint("127.0.0.1:7101").is_ok());
-    assert!(endpoint("http://node-a:7101").is_ok());
-    let err = endpoint("not a uri").expect_err("spaces make no uri");
+    assert!(endpoint("127.0.0.1:7101", None).is_ok());
+    assert!(endpoint("http://node-a:7101", None).is_ok());
+    let err = endpoint("not a uri", None).expect_err("spaces make no uri");
     assert!(
         matches!(&err, DataClientError::InvalidAddress { addr, .. } if addr == "not a uri"),
         "{err:?}"

@@ -7,6 +7,7 @@
 //! - [`shard`]: the one shard writer and the one manifest-verifying shard reader.
 //! - [`lease`]: the write-lease keeper every shard writer's process runs.
 //! - [`workers`]: reporting a process's workers to meta.
+//! - [`tls`]: mutual TLS between nodes and the role each gRPC method accepts.
 //!
 //! Invariant: wire types stop here: apart from the data node's scrub and ping answers, cluster
 //! status, and repair and worker reports, every public signature speaks `tessera-core` types.
@@ -15,6 +16,7 @@ pub mod data;
 pub mod lease;
 pub mod meta;
 pub mod shard;
+pub mod tls;
 pub mod workers;
 
 #[cfg(test)]

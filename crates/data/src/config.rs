@@ -35,6 +35,10 @@ pub struct DataConfig {
     pub scrub_rate_bytes_per_sec: u64,
     /// Seconds from the end of one scheduled scrub pass to the start of the next (at least 1).
     pub scrub_interval_secs: u64,
+    /// Mutual TLS with meta nodes and clients: the cluster CA, this node's `data` certificate
+    /// and key. Without it the node serves plain gRPC, which only in-process tests do; the
+    /// `tessera data` command requires it.
+    pub tls: tessera_runtime::tls::TlsConfig,
 }
 
 impl Default for DataConfig {
@@ -48,6 +52,7 @@ impl Default for DataConfig {
             advertise: None,
             scrub_rate_bytes_per_sec: DEFAULT_SCRUB_RATE_BYTES_PER_SEC,
             scrub_interval_secs: DEFAULT_SCRUB_INTERVAL_SECS,
+            tls: Default::default(),
         }
     }
 }

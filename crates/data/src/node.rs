@@ -17,10 +17,12 @@ use crate::store_error::ShardStoreError;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tessera_client::MetaClient;
+use tessera_client::tls::{ClusterTls, RoleGuardLayer};
 use tessera_client::workers::{ProcessIdentity, WorkerReporter};
 use tessera_proto::meta::v1 as meta_pb;
 use tessera_runtime::Shutdown;
 use tessera_runtime::config::ConfigError;
+use tessera_runtime::tls::Role;
 use tessera_runtime::worker::{WorkerRegistry, spawn_worker};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -51,13 +53,16 @@ pub enum DataNodeError {
     /// The gRPC server failed.
     #[error("data service failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The mutual-TLS files are incomplete, unreadable or not a data node's.
+    #[error("tls: {0}")]
+    Tls(#[from] tessera_runtime::tls::TlsError),
 }
 
 impl DataNodeError {
     /// Whether starting again may succeed without changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Config(_) => false,
+            Self::Config(_) | Self::Tls(_) => false,
             Self::Store(e) => e.is_retryable(),
             Self::Bind { .. } | Self::Serve(_) => true,
         }
@@ -70,6 +75,7 @@ impl DataNodeError {
             Self::Store(e) => e.code(),
             Self::Bind { .. } => "data_bind_failed",
             Self::Serve(_) => "data_serve_failed",
+            Self::Tls(_) => "data_tls",
         }
     }
 }
@@ -119,6 +125,7 @@ async fn serve(
     shutdown: Shutdown,
     registry: WorkerRegistry,
 ) -> Result<(), DataNodeError> {
+    let tls = ClusterTls::optional(&config.tls, Role::Data)?;
     let store = ShardStore::open(&config.data_dir).await?;
     let local = listener
         .local_addr()
@@ -143,7 +150,7 @@ async fn serve(
         // Registration keeps the state meta holds for a known node; a new node is active.
         state: meta_pb::NodeState::Active.into(),
     };
-    let meta = MetaClient::new(config.meta_endpoints.clone());
+    let meta = MetaClient::with_tls(config.meta_endpoints.clone(), tls.as_ref());
     workers.push(spawn_worker(
         Membership::new(meta.clone(), node, store.clone()),
         &registry,
@@ -173,7 +180,12 @@ async fn serve(
         "data node serving"
     );
     let stop = shutdown.clone();
-    let server = server_builder()
+    let mut builder = server_builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let server = builder
+        .layer(RoleGuardLayer::new(tls.as_ref()))
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });
     let result = tokio::select! {

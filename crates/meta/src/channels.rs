@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tessera_client::tls::ClusterTls;
+use tessera_runtime::tls::Role;
+use tonic::transport::Channel;
 
 /// How long establishing a connection to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -18,6 +20,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone, Default)]
 pub struct ChannelPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<ClusterTls>,
 }
 
 /// A peer address that is not a valid URI.
@@ -31,9 +34,13 @@ pub struct InvalidAddress {
 }
 
 impl ChannelPool {
-    /// An empty pool.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty pool whose channels use mutual TLS with `tls` (every meta node of a cluster),
+    /// plain HTTP/2 without (in-process tests).
+    pub fn with_tls(tls: Option<ClusterTls>) -> Self {
+        Self {
+            channels: Arc::default(),
+            tls,
+        }
     }
 
     /// The channel to `addr` ("host:port"; a scheme is added when missing).
@@ -45,15 +52,13 @@ impl ChannelPool {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let uri = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| InvalidAddress {
-            addr: addr.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let endpoint =
+            tessera_client::tls::endpoint(addr, self.tls.as_ref(), Role::Meta).map_err(|e| {
+                InvalidAddress {
+                    addr: addr.to_owned(),
+                    reason: e.to_string(),
+                }
+            })?;
         let channel = endpoint
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)

@@ -64,6 +64,11 @@ pub struct MetaConfig {
     /// needs the same root key.
     #[serde(default)]
     pub root_key_file: Option<PathBuf>,
+    /// Mutual TLS with peers and clients: the cluster CA, this node's `meta` certificate and
+    /// key. Without it the node serves plain gRPC, which only in-process tests do; the
+    /// `tessera meta` command requires it.
+    #[serde(default)]
+    pub tls: tessera_runtime::tls::TlsConfig,
 }
 
 /// One voter of the meta group.
@@ -242,6 +247,7 @@ mod tests {
             dead_after_ms: DEFAULT_DEAD_AFTER_MS,
             initialize: false,
             root_key_file: None,
+            tls: Default::default(),
         }
     }
 

@@ -166,6 +166,9 @@ pub enum MetaNodeError {
     /// No root key, an unreadable or malformed one, or not the one this node started with.
     #[error("root key: {0}")]
     RootKey(String),
+    /// The mutual-TLS files are incomplete, unreadable or not a meta node's.
+    #[error("tls: {0}")]
+    Tls(#[from] tessera_runtime::tls::TlsError),
 }
 
 impl MetaNodeError {
@@ -185,6 +188,7 @@ impl MetaNodeError {
             MetaNodeError::Raft(_) => "meta_raft",
             MetaNodeError::Serve(_) => "meta_serve",
             MetaNodeError::RootKey(_) => "meta_root_key",
+            MetaNodeError::Tls(_) => "meta_tls",
         }
     }
 }

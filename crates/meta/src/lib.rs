@@ -15,6 +15,7 @@
 
 mod apply;
 mod channels;
+mod command_policy;
 pub mod config;
 pub mod convert;
 pub mod error;

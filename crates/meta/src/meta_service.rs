@@ -364,7 +364,16 @@ impl MetaService for MetaGrpc {
         request: Request<pb::Command>,
     ) -> Result<Response<pb::CommandResult>, Status> {
         let was_forwarded = is_forwarded(&request);
+        let role = tessera_client::tls::peer_role(&request);
         let mut cmd = request.into_inner();
+        if let (Some(role), Some(kind)) = (role, cmd.cmd.as_ref())
+            && !crate::command_policy::command_allowed(role, kind)
+        {
+            return Err(Status::permission_denied(format!(
+                "a {role} may not send {} commands",
+                crate::command_policy::command_name(kind)
+            )));
+        }
         // Key-encryption keys and their re-wraps are made by meta nodes themselves (wrapped
         // under the root key only they hold); no client may propose them.
         if matches!(

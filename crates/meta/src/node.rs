@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
+use tessera_client::tls::{ClusterTls, RoleGuardLayer};
 use tessera_proto::meta::v1 as meta_pb;
 use tessera_proto::meta::v1::meta_service_server::MetaServiceServer;
 use tessera_proto::raft::v1::NodeStatusRequest;
 use tessera_proto::raft::v1::raft_service_client::RaftServiceClient;
 use tessera_proto::raft::v1::raft_service_server::RaftServiceServer;
 use tessera_runtime::Shutdown;
+use tessera_runtime::tls::Role;
 use tessera_runtime::worker::WorkerRegistry;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -139,7 +141,8 @@ async fn serve_node(
     let store = MetaStore::open(&dir)?;
     record_root_key(&dir, &root_key)?;
     let keys = Arc::new(KeyService::new(root_key, store.clone()));
-    let pool = ChannelPool::new();
+    let tls = ClusterTls::optional(&config.tls, Role::Meta)?;
+    let pool = ChannelPool::with_tls(tls.clone());
     let raft = MetaRaft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -183,7 +186,12 @@ async fn serve_node(
     // Small answers must not wait for the client's delayed ACK (Nagle): a read answered in
     // two writes would otherwise stall 40 ms.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let server = builder
+        .layer(RoleGuardLayer::new(tls.as_ref()))
         .add_service(raft_service)
         .add_service(meta_service)
         .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });

@@ -33,6 +33,9 @@ pub struct RepairConfig {
     pub rate_bytes_per_sec: u64,
     /// Records visited per meta page.
     pub page_size: u32,
+    /// Mutual TLS with meta and data nodes (`[tls]`): the cluster CA, this daemon's `repair`
+    /// certificate and key. The `tessera repair` command requires it.
+    pub tls: tessera_runtime::tls::TlsConfig,
 }
 
 impl Default for RepairConfig {
@@ -46,6 +49,7 @@ impl Default for RepairConfig {
             concurrency: 16,
             rate_bytes_per_sec: 0,
             page_size: 1000,
+            tls: Default::default(),
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum RepairError {
     /// The metrics listener could not start.
     #[error("metrics listener: {0}")]
     Metrics(std::io::Error),
+    /// The mutual-TLS files are incomplete, unreadable or not the repair daemon's.
+    #[error("tls: {0}")]
+    Tls(#[from] tessera_runtime::tls::TlsError),
 }
 
 impl RepairError {
@@ -48,13 +51,17 @@ impl RepairError {
             RepairError::Fault(e) => e.code(),
             RepairError::Lease(e) => e.code(),
             RepairError::Metrics(_) => "repair_metrics_listener",
+            RepairError::Tls(_) => "repair_tls",
         }
     }
 
     /// Whether starting again may succeed: only a listener whose address may free up.
     pub fn is_retryable(&self) -> bool {
         match self {
-            RepairError::Config(_) | RepairError::Fault(_) | RepairError::Lease(_) => false,
+            RepairError::Config(_)
+            | RepairError::Fault(_)
+            | RepairError::Lease(_)
+            | RepairError::Tls(_) => false,
             RepairError::Metrics(_) => true,
         }
     }
@@ -63,8 +70,11 @@ impl RepairError {
 /// Runs the repair daemon until `shutdown`.
 pub async fn run(config: RepairConfig, shutdown: Shutdown) -> Result<(), RepairError> {
     config.validate()?;
-    let meta = MetaClient::new(config.meta_endpoints.clone()).with_fault(FaultPlan::from_env()?);
-    let data = DataClient::new();
+    let tls =
+        tessera_client::tls::ClusterTls::optional(&config.tls, tessera_runtime::tls::Role::Repair)?;
+    let meta = MetaClient::with_tls(config.meta_endpoints.clone(), tls.as_ref())
+        .with_fault(FaultPlan::from_env()?);
+    let data = DataClient::with_tls(tls);
     let keeper = LeaseKeeper::new(
         meta.clone(),
         LeaseConfig::new(format!("repair {}", config.id)),

@@ -43,7 +43,7 @@ use tessera_core::meta_error::MetaRuleError;
 use tessera_proto::meta::v1 as pb;
 use tessera_proto::meta::v1::meta_service_client::MetaServiceClient;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 use tracing::{debug, warn};
 
@@ -114,14 +114,9 @@ impl std::fmt::Debug for MetaClient {
     }
 }
 
-fn lazy_channel(addr: &str) -> Result<Channel, String> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint =
-        Endpoint::from_shared(uri).map_err(|e| format!("invalid address {addr}: {e}"))?;
+fn lazy_channel(addr: &str, tls: Option<&crate::tls::ClusterTls>) -> Result<Channel, String> {
+    let endpoint = crate::tls::endpoint(addr, tls, tessera_runtime::tls::Role::Meta)
+        .map_err(|e| format!("invalid address {addr}: {e}"))?;
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -160,10 +155,16 @@ impl MetaClient {
     /// [`DROP_META_ANSWER_ENV`] (misspelt names are logged and ignored; see
     /// [`FaultPlan::from_env`] to refuse them).
     pub fn new(endpoints: Vec<String>) -> Self {
+        Self::with_tls(endpoints, None)
+    }
+
+    /// As [`MetaClient::new`], over mutual TLS with `tls` when given (every process of a
+    /// cluster), plain HTTP/2 when not (in-process tests).
+    pub fn with_tls(endpoints: Vec<String>, tls: Option<&crate::tls::ClusterTls>) -> Self {
         let nodes = endpoints
             .into_iter()
             .map(|addr| Node {
-                channel: lazy_channel(&addr),
+                channel: lazy_channel(&addr, tls),
                 addr,
             })
             .collect();

@@ -138,6 +138,21 @@ impl DataModel {
         self.lock().shards.insert(id, shard);
     }
 
+    /// Serves the node on a fresh loopback port over mutual TLS with `tls`, behind the role
+    /// guard, as a data node serves; its address.
+    pub(crate) async fn serve_tls(&self, tls: &crate::tls::ClusterTls) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let service = DataServiceServer::new(self.clone());
+        let server = tonic::transport::Server::builder()
+            .tls_config(tls.server_config())
+            .expect("tls config")
+            .layer(crate::tls::RoleGuardLayer::new(Some(tls)))
+            .add_service(service);
+        tokio::spawn(server.serve_with_incoming(TcpListenerStream::new(listener)));
+        addr
+    }
+
     /// Serves the node on a fresh loopback port; its address.
     pub(crate) async fn serve(&self) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

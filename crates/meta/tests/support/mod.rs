@@ -79,6 +79,7 @@ impl Cluster {
                 // Node 1 founds the group on this first start; nobody initialises again.
                 initialize: i == 0,
                 root_key_file: Some(root_key_file.clone()),
+                tls: Default::default(),
             };
             let mut node = TestNode {
                 config,
