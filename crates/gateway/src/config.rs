@@ -44,6 +44,25 @@ pub struct GatewayConfig {
     /// Where Prometheus scrapes `/metrics` (its own listener); none when unset.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// HTTPS for the S3 endpoint (`[https]`); without it the endpoint speaks plain HTTP
+    /// (behind a proxy that terminates TLS, or for tools that cannot take a CA).
+    #[serde(default)]
+    pub https: Option<HttpsConfig>,
+    /// Mutual TLS with meta and data nodes (`[tls]`): the cluster CA, this gateway's
+    /// `gateway` certificate and key. The `tessera gateway` command requires it.
+    #[serde(default)]
+    pub tls: tessera_runtime::tls::TlsConfig,
+}
+
+/// The S3 endpoint's certificate (`[https]`): read again within seconds when either file
+/// changes, so it is renewed without a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// The certificate chain (PEM), the server's certificate first.
+    pub cert: std::path::PathBuf,
+    /// Its private key (PEM).
+    pub key: std::path::PathBuf,
 }
 
 /// Limits on the HTTP connections of the S3 endpoint (`[http]` in the config file).
@@ -191,6 +210,8 @@ impl GatewayConfig {
             max_aws_chunk_size: default_max_aws_chunk_size(),
             http: HttpLimits::default(),
             metrics_listen: None,
+            https: None,
+            tls: Default::default(),
         }
     }
 

@@ -72,7 +72,10 @@ pub fn over_limit_response(request_id: &str) -> Vec<u8> {
 }
 
 /// Answers a connection over the limit and closes it, within about a second.
-pub async fn refuse(mut stream: tokio::net::TcpStream, request_id: &str) {
+pub async fn refuse<S>(mut stream: S, request_id: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let answer = over_limit_response(request_id);
     let write = async {
         stream.write_all(&answer).await?;

@@ -34,11 +34,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tessera_client::lease::LeaseConfigError;
+use tessera_client::tls::ClusterTls;
 use tessera_client::workers::{ProcessIdentity, WorkerReporter};
 use tessera_client::{DataClient, LeaseConfig, LeaseHandle, LeaseKeeper, MetaClient};
 use tessera_runtime::Shutdown;
 use tessera_runtime::metrics::Counter;
+use tessera_runtime::tls::{ReloadingCert, Role};
 use tessera_runtime::worker::{WorkerRegistry, spawn_worker};
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 pub use crate::guard::{MAX_NON_OBJECT_BODY, MAX_PRESIGNED_EXPIRY_SECS};
@@ -60,6 +63,12 @@ pub enum GatewayServeError {
     /// The write lease keeper's pacing is invalid.
     #[error(transparent)]
     Lease(#[from] LeaseConfigError),
+    /// The mutual-TLS files are incomplete, unreadable or not a gateway's.
+    #[error("tls: {0}")]
+    Tls(#[from] tessera_runtime::tls::TlsError),
+    /// The S3 endpoint's certificate or key cannot be used.
+    #[error("https: {0}")]
+    Https(#[from] tessera_runtime::tls::ReloadError),
 }
 
 /// What every request's checks need from the config.
@@ -152,10 +161,10 @@ async fn handle(
     rules: Arc<RequestRules>,
     metrics: Arc<GatewayMetrics>,
     source: Option<SocketAddr>,
+    tls: bool,
     mut req: http::Request<Incoming>,
 ) -> Result<s3s::HttpResponse, s3s::HttpError> {
-    // Plain HTTP until the gateway serves TLS.
-    let ctx = RequestContext::with_sse(source, false, RequestContext::sse_of(req.headers()));
+    let ctx = RequestContext::with_sse(source, tls, RequestContext::sse_of(req.headers()));
     let mut record = metrics.start_request();
     req.extensions_mut().insert(Arc::clone(&ctx));
     let span = tracing::info_span!("request", request_id = %ctx.request_id, method = %req.method(), path = %req.uri().path());
@@ -240,7 +249,12 @@ pub fn build_service(
 pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), GatewayServeError> {
     config.apply_env(|name| std::env::var(name).ok())?;
     config.validate()?;
-    let meta = MetaClient::new(config.meta_endpoints.clone());
+    let tls = ClusterTls::optional(&config.tls, Role::Gateway)?;
+    let https = match &config.https {
+        Some(files) => Some(Arc::new(ReloadingCert::load(&files.cert, &files.key)?)),
+        None => None,
+    };
+    let meta = MetaClient::with_tls(config.meta_endpoints.clone(), tls.as_ref());
     let nodes = NodeDirectory::new(meta.clone());
     // One view before serving, so the first writes find the data nodes; if meta is not up
     // yet, the refresh worker keeps trying.
@@ -279,7 +293,7 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
     // Every new blob is sealed with SSE-S3 under a data key from the meta key service.
     let seals = SseS3Seals::new(Arc::new(MetaKeys::new(meta.clone())));
     let blobs = BlobStore::with_seals(
-        DataClient::new(),
+        DataClient::with_tls(tls),
         nodes,
         BlobStoreConfig {
             chunk_size: config.chunk_size,
@@ -315,11 +329,44 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
     tracing::info!(
         addr = %config.listen,
         region = %config.region,
+        https = https.is_some(),
         max_connections = config.http.max_connections,
         "gateway serving"
     );
-    serve_s3(listener, &config, service, metrics, shutdown).await;
+    if let Some(cert) = &https {
+        tokio::spawn(watch_certificate(Arc::clone(cert), shutdown.clone()));
+    }
+    serve_s3(listener, &config, https, service, metrics, shutdown).await;
     Ok(())
+}
+
+/// How often the S3 endpoint's certificate files are checked for a change.
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reloads the S3 endpoint's certificate whenever its files change, until shutdown; a change
+/// that does not load is reported once and the previous certificate kept.
+async fn watch_certificate(cert: Arc<ReloadingCert>, shutdown: Shutdown) {
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(CERT_CHECK_INTERVAL) => {}
+            () = shutdown.wait() => return,
+        }
+        match cert.reload_if_changed() {
+            Ok(true) => {
+                last_error = None;
+                tracing::info!("https certificate reloaded");
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let message = e.to_string();
+                if last_error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(error = %message, "https certificate change not loaded; the previous one stays in use");
+                    last_error = Some(message);
+                }
+            }
+        }
+    }
 }
 
 /// Waits until `leases` holds a lease, at most `limit`; whether it does.
@@ -339,6 +386,7 @@ async fn wait_for_lease(leases: &LeaseHandle, limit: Duration) -> bool {
 pub async fn serve_s3(
     listener: tokio::net::TcpListener,
     config: &GatewayConfig,
+    https: Option<Arc<ReloadingCert>>,
     service: S3Service,
     metrics: Arc<GatewayMetrics>,
     shutdown: Shutdown,
@@ -376,6 +424,8 @@ pub async fn serve_s3(
         http1_idle: Duration::from_secs(limits.http1_keep_alive_idle_secs),
         http2_idle: Duration::from_secs(limits.http2_idle_timeout_secs),
         shutdown: shutdown.clone(),
+        tls: https.map(|cert| TlsAcceptor::from(Arc::new(cert.server_config()))),
+        handshake_timeout: Duration::from_secs(config.header_read_timeout_secs),
     });
     loop {
         tokio::select! {
@@ -413,13 +463,42 @@ struct ConnectionContext {
     http1_idle: Duration,
     http2_idle: Duration,
     shutdown: Shutdown,
+    /// The TLS side of the S3 endpoint, when it serves HTTPS.
+    tls: Option<TlsAcceptor>,
+    /// How long a client has to finish the TLS handshake.
+    handshake_timeout: Duration,
 }
 
 impl ConnectionContext {
     /// Serves one client connection if a slot is free (soon), until it closes, idles out or the
     /// gateway shuts down.
     async fn serve(self: Arc<Self>, stream: tokio::net::TcpStream, peer: Option<SocketAddr>) {
-        let Some(slot) = self.slots.admit().await else {
+        let _ = stream.set_nodelay(true);
+        let slot = self.slots.admit().await;
+        let Some(acceptor) = self.tls.clone() else {
+            return self.serve_io(stream, peer, slot, false).await;
+        };
+        // The handshake counts against the connection's slot; a client that never finishes
+        // it is dropped after the header-read timeout.
+        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => self.serve_io(tls, peer, slot, true).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, peer = ?peer, "tls handshake failed"),
+            Err(_) => tracing::debug!(peer = ?peer, "tls handshake timed out"),
+        }
+    }
+
+    /// Serves one connection (plain or TLS) once its slot is known: without one, answers
+    /// 503 SlowDown and closes.
+    async fn serve_io<I>(
+        self: Arc<Self>,
+        stream: I,
+        peer: Option<SocketAddr>,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        tls: bool,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(slot) = slot else {
             let request_id = new_request_id();
             tracing::warn!(
                 open = self.slots.open(),
@@ -429,7 +508,6 @@ impl ConnectionContext {
             crate::conn::refuse(stream, &request_id).await;
             return;
         };
-        let _ = stream.set_nodelay(true);
         let clock = ActivityClock::new();
         let svc = {
             let clock = Arc::clone(&clock);
@@ -443,6 +521,7 @@ impl ConnectionContext {
                     Arc::clone(&rules),
                     Arc::clone(&metrics),
                     peer,
+                    tls,
                     req,
                 );
                 async move {

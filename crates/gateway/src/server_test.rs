@@ -53,7 +53,7 @@ async fn front() -> Front {
     let shutdown = Shutdown::new();
     let stop = shutdown.clone();
     let served = Arc::clone(&metrics);
-    tokio::spawn(async move { serve_s3(listener, &config, service, served, stop).await });
+    tokio::spawn(async move { serve_s3(listener, &config, None, service, served, stop).await });
     Front {
         addr,
         metrics,
