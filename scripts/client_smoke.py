@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -101,11 +102,19 @@ def main():
     sys.exit(1 if failed else 0)
 
 
+def tls_context(env):
+    """Trusts exactly the dev cluster's CA (dev.env's AWS_CA_BUNDLE), as the aws CLI does."""
+    ca = env.get("AWS_CA_BUNDLE")
+    return ssl.create_default_context(cafile=ca) if ca else None
+
+
 def run_checks(env, root):
     endpoint = env["AWS_ENDPOINT_URL"]
+    assert endpoint.startswith("https://"), f"tessera dev must serve HTTPS by default: {endpoint}"
     s3 = boto3.client(
         "s3",
         endpoint_url=endpoint,
+        verify=env["AWS_CA_BUNDLE"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name=env["AWS_REGION"],
@@ -130,17 +139,17 @@ def run_checks(env, root):
 
     def presigned():
         url = s3.generate_presigned_url("get_object", Params={"Bucket": "smoke", "Key": "a/b.bin"}, ExpiresIn=300)
-        assert urllib.request.urlopen(url, timeout=30).read() == data
+        assert urllib.request.urlopen(url, timeout=30, context=tls_context(env)).read() == data
         put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "smoke", "Key": "presigned.txt"}, ExpiresIn=300)
         req = urllib.request.Request(put_url, data=b"via presigned put", method="PUT")
-        urllib.request.urlopen(req, timeout=30).read()
+        urllib.request.urlopen(req, timeout=30, context=tls_context(env)).read()
         assert s3.get_object(Bucket="smoke", Key="presigned.txt")["Body"].read() == b"via presigned put"
     check("presigned GET and PUT URLs", presigned)
 
     def presigned_too_long():
         url = s3.generate_presigned_url("get_object", Params={"Bucket": "smoke", "Key": "a/b.bin"}, ExpiresIn=604801)
         try:
-            urllib.request.urlopen(url, timeout=30)
+            urllib.request.urlopen(url, timeout=30, context=tls_context(env))
             raise AssertionError("a presigned URL valid for over 7 days was accepted")
         except urllib.error.HTTPError as e:
             assert e.code == 400, e.code
@@ -149,12 +158,28 @@ def run_checks(env, root):
 
     def anonymous():
         try:
-            urllib.request.urlopen(f"{endpoint}/smoke/a/b.bin", timeout=30)
+            urllib.request.urlopen(f"{endpoint}/smoke/a/b.bin", timeout=30, context=tls_context(env))
             raise AssertionError("anonymous GET was allowed")
         except urllib.error.HTTPError as e:
             assert e.code == 403, e.code
             assert b"AccessDenied" in e.read()
     check("anonymous request is AccessDenied", anonymous)
+
+    def https_only():
+        u = urllib.parse.urlparse(endpoint)
+        try:
+            urllib.request.urlopen(f"http://{u.netloc}/smoke/a/b.bin", timeout=10)
+            raise AssertionError("plain HTTP was answered on the HTTPS endpoint")
+        except urllib.error.HTTPError as e:
+            raise AssertionError(f"plain HTTP got an HTTP answer: {e.code}")
+        except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+            pass
+        try:
+            urllib.request.urlopen(f"{endpoint}/", timeout=10, context=ssl.create_default_context())
+            raise AssertionError("the endpoint was trusted without the dev CA")
+        except urllib.error.URLError as e:
+            assert isinstance(e.reason, ssl.SSLCertVerificationError), e
+    check("HTTPS only, with a certificate from the dev CA", https_only)
 
     def multipart():
         path = os.path.join(root, "upload.bin")
@@ -206,7 +231,10 @@ def sign(env, method, path, headers, payload_hash):
 
 def send(env, method, path, headers, body):
     u = urllib.parse.urlparse(env["AWS_ENDPOINT_URL"])
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    if u.scheme == "https":
+        conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=60, context=tls_context(env))
+    else:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
     for k, v in headers.items():
         conn.putheader(k, v)
@@ -342,6 +370,8 @@ def raw_checks(env, s3):
         headers, _ = sign(env, "PUT", "/smoke/short", h, "UNSIGNED-PAYLOAD")
         u = urllib.parse.urlparse(env["AWS_ENDPOINT_URL"])
         sock = socket.create_connection((u.hostname, u.port), timeout=30)
+        if u.scheme == "https":
+            sock = tls_context(env).wrap_socket(sock, server_hostname=u.hostname)
         head = "PUT /smoke/short HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         sock.sendall(head.encode() + b"x" * 50_000)
         sock.shutdown(socket.SHUT_WR)

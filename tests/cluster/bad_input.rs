@@ -111,7 +111,7 @@ const SIGNED: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_aws_chunked_uploads_trailers_and_scopes_are_refused() {
-    let tc = TestCluster::start(2).await;
+    let tc = TestCluster::start_http(2, Vec::new()).await;
     tc.s3
         .create_bucket()
         .bucket("raw")
@@ -340,7 +340,13 @@ async fn bad_aws_chunked_uploads_trailers_and_scopes_are_refused() {
 
     phase("an SDK configured for another region gets the same answer");
     let (ak, sk) = tc.cluster.credentials();
-    let wrong = s3_client(&tc.cluster.endpoint(), ak, sk, "ap-southeast-2");
+    let wrong = s3_client(
+        &tc.cluster.endpoint(),
+        ak,
+        sk,
+        "ap-southeast-2",
+        tc.cluster.https_ca().as_deref(),
+    );
     let e = wrong
         .put_object()
         .bucket("raw")
@@ -467,7 +473,7 @@ fn form(fields: &[(&str, String)], file: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn body_caps_missing_lengths_forms_and_empty_ranges() {
-    let tc = TestCluster::start(2).await;
+    let tc = TestCluster::start_http(2, Vec::new()).await;
     tc.s3
         .create_bucket()
         .bucket("limits")
@@ -792,7 +798,7 @@ async fn h2_until_closed(stream: &mut TcpStream, pong: bool) -> (Duration, usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_and_crowding_connections_are_bounded() {
-    let tc = TestCluster::start_with(
+    let tc = TestCluster::start_http(
         2,
         vec![
             ("TESSERA_MAX_CONNECTIONS", "3"),

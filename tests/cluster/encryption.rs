@@ -99,6 +99,7 @@ async fn every_object_is_sealed_and_no_plaintext_reaches_a_disk() {
         data_per_zone: 2,
         env: vec![("TESSERA_META_SNAPSHOT_EVERY", "64")],
         node_env: Vec::new(),
+        http: false,
     })
     .await;
     let marker = canary();

@@ -24,15 +24,14 @@ use tokio::sync::Mutex;
 const HOUR_MS: i64 = 3_600_000;
 
 /// Writes one shard of a blob no manifest will ever reference, under `lease_id`, to a node.
-async fn plant_orphan(addr: &str, lease_id: u64, seed: u8) -> ShardId {
-    let data = DataClient::new();
+async fn plant_orphan(data: &DataClient, addr: &str, lease_id: u64, seed: u8) -> ShardId {
     let id = ShardId::new(
         DataId::from_bytes([seed; 16]),
         0,
         Generation::from_random(u64::from(seed) * 7919),
     );
     let spec = ShardWriteSpec::new(id, Layout::new(3, 3).expect("layout"), 4096, lease_id);
-    let mut writer = ShardWriter::open(&data, addr, spec).expect("open shard writer");
+    let mut writer = ShardWriter::open(data, addr, spec).expect("open shard writer");
     writer
         .send_chunk(Bytes::from(pattern(4096, u64::from(seed))))
         .await
@@ -41,9 +40,8 @@ async fn plant_orphan(addr: &str, lease_id: u64, seed: u8) -> ShardId {
     id
 }
 
-async fn exists(addr: &str, id: &ShardId) -> bool {
-    DataClient::new()
-        .list_shards(addr)
+async fn exists(data: &DataClient, addr: &str, id: &ShardId) -> bool {
+    data.list_shards(addr)
         .await
         .expect("list shards")
         .iter()
@@ -87,6 +85,7 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
                 &(-HOUR_MS).to_string(),
             ),
         ],
+        http: false,
     })
     .await;
     let b = "gc-safety";
@@ -97,6 +96,7 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
         .await
         .expect("bucket");
     let (_, _, addr) = tc.data_nodes().into_iter().next().expect("a data node");
+    let data = tc.data_as_gateway();
 
     phase("an orphan written under a live lease survives; one under an unknown lease goes");
     let lease = tc
@@ -104,8 +104,8 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
         .grant_lease("test writer", Duration::from_secs(600))
         .await
         .expect("grant lease");
-    let protected = plant_orphan(&addr, lease.lease_id, 41).await;
-    let forged = plant_orphan(&addr, u64::MAX / 2, 42).await;
+    let protected = plant_orphan(&data, &addr, lease.lease_id, 41).await;
+    let forged = plant_orphan(&data, &addr, u64::MAX / 2, 42).await;
 
     phase("a steady load overwrites and creates objects while garbage is collected");
     let acked: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
@@ -226,11 +226,11 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
 
     phase("the orphan of a live lease is still there; the forged one was collected");
     assert!(
-        exists(&addr, &protected).await,
+        exists(&data, &addr, &protected).await,
         "a live lease's shard was deleted"
     );
     assert!(
-        !exists(&addr, &forged).await,
+        !exists(&data, &addr, &forged).await,
         "an unknown lease's orphan was kept"
     );
 
@@ -240,7 +240,7 @@ async fn skewed_clocks_and_minimum_grace_lose_nothing() {
         .await
         .expect("release lease");
     let gone_by = Instant::now() + Duration::from_millis(MIN_GC_GRACE_MS + 30_000);
-    while exists(&addr, &protected).await {
+    while exists(&data, &addr, &protected).await {
         assert!(
             Instant::now() < gone_by,
             "an orphan of an ended lease was never collected"

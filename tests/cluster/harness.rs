@@ -43,10 +43,35 @@ pub fn phase(what: &str) {
     eprintln!("[phase] {what}");
 }
 
-/// An S3 client with static credentials and path-style addressing.
-pub fn s3_client(endpoint: &str, access: &str, secret: &str, region: &str) -> Client {
+/// An S3 client with static credentials and path-style addressing; an https endpoint is
+/// trusted through the CA certificate `ca` (the dev cluster's `ca.pem`), as `AWS_CA_BUNDLE`
+/// makes the aws CLI and boto3 trust it.
+pub fn s3_client(
+    endpoint: &str,
+    access: &str,
+    secret: &str,
+    region: &str,
+    ca: Option<&std::path::Path>,
+) -> Client {
     let creds = aws_credential_types::Credentials::new(access, secret, None, None, "test");
-    let conf = aws_sdk_s3::Config::builder()
+    let mut conf = aws_sdk_s3::Config::builder();
+    if let Some(ca) = ca {
+        use aws_smithy_http_client::tls;
+        let pem = std::fs::read(ca).expect("read the CA certificate");
+        let context = tls::TlsContext::builder()
+            .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+            .build()
+            .expect("tls context");
+        conf = conf.http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .tls_context(context)
+                .build_https(),
+        );
+    }
+    let conf = conf
         .behavior_version_latest()
         .endpoint_url(endpoint)
         .region(aws_sdk_s3::config::Region::new(region.to_string()))
@@ -67,12 +92,35 @@ impl TestCluster {
         Self::start_with(data_per_zone, Vec::new()).await
     }
 
+    /// Starts a cluster whose S3 endpoint speaks plain HTTP (for raw-socket tests of the HTTP
+    /// layer), its processes also getting `env`.
+    pub async fn start_http(data_per_zone: u32, env: Vec<(&str, &str)>) -> Self {
+        Self::start_opts(ClusterOptions {
+            data_per_zone,
+            env,
+            node_env: Vec::new(),
+            http: true,
+        })
+        .await
+    }
+
+    /// A client of the data nodes that acts as the gateway does (its certificate), for tests
+    /// that plant shards.
+    pub fn data_as_gateway(&self) -> DataClient {
+        DataClient::with_tls(Some(
+            self.cluster
+                .tls_of(NodeRole::Gateway, 1)
+                .expect("the gateway's certificate"),
+        ))
+    }
+
     /// Starts a cluster whose processes also get `env` (e.g. shorter timeouts).
     pub async fn start_with(data_per_zone: u32, env: Vec<(&str, &str)>) -> Self {
         Self::start_opts(ClusterOptions {
             data_per_zone,
             env,
             node_env: Vec::new(),
+            http: false,
         })
         .await
     }
@@ -85,6 +133,7 @@ impl TestCluster {
             .tempdir()
             .expect("temp dir");
         let mut spec = spec_for(dir.path(), opts.data_per_zone, &opts.env);
+        spec.https = !opts.http;
         spec.node_env = opts
             .node_env
             .iter()
@@ -118,7 +167,13 @@ impl TestCluster {
             }
         };
         let (ak, sk) = cluster.credentials();
-        let s3 = s3_client(&cluster.endpoint(), ak, sk, cluster.region());
+        let s3 = s3_client(
+            &cluster.endpoint(),
+            ak,
+            sk,
+            cluster.region(),
+            cluster.https_ca().as_deref(),
+        );
         Self {
             cluster,
             s3,
@@ -255,7 +310,7 @@ impl TestCluster {
     /// Runs a full scrub pass on every running data node and waits for it; returns the
     /// corrupt shards found.
     pub async fn scrub_all(&self) -> u64 {
-        let data = DataClient::new();
+        let data = self.cluster.data_client();
         let mut found = 0;
         let mut pending = Vec::new();
         for (id, _, addr) in self.data_nodes() {
@@ -332,7 +387,7 @@ impl TestCluster {
             .into_iter()
             .map(|(node, _, addr)| (node, addr))
             .collect();
-        let data = DataClient::new();
+        let data = self.cluster.data_client();
         for copy in &blob.shards {
             let (index, node) = (copy.shard_index, copy.node.0);
             let id = tessera_client::ShardId::of_copy(blob.data_id, copy);
@@ -456,6 +511,7 @@ fn spec_for(root: &std::path::Path, data_per_zone: u32, env: &[(&str, &str)]) ->
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
         node_env: Vec::new(),
+        https: true,
     }
 }
 
@@ -467,6 +523,9 @@ pub struct ClusterOptions<'a> {
     pub env: Vec<(&'a str, &'a str)>,
     /// Environment of single processes: (role, node id, variable, value).
     pub node_env: Vec<(NodeRole, u64, &'a str, &'a str)>,
+    /// Serve the S3 endpoint over plain HTTP (for tests that write raw HTTP/1.1 on a socket);
+    /// HTTPS otherwise.
+    pub http: bool,
 }
 
 /// Restarts a stopped cluster from its folder (its layout fixes ports and node counts).
@@ -475,7 +534,13 @@ pub async fn restart_from(dir: tempfile::TempDir) -> TestCluster {
         .await
         .expect("restart cluster");
     let (ak, sk) = cluster.credentials();
-    let s3 = s3_client(&cluster.endpoint(), ak, sk, cluster.region());
+    let s3 = s3_client(
+        &cluster.endpoint(),
+        ak,
+        sk,
+        cluster.region(),
+        cluster.https_ca().as_deref(),
+    );
     TestCluster {
         cluster,
         s3,

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
+use tessera_client::ShardId;
 use tessera_client::shard::{ShardWriteSpec, ShardWriter};
-use tessera_client::{DataClient, ShardId};
 use tessera_core::blob::Generation;
 use tessera_core::layout::Layout;
 use tessera_core::names::DataId;
@@ -94,7 +94,7 @@ async fn garbage_and_orphans_are_collected_and_referenced_shards_never() {
     assert_eq!(total_shard_files(&tc), 21 * 6);
 
     phase("an orphan: a shard no manifest references, written under no live lease");
-    let data = DataClient::new();
+    let data = tc.data_as_gateway();
     let (node, _, addr) = tc.data_nodes()[0].clone();
     let orphan = ShardId::new(
         DataId::from_bytes(rand_bytes()),

@@ -140,6 +140,7 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         ak,
         "wrong-secret-key-000",
         tc.cluster.region(),
+        tc.cluster.https_ca().as_deref(),
     );
     let e = wrong_secret
         .list_buckets()
@@ -153,6 +154,7 @@ async fn bad_input_gets_s3_errors_and_stores_nothing() {
         "AKIAUNKNOWN",
         "whatever-secret",
         tc.cluster.region(),
+        tc.cluster.https_ca().as_deref(),
     );
     let e = unknown
         .list_buckets()

@@ -46,7 +46,7 @@ fn raw_request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_clients_are_cut_off_and_expired_urls_refused() {
-    let tc = TestCluster::start_with(
+    let tc = TestCluster::start_http(
         2,
         vec![
             ("TESSERA_BODY_IDLE_TIMEOUT_SECS", "2"),

@@ -8,9 +8,40 @@ use crate::layout::{ClusterLayout, LayoutError, NodeRole, write_private};
 use crate::process::ManagedProcess;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tessera_client::MetaClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tessera_client::tls::ClusterTls;
+use tessera_client::{DataClient, MetaClient};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A TLS connector that trusts only the CA in `ca` (PEM).
+fn https_connector(ca: &std::path::Path) -> Option<tokio_rustls::TlsConnector> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(ca).ok()?;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.ok()?).ok()?;
+    }
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Whether an HTTP/1.1 server answers a request on `stream`.
+async fn http_answers<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> Option<bool> {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = [0_u8; 12];
+    stream.read_exact(&mut buf).await.ok()?;
+    Some(buf.starts_with(b"HTTP/1.1"))
+}
 
 /// How to start a dev cluster.
 #[derive(Debug, Clone)]
@@ -30,6 +61,9 @@ pub struct DevClusterSpec {
     /// Extra environment for single children, after `extra_env` (tests skew one node's clock
     /// or give one process a fault hook).
     pub node_env: Vec<NodeEnv>,
+    /// Whether the S3 endpoint serves HTTPS (from the cluster's local CA) rather than plain
+    /// HTTP. Node-to-node traffic uses mutual TLS either way.
+    pub https: bool,
 }
 
 /// One environment variable for one child of the cluster.
@@ -78,6 +112,12 @@ pub enum DevClusterError {
     /// No process matches.
     #[error("no process {0}")]
     NoSuchProcess(String),
+    /// The TLS material could not be made or read.
+    #[error("tls: {0}")]
+    Certs(#[from] tessera_runtime::tls::CaError),
+    /// The operator's certificate is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] tessera_runtime::tls::TlsError),
 }
 
 /// One line of cluster.json.
@@ -97,6 +137,7 @@ pub struct DevCluster {
     spec: DevClusterSpec,
     layout: ClusterLayout,
     processes: Vec<ManagedProcess>,
+    admin_tls: ClusterTls,
 }
 
 impl DevCluster {
@@ -113,17 +154,20 @@ impl DevCluster {
         })?;
         // Only the start that creates the layout founds the meta group (`--init` on meta 1).
         let first_start = !layout_path.exists();
-        let layout = if !first_start {
+        let mut layout = if !first_start {
             ClusterLayout::load(&layout_path)?
         } else {
-            let layout = ClusterLayout::new(&spec.root, spec.gateway_port, spec.data_per_zone)?;
-            layout.save(&layout_path)?;
-            layout
+            ClusterLayout::new(&spec.root, spec.gateway_port, spec.data_per_zone)?
         };
+        layout.https = spec.https;
+        layout.save(&layout_path)?;
+        crate::certs::ensure(&spec.root, &layout.nodes)?;
+        let admin_tls = ClusterTls::load(&crate::certs::admin_paths(&spec.root))?;
         let mut cluster = Self {
             spec,
             layout,
             processes: Vec::new(),
+            admin_tls,
         };
         let order = [
             NodeRole::Meta,
@@ -188,7 +232,21 @@ impl DevCluster {
     /// The S3 endpoint.
     pub fn endpoint(&self) -> String {
         let port = self.layout.gateway().map(|g| g.port).unwrap_or(0);
-        format!("http://127.0.0.1:{port}")
+        let scheme = if self.layout.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{port}")
+    }
+
+    /// The CA certificate S3 clients must trust for the endpoint, when it serves HTTPS.
+    pub fn https_ca(&self) -> Option<PathBuf> {
+        self.layout
+            .https
+            .then(|| crate::certs::https_ca_path(&self.spec.root))
+    }
+
+    /// The operator's mutual-TLS identity (an `admin` certificate from the cluster CA): what
+    /// `tessera admin` and tests use to reach nodes the way nodes do.
+    pub fn admin_tls(&self) -> &ClusterTls {
+        &self.admin_tls
     }
 
     /// The root credentials (access key, secret key).
@@ -213,7 +271,27 @@ impl DevCluster {
 
     /// A client for the meta nodes.
     pub fn meta_client(&self) -> MetaClient {
-        MetaClient::new(self.layout.meta_endpoints())
+        MetaClient::with_tls(self.layout.meta_endpoints(), Some(&self.admin_tls))
+    }
+
+    /// The mutual-TLS identity of one process of the cluster (tests act as a gateway or a data
+    /// node with it).
+    pub fn tls_of(&self, role: NodeRole, node_id: u64) -> Result<ClusterTls, DevClusterError> {
+        let spec = self
+            .layout
+            .nodes
+            .iter()
+            .find(|n| n.role == role && n.node_id == node_id)
+            .ok_or_else(|| DevClusterError::NoSuchProcess(format!("{role:?} {node_id}")))?;
+        Ok(ClusterTls::load(&crate::certs::node_paths(
+            &self.spec.root,
+            spec,
+        ))?)
+    }
+
+    /// A client for the data nodes, as the operator.
+    pub fn data_client(&self) -> DataClient {
+        DataClient::with_tls(Some(self.admin_tls.clone()))
     }
 
     /// Waits until meta has a leader, every live data node is healthy and the gateway answers.
@@ -267,14 +345,18 @@ impl DevCluster {
         let Some(g) = self.layout.gateway() else {
             return false;
         };
+        let https = self.https_ca();
         let attempt = async {
-            let mut s = tokio::net::TcpStream::connect(g.addr()).await.ok()?;
-            s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                .await
-                .ok()?;
-            let mut buf = [0_u8; 12];
-            s.read_exact(&mut buf).await.ok()?;
-            Some(buf.starts_with(b"HTTP/1.1"))
+            let tcp = tokio::net::TcpStream::connect(g.addr()).await.ok()?;
+            match https {
+                Some(ca) => {
+                    let connector = https_connector(&ca)?;
+                    let name = rustls_pki_types::ServerName::try_from("localhost").ok()?;
+                    let tls = connector.connect(name, tcp).await.ok()?;
+                    http_answers(tls).await
+                }
+                None => http_answers(tcp).await,
+            }
         };
         tokio::time::timeout(Duration::from_secs(2), attempt)
             .await
@@ -283,17 +365,25 @@ impl DevCluster {
             .unwrap_or(false)
     }
 
-    /// Writes dev.env (endpoint and credentials, mode 0600) and cluster.json (every process).
+    /// Writes dev.env (endpoint and credentials, the CA to trust, the operator's certificate;
+    /// mode 0600) and cluster.json (every process).
     pub fn write_files(&mut self) -> Result<(), DevClusterError> {
-        let env = format!(
-            "AWS_ENDPOINT_URL={}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={}\nAWS_DEFAULT_REGION={}\nTESSERA_META={}\n",
+        let admin = crate::certs::admin_paths(&self.spec.root);
+        let mut env = format!(
+            "AWS_ENDPOINT_URL={}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={}\nAWS_DEFAULT_REGION={}\nTESSERA_META={}\nTESSERA_TLS_CA={}\nTESSERA_TLS_CERT={}\nTESSERA_TLS_KEY={}\n",
             self.endpoint(),
             self.layout.access_key,
             self.layout.secret_key,
             self.layout.region,
             self.layout.region,
             self.layout.meta_endpoints().join(","),
+            admin.ca.display(),
+            admin.cert.display(),
+            admin.key.display(),
         );
+        if let Some(ca) = self.https_ca() {
+            env.push_str(&format!("AWS_CA_BUNDLE={}\n", ca.display()));
+        }
         let env_path = self.spec.root.join("dev.env");
         write_private(&env_path, env.as_bytes()).map_err(|source| DevClusterError::Write {
             path: env_path,

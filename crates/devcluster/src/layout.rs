@@ -86,6 +86,13 @@ pub struct ClusterLayout {
     pub secret_key: String,
     /// Region the gateway serves.
     pub region: String,
+    /// Whether the S3 endpoint serves HTTPS (the default) or plain HTTP (`tessera dev --http`).
+    #[serde(default = "https_by_default")]
+    pub https: bool,
+}
+
+fn https_by_default() -> bool {
+    true
 }
 
 /// A layout that could not be read or written.
@@ -220,6 +227,7 @@ impl ClusterLayout {
             access_key: format!("TESS{}", hex::encode_upper(rand::random::<[u8; 8]>())),
             secret_key: hex::encode(rand::random::<[u8; 20]>()),
             region: "us-east-1".to_string(),
+            https: true,
         })
     }
 

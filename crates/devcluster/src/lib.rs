@@ -3,6 +3,7 @@
 //! harness both use it, so the laptop cluster is itself tested. Every child is started by this
 //! crate and stopped by its PID; nothing is ever killed by name.
 
+pub mod certs;
 pub mod cluster;
 pub mod layout;
 pub mod process;

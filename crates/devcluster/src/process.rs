@@ -24,6 +24,16 @@ pub struct ManagedProcess {
 pub fn command_args(spec: &NodeSpec, layout: &ClusterLayout) -> Vec<String> {
     let mut args = vec![spec.role.subcommand().to_string()];
     let meta = layout.meta_endpoints().join(",");
+    let root = spec.data_dir.parent().unwrap_or(Path::new("."));
+    let tls = crate::certs::node_paths(root, spec);
+    args.extend([
+        "--tls-ca".into(),
+        tls.ca.display().to_string(),
+        "--tls-cert".into(),
+        tls.cert.display().to_string(),
+        "--tls-key".into(),
+        tls.key.display().to_string(),
+    ]);
     match spec.role {
         NodeRole::Meta => {
             args.extend([
@@ -74,6 +84,15 @@ pub fn command_args(spec: &NodeSpec, layout: &ClusterLayout) -> Vec<String> {
             if let Some(metrics) = spec.metrics_addr() {
                 args.extend(["--metrics-listen".into(), metrics]);
             }
+            if layout.https {
+                let (cert, key) = crate::certs::https_cert_paths(root);
+                args.extend([
+                    "--https-cert".into(),
+                    cert.display().to_string(),
+                    "--https-key".into(),
+                    key.display().to_string(),
+                ]);
+            }
         }
         NodeRole::Repair => args.extend([
             "--id".into(),
@@ -111,6 +130,8 @@ impl ManagedProcess {
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&spec.data_dir)?;
         std::fs::create_dir_all(log_dir)?;
+        let root = spec.data_dir.parent().unwrap_or(Path::new("."));
+        crate::certs::ensure_node_cert(root, spec).map_err(std::io::Error::other)?;
         let log_path = log_dir.join(format!("{}.log", spec.name()));
         let log = std::fs::OpenOptions::new()
             .create(true)

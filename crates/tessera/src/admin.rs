@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use tessera_client::tls::ClusterTls;
 use tessera_client::{CommandError, DataClient, DataClientError, MetaClient};
 use tessera_core::blob::BlobStorage;
 use tessera_core::names::{BucketName, NodeId, ObjectKey, VersionId};
@@ -16,6 +17,7 @@ use tessera_core::object::NodeState;
 use tessera_core::sealing::kek::SSE_S3_KEK;
 use tessera_proto::meta::v1 as pb;
 use tessera_runtime::clock::now_ms;
+use tessera_runtime::tls::Role;
 
 /// Flags of `tessera admin`.
 #[derive(Debug, Args)]
@@ -23,6 +25,9 @@ pub struct AdminArgs {
     /// Meta nodes, comma-separated HOST:PORT (dev.env sets TESSERA_META).
     #[arg(long, env = "TESSERA_META", value_delimiter = ',')]
     meta: Vec<String>,
+    /// The operator's certificate for mutual TLS (an `admin` one; dev.env sets these).
+    #[command(flatten)]
+    tls: crate::roles::TlsArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -63,6 +68,12 @@ enum AdminCommand {
     Kms {
         #[command(subcommand)]
         command: KmsCommand,
+    },
+    /// The cluster CA: makes it and issues the certificates nodes use for mutual TLS (needs
+    /// no running cluster).
+    Ca {
+        #[command(subcommand)]
+        command: crate::ca::CaCommand,
     },
 }
 
@@ -126,11 +137,18 @@ enum NodeCommand {
 
 /// Runs an admin command.
 pub async fn run(args: AdminArgs) -> Result<()> {
+    if let AdminCommand::Ca { command } = args.command {
+        return crate::ca::run(command);
+    }
     if args.meta.is_empty() {
         bail!("no meta endpoints: pass --meta or set TESSERA_META (dev.env sets it)");
     }
-    let meta = MetaClient::new(args.meta);
+    let tls_config = args.tls.apply(Default::default())?;
+    let tls = ClusterTls::for_role(&tls_config, Role::Admin)?;
+    let meta = MetaClient::with_tls(args.meta, Some(&tls));
+    let data = DataClient::with_tls(Some(tls));
     match args.command {
+        AdminCommand::Ca { .. } => unreachable!("handled above"),
         AdminCommand::Status => status(&meta).await,
         AdminCommand::Repair {
             command:
@@ -141,15 +159,15 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         } => repair_status(&meta, wait_healthy, Duration::from_secs(timeout)).await,
         AdminCommand::Scrub {
             command: ScrubCommand::Start { no_wait, timeout },
-        } => scrub_start(&meta, no_wait, Duration::from_secs(timeout)).await,
+        } => scrub_start(&meta, &data, no_wait, Duration::from_secs(timeout)).await,
         AdminCommand::Scrub {
             command: ScrubCommand::Status,
-        } => scrub_status(&meta).await,
+        } => scrub_status(&meta, &data).await,
         AdminCommand::Locate {
             bucket,
             key,
             version_id,
-        } => locate(&meta, bucket, key, version_id).await,
+        } => locate(&meta, &data, bucket, key, version_id).await,
         AdminCommand::Node {
             command:
                 NodeCommand::Drain {
@@ -457,8 +475,13 @@ async fn alive_data_nodes(meta: &MetaClient) -> Result<Vec<(u64, String, String)
         .collect())
 }
 
-async fn scrub_start(meta: &MetaClient, no_wait: bool, timeout: Duration) -> Result<()> {
-    let data = DataClient::new();
+async fn scrub_start(
+    meta: &MetaClient,
+    data_client: &DataClient,
+    no_wait: bool,
+    timeout: Duration,
+) -> Result<()> {
+    let data = data_client.clone();
     let nodes = alive_data_nodes(meta).await?;
     if nodes.is_empty() {
         bail!("no live data node");
@@ -508,8 +531,8 @@ async fn scrub_start(meta: &MetaClient, no_wait: bool, timeout: Duration) -> Res
     Ok(())
 }
 
-async fn scrub_status(meta: &MetaClient) -> Result<()> {
-    let data = DataClient::new();
+async fn scrub_status(meta: &MetaClient, data_client: &DataClient) -> Result<()> {
+    let data = data_client.clone();
     let now = now_ms();
     for (id, zone, addr) in alive_data_nodes(meta).await? {
         match data.scrub_status(&addr).await {
@@ -548,6 +571,7 @@ async fn scrub_status(meta: &MetaClient) -> Result<()> {
 
 async fn locate(
     meta: &MetaClient,
+    data_client: &DataClient,
     bucket: String,
     key: String,
     version_id: Option<String>,
@@ -584,7 +608,7 @@ async fn locate(
                 .map(|n| (n.node_id, (n.zone.clone(), n.addr.clone(), d.liveness)))
         })
         .collect();
-    let data = DataClient::new();
+    let data = data_client.clone();
     let mut unhealthy = 0;
     for (i, part) in version.parts.iter().enumerate() {
         let e = match &part.blob.storage {

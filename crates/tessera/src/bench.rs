@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use clap::{Args, Subcommand};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,6 +31,10 @@ pub struct BenchArgs {
     /// Region.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     region: String,
+    /// CA certificate (PEM) that an https endpoint's certificate chains to (dev.env sets it
+    /// to the dev cluster's CA).
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    ca_bundle: Option<PathBuf>,
     /// Bucket to use (created if missing).
     #[arg(long, default_value = "tessera-bench")]
     bucket: String,
@@ -112,17 +117,38 @@ const SUITE: [Scenario; 6] = [
     },
 ];
 
-/// Builds an S3 client for an endpoint with static credentials (path-style addressing).
-pub fn s3_client(endpoint: &str, access: &str, secret: &str, region: &str) -> aws_sdk_s3::Client {
+/// Builds an S3 client for an endpoint with static credentials (path-style addressing); an
+/// https endpoint is trusted through the CA certificate in `ca_bundle` (PEM) when given.
+pub fn s3_client(
+    endpoint: &str,
+    access: &str,
+    secret: &str,
+    region: &str,
+    ca_bundle: Option<&std::path::Path>,
+) -> Result<aws_sdk_s3::Client> {
     let creds = aws_credential_types::Credentials::new(access, secret, None, None, "tessera");
-    let conf = aws_sdk_s3::Config::builder()
+    let mut conf = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
         .endpoint_url(endpoint)
         .region(aws_sdk_s3::config::Region::new(region.to_string()))
         .credentials_provider(creds)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+        .force_path_style(true);
+    if let Some(ca) = ca_bundle {
+        use aws_smithy_http_client::tls;
+        let pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
+        let context = tls::TlsContext::builder()
+            .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+            .build()
+            .context("CA bundle")?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .tls_context(context)
+            .build_https();
+        conf = conf.http_client(http);
+    }
+    Ok(aws_sdk_s3::Client::from_conf(conf.build()))
 }
 
 struct Outcome {
@@ -328,7 +354,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .collect(),
         None => selected,
     };
-    let client = s3_client(&endpoint, &access_key, &secret, &args.region);
+    let client = s3_client(
+        &endpoint,
+        &access_key,
+        &secret,
+        &args.region,
+        args.ca_bundle.as_deref(),
+    )?;
     if client
         .head_bucket()
         .bucket(&args.bucket)

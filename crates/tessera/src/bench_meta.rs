@@ -15,6 +15,7 @@ use clap::Args;
 use rand::RngCore;
 use tessera_client::MetaClient;
 use tessera_client::meta::PutVersion;
+use tessera_client::tls::ClusterTls;
 use tessera_core::names::BucketName;
 use tessera_core::object::{Bucket, ObjectVersion, VersioningState};
 use tessera_devcluster::{ClusterLayout, ManagedProcess, NodeRole};
@@ -151,8 +152,9 @@ async fn lease(meta: &MetaClient) -> Result<(u64, tokio::task::JoinHandle<()>)> 
 }
 
 /// The last applied index of node `id`, as it reports itself (0 before it knows the group).
-async fn applied_of(endpoint: &str, id: u64) -> Result<u64> {
-    let only = MetaClient::new(vec![endpoint.to_owned()]).with_deadline(Duration::from_secs(5));
+async fn applied_of(endpoint: &str, id: u64, tls: &ClusterTls) -> Result<u64> {
+    let only = MetaClient::with_tls(vec![endpoint.to_owned()], Some(tls))
+        .with_deadline(Duration::from_secs(5));
     let status = only.cluster_status().await?;
     Ok(status
         .meta_nodes
@@ -258,8 +260,8 @@ async fn run_in(args: &MetaSnapshotArgs, binary: &Path, root: &Path) -> Result<(
             binary, spec, &layout, &logs, &env, true,
         )?);
     }
-    let meta = MetaClient::new(layout.meta_endpoints());
-    let outcome = measure(args, binary, &layout, &logs, &env, &mut nodes, &meta).await;
+    let admin = ClusterTls::load(&tessera_devcluster::certs::admin_paths(root))?;
+    let outcome = measure(args, binary, &layout, &logs, &env, &mut nodes, &admin).await;
     for node in &mut nodes {
         node.terminate(Duration::from_secs(20)).await;
     }
@@ -278,8 +280,9 @@ async fn measure(
     logs: &Path,
     env: &[(String, String)],
     nodes: &mut [ManagedProcess],
-    meta: &MetaClient,
+    admin: &ClusterTls,
 ) -> Result<()> {
+    let meta = &MetaClient::with_tls(layout.meta_endpoints(), Some(admin));
     wait_for_leader(meta, Duration::from_secs(30)).await?;
     meta.create_bucket(&Bucket {
         name: BucketName::parse(BUCKET).context("bench bucket name")?,
@@ -308,7 +311,7 @@ async fn measure(
     let leader_addr = nodes[index(leader)].spec.addr();
     let follower = (1..=3).find(|id| *id != leader).context("no follower")?;
     let follower_spec = nodes[index(follower)].spec.clone();
-    let leader_applied = applied_of(&leader_addr, leader).await?;
+    let leader_applied = applied_of(&leader_addr, leader, admin).await?;
     eprintln!("loaded; leader meta-{leader} applied {leader_applied}; wiping meta-{follower}");
 
     nodes[index(follower)]
@@ -326,7 +329,7 @@ async fn measure(
         if let Some((peak, _)) = memory_kib(follower_pid) {
             follower_peak = follower_peak.max(peak);
         }
-        if let Ok(applied) = applied_of(&follower_spec.addr(), follower).await
+        if let Ok(applied) = applied_of(&follower_spec.addr(), follower, admin).await
             && applied >= leader_applied
         {
             break;

@@ -21,6 +21,10 @@ pub struct DevArgs {
     /// Data nodes per zone (used when the cluster is first created).
     #[arg(long, default_value_t = 2)]
     data_per_zone: u32,
+    /// Serve the S3 endpoint over plain HTTP instead of HTTPS, for tools that cannot be given a
+    /// CA. Nodes still talk to each other over mutual TLS.
+    #[arg(long)]
+    http: bool,
 }
 
 /// Runs the dev cluster until interrupted.
@@ -42,6 +46,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         ready_timeout: Duration::from_secs(60),
         extra_env: Vec::new(),
         node_env: Vec::new(),
+        https: !args.http,
     })
     .await?;
     let (access, secret) = cluster.credentials();
@@ -51,6 +56,16 @@ pub async fn run(args: DevArgs) -> Result<()> {
     println!("  Access key:        {access}");
     println!("  Secret key:        {secret}");
     println!("  Region:            {}", cluster.region());
+    if let Some(ca) = cluster.https_ca() {
+        println!(
+            "  CA certificate:    {} (dev.env sets AWS_CA_BUNDLE to it)",
+            ca.display()
+        );
+    }
+    println!(
+        "  Cluster TLS:       {} (mutual TLS between nodes; dev.env points tessera admin at its admin certificate)",
+        tessera_devcluster::certs::tls_dir(&root).display()
+    );
     println!();
     println!("  Environment:       {}", root.join("dev.env").display());
     println!(

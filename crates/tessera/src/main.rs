@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod bench_meta;
 mod bench_seal;
+mod ca;
 mod dev;
 mod roles;
 

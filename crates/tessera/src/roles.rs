@@ -9,12 +9,41 @@ use std::path::PathBuf;
 use tessera_runtime::{Secret, Shutdown};
 use tracing::Instrument;
 
+/// Mutual TLS between nodes, shared by every role and `tessera admin`: the cluster CA and
+/// this process's certificate and key (`tessera admin ca` makes them). Required.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// The cluster CA certificate (PEM).
+    #[arg(long = "tls-ca", env = "TESSERA_TLS_CA")]
+    pub ca: Option<PathBuf>,
+    /// This process's certificate (PEM), issued by the cluster CA for its role.
+    #[arg(long = "tls-cert", env = "TESSERA_TLS_CERT")]
+    pub cert: Option<PathBuf>,
+    /// This process's private key (PEM).
+    #[arg(long = "tls-key", env = "TESSERA_TLS_KEY")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// `config` with the flags applied over it; an error when the result lacks any file.
+    pub fn apply(
+        &self,
+        config: tessera_runtime::tls::TlsConfig,
+    ) -> Result<tessera_runtime::tls::TlsConfig> {
+        let config = config.overridden(self.ca.clone(), self.cert.clone(), self.key.clone());
+        config.required()?;
+        Ok(config)
+    }
+}
+
 /// Flags of `tessera meta`.
 #[derive(Debug, Args)]
 pub struct MetaArgs {
     /// TOML config file (flags override it).
     #[arg(long, env = "TESSERA_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// This node's Raft id.
     #[arg(long, env = "TESSERA_NODE_ID")]
     id: Option<u64>,
@@ -57,6 +86,8 @@ pub struct DataArgs {
     /// TOML config file (flags override it).
     #[arg(long, env = "TESSERA_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// This node's id.
     #[arg(long, env = "TESSERA_NODE_ID")]
     id: Option<u64>,
@@ -89,6 +120,8 @@ pub struct GatewayArgs {
     /// TOML config file (flags override it).
     #[arg(long, env = "TESSERA_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// S3 listen address.
     #[arg(long, env = "TESSERA_LISTEN")]
     listen: Option<SocketAddr>,
@@ -113,6 +146,13 @@ pub struct GatewayArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (off when unset).
     #[arg(long, env = "TESSERA_GATEWAY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the S3 endpoint over HTTPS with this certificate chain (PEM; read again when it
+    /// changes). Plain HTTP without it.
+    #[arg(long, env = "TESSERA_HTTPS_CERT", requires = "https_key")]
+    https_cert: Option<PathBuf>,
+    /// The HTTPS certificate's private key (PEM).
+    #[arg(long, env = "TESSERA_HTTPS_KEY", requires = "https_cert")]
+    https_key: Option<PathBuf>,
 }
 
 /// Flags of `tessera repair`.
@@ -121,6 +161,8 @@ pub struct RepairArgs {
     /// TOML config file (flags override it).
     #[arg(long, env = "TESSERA_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Name of this daemon in repair reports (unique per daemon; default repair-1).
     #[arg(long, env = "TESSERA_REPAIR_ID")]
     id: Option<String>,
@@ -179,6 +221,7 @@ pub async fn run_meta(args: MetaArgs) -> Result<()> {
             dead_after_ms: tessera_meta::config::DEFAULT_DEAD_AFTER_MS,
             initialize: false,
             root_key_file: None,
+            tls: Default::default(),
         },
     };
     if args.init {
@@ -215,6 +258,7 @@ pub async fn run_meta(args: MetaArgs) -> Result<()> {
             .map(|p| parse_peer(p))
             .collect::<Result<_>>()?;
     }
+    config.tls = args.tls.apply(config.tls)?;
     config.validate()?;
     let span =
         tracing::info_span!("node", role = "meta", node_id = config.node_id, zone = %config.zone);
@@ -261,6 +305,7 @@ pub async fn run_data(args: DataArgs) -> Result<()> {
     if let Some(secs) = args.scrub_interval_secs {
         config.scrub_interval_secs = secs;
     }
+    config.tls = args.tls.apply(config.tls)?;
     config.validate()?;
     let span =
         tracing::info_span!("node", role = "data", node_id = config.node_id, zone = %config.zone);
@@ -312,9 +357,13 @@ pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
     if let Some(addr) = args.metrics_listen {
         config.metrics_listen = Some(addr);
     }
+    if let (Some(cert), Some(key)) = (args.https_cert, args.https_key) {
+        config.https = Some(tessera_gateway::config::HttpsConfig { cert, key });
+    }
     if config.meta_endpoints.is_empty() {
         bail!("--meta is required");
     }
+    config.tls = args.tls.apply(config.tls)?;
     let span = tracing::info_span!("node", role = "gateway", node_id = 1_u64);
     tessera_gateway::run(config, shutdown_on_signals())
         .instrument(span)
@@ -351,6 +400,7 @@ pub async fn run_repair(args: RepairArgs) -> Result<()> {
     if let Some(rate) = args.rate_bytes_per_sec {
         config.rate_bytes_per_sec = rate;
     }
+    config.tls = args.tls.apply(config.tls)?;
     config.validate()?;
     let span = tracing::info_span!("node", role = "repair", id = %config.id);
     tessera_repair::run(config, shutdown_on_signals())
@@ -407,6 +457,16 @@ mod tests {
         let repair: tessera_repair::RepairConfig =
             tessera_runtime::config::load_required(&template("repair.toml")).expect("repair.toml");
         repair.validate().expect("repair config valid");
+        // Every template configures mutual TLS (it is required), the gateway HTTPS too.
+        for tls in [&meta.tls, &data.tls, &gateway.tls, &repair.tls] {
+            tls.required()
+                .expect("the template names all three TLS files");
+        }
+        let https = gateway
+            .https
+            .as_ref()
+            .expect("the gateway template serves HTTPS");
+        assert!(https.cert.ends_with("s3.pem") && https.key.ends_with("s3.key"));
         assert_eq!(repair.meta_endpoints.len(), 3);
         assert!(
             !format!("{gateway:?}").contains("a-real-secret-key-0123"),
