@@ -447,6 +447,7 @@ impl TestCluster {
 
     /// Runs `tessera admin ARGS` against the cluster's meta nodes; returns its output.
     pub fn admin_output(&self, args: &[&str]) -> std::process::Output {
+        let admin = tessera_devcluster::certs::admin_paths(self.cluster.root());
         std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
             .arg("admin")
             .args(args)
@@ -454,6 +455,9 @@ impl TestCluster {
                 "TESSERA_META",
                 self.cluster.layout().meta_endpoints().join(","),
             )
+            .env("TESSERA_TLS_CA", &admin.ca)
+            .env("TESSERA_TLS_CERT", &admin.cert)
+            .env("TESSERA_TLS_KEY", &admin.key)
             .output()
             .expect("tessera admin")
     }

@@ -26,19 +26,26 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 /// The leaf certificate the S3 endpoint presents to a client that trusts `ca`.
 async fn served_certificate(addr: &str, ca: &std::path::Path) -> Option<Vec<u8>> {
+    handshake(addr, ca).await.map(|(cert, _)| cert)
+}
+
+/// A TLS handshake with the S3 endpoint offering h2 and http/1.1 by ALPN, as the AWS SDKs do:
+/// the leaf certificate presented and the protocol chosen.
+async fn handshake(addr: &str, ca: &std::path::Path) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     use rustls_pki_types::pem::PemObject;
     let pem = std::fs::read(ca).ok()?;
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.ok()?).ok()?;
     }
-    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+    let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
         tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .ok()?
     .with_root_certificates(roots)
     .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
     let name = rustls_pki_types::ServerName::try_from("localhost").ok()?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
@@ -46,7 +53,10 @@ async fn served_certificate(addr: &str, ca: &std::path::Path) -> Option<Vec<u8>>
         .await
         .ok()?;
     let (_, conn) = tls.get_ref();
-    Some(conn.peer_certificates()?.first()?.to_vec())
+    Some((
+        conn.peer_certificates()?.first()?.to_vec(),
+        conn.alpn_protocol().map(<[u8]>::to_vec),
+    ))
 }
 
 fn meta_as(tc: &TestCluster, tls: &ClusterTls) -> MetaClient {
@@ -71,7 +81,8 @@ fn issue(
     let issued = ca.issue_node(role, name, validity).expect("issue");
     write_issued(dir, name, &issued).expect("write");
     let paths = TlsPaths {
-        ca: certs::tls_dir(dir.parent().expect("root")).join("ca.pem"),
+        // `dir` is a scratch folder inside the cluster's TLS folder, next to its CA.
+        ca: dir.parent().expect("the TLS folder").join("ca.pem"),
         cert: dir.join(format!("{name}.pem")),
         key: dir.join(format!("{name}.key")),
     };
@@ -105,6 +116,10 @@ async fn https_endpoint_and_mutual_tls_between_nodes() {
         .send()
         .await
         .expect("put over https");
+
+    phase("the endpoint speaks HTTP/1.1 over TLS, as S3 does, even to a client offering h2");
+    let (_, alpn) = handshake(&addr, &ca).await.expect("handshake");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
 
     phase("a client that does not trust the CA, or speaks plain HTTP, gets nothing");
     let (ak, sk) = tc.cluster.credentials();

@@ -111,14 +111,17 @@ impl ReloadingCert {
         self.current.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A rustls server configuration (HTTP/1.1 and HTTP/2 by ALPN) serving this certificate.
+    /// A rustls server configuration serving this certificate, offering HTTP/1.1 only by ALPN:
+    /// S3 speaks HTTP/1.1 over TLS, and the gateway's connection limits, idle and slow-client
+    /// cut-offs and `Expect: 100-continue` handling are built for one request at a time per
+    /// connection. A client that offers h2 and http/1.1 (as the AWS SDKs do) gets HTTP/1.1.
     pub fn server_config(self: &Arc<Self>) -> rustls::ServerConfig {
         let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .expect("the default provider supports the default protocol versions")
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config
     }
 }
