@@ -175,6 +175,9 @@ pub struct MultipartUpload {
     pub checksum_type: ChecksumType,
     /// Storage class the object will get.
     pub storage_class: String,
+    /// For an upload created with SSE-C, the key check of the customer's key (every part must
+    /// come with that key); empty otherwise.
+    pub customer_key_check: Vec<u8>,
 }
 
 /// A part uploaded to an open multipart upload.

@@ -1,7 +1,8 @@
 //! Sealing: how a blob's bytes are transformed between the client's body and what is stored
 //! (erasure coded or inline): the identity (blobs written before encryption existed) or
-//! SSE-S3, AES-256-GCM over segments (see [`segments`]) under a fresh data key that is stored
-//! only wrapped by a key-encryption key (see [`key_wrap`]). Everything a scheme needs to
+//! SSE-S3 or SSE-C, AES-256-GCM over segments (see [`segments`]) under a fresh data key that is
+//! stored only wrapped, by a key-encryption key of the cluster (see [`key_wrap`]) or by the
+//! customer's own key (see [`customer_key`]). Everything a scheme needs to
 //! reverse itself is recorded with the blob.
 //!
 //! Invariant: for every scheme, `stored_len` is a function of the plaintext length alone, and
@@ -10,6 +11,7 @@
 //! the recovered plaintext. A reader never needs bytes outside that range.
 
 pub mod aead;
+pub mod customer_key;
 pub mod kek;
 pub mod key_wrap;
 pub mod seal_error;
@@ -28,6 +30,9 @@ pub enum SealingScheme {
     /// SSE-S3: one layer of AES-256-GCM segments under a data key wrapped by a key-encryption
     /// key of the cluster's own.
     SseS3,
+    /// SSE-C: the same segments under a data key wrapped by the customer's own key, which is
+    /// never stored; `parameters` holds the key check (see [`customer_key`]).
+    SseC,
 }
 
 impl SealingScheme {
@@ -36,6 +41,7 @@ impl SealingScheme {
         match self {
             SealingScheme::None => "none",
             SealingScheme::SseS3 => "sse-s3",
+            SealingScheme::SseC => "sse-c",
         }
     }
 }
@@ -81,7 +87,9 @@ impl Sealing {
     pub fn geometry(&self) -> Result<Option<SegmentGeometry>, seal_error::SealError> {
         match self.scheme {
             SealingScheme::None => Ok(None),
-            SealingScheme::SseS3 => SegmentGeometry::new(self.segment_size, 1).map(Some),
+            SealingScheme::SseS3 | SealingScheme::SseC => {
+                SegmentGeometry::new(self.segment_size, 1).map(Some)
+            }
         }
     }
 

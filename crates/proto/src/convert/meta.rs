@@ -195,6 +195,7 @@ impl TryFrom<&pb::Sealing> for Sealing {
         let scheme = match pb::SealingScheme::try_from(s.scheme) {
             Ok(pb::SealingScheme::SealingNone) => SealingScheme::None,
             Ok(pb::SealingScheme::SealingSseS3) => SealingScheme::SseS3,
+            Ok(pb::SealingScheme::SealingSseC) => SealingScheme::SseC,
             Err(_) => {
                 return Err(MetaConvertError::UnknownEnum {
                     field: "sealing.scheme",
@@ -218,6 +219,7 @@ impl From<&Sealing> for pb::Sealing {
             scheme: match s.scheme {
                 SealingScheme::None => pb::SealingScheme::SealingNone as i32,
                 SealingScheme::SseS3 => pb::SealingScheme::SealingSseS3 as i32,
+                SealingScheme::SseC => pb::SealingScheme::SealingSseC as i32,
             },
             segment_size: s.segment_size,
             wrapped_key: s.wrapped_key.clone(),
@@ -489,6 +491,7 @@ impl TryFrom<&pb::MultipartUpload> for MultipartUpload {
             checksum_algorithm: checksum_algorithm_from_pb(u.checksum_algorithm)?,
             checksum_type: checksum_type_from_pb(u.checksum_type)?,
             storage_class: u.storage_class.clone(),
+            customer_key_check: u.customer_key_check.clone(),
         })
     }
 }
@@ -505,6 +508,7 @@ impl From<&MultipartUpload> for pb::MultipartUpload {
             checksum_algorithm: checksum_algorithm_to_pb(u.checksum_algorithm) as i32,
             checksum_type: checksum_type_to_pb(u.checksum_type) as i32,
             storage_class: u.storage_class.clone(),
+            customer_key_check: u.customer_key_check.clone(),
         }
     }
 }

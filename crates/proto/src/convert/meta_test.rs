@@ -145,6 +145,7 @@ fn uploads_parts_buckets_nodes_and_leases_round_trip() {
         checksum_algorithm: Some(ChecksumAlgorithm::Crc32c),
         checksum_type: ChecksumType::Composite,
         storage_class: "STANDARD".into(),
+        customer_key_check: vec![1; 49],
     };
     assert_eq!(
         MultipartUpload::try_from(&pb::MultipartUpload::from(&upload)),
@@ -196,4 +197,37 @@ fn uploads_parts_buckets_nodes_and_leases_round_trip() {
         lease_id: 7,
     };
     assert_eq!(ShardRef::try_from(&pb::ShardRef::from(&r)), Ok(r));
+}
+
+#[test]
+fn every_sealing_scheme_round_trips_and_an_unknown_one_is_refused() {
+    for scheme in [
+        SealingScheme::None,
+        SealingScheme::SseS3,
+        SealingScheme::SseC,
+    ] {
+        let sealing = Sealing {
+            scheme,
+            segment_size: 65_536,
+            wrapped_key: vec![1; 61],
+            key_id: "sse-c".into(),
+            parameters: vec![2; 49],
+        };
+        assert_eq!(
+            Sealing::try_from(&pb::Sealing::from(&sealing)),
+            Ok(sealing.clone()),
+            "{scheme:?}"
+        );
+    }
+    let unknown = pb::Sealing {
+        scheme: 99,
+        ..pb::Sealing::default()
+    };
+    assert_eq!(
+        Sealing::try_from(&unknown),
+        Err(MetaConvertError::UnknownEnum {
+            field: "sealing.scheme",
+            value: 99
+        })
+    );
 }
