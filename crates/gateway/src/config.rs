@@ -52,6 +52,11 @@ pub struct GatewayConfig {
     /// `gateway` certificate and key. The `tessera gateway` command requires it.
     #[serde(default)]
     pub tls: tessera_runtime::tls::TlsConfig,
+    /// Take SSE-C requests over plain HTTP. S3 refuses them (the customer's key would travel
+    /// in clear), and so does Tessera by default; set it only for local testing, as Ceph's
+    /// `rgw_crypt_require_ssl = false` does.
+    #[serde(default)]
+    pub sse_c_over_http: bool,
 }
 
 /// The S3 endpoint's certificate (`[https]`): read again within seconds when either file
@@ -212,6 +217,7 @@ impl GatewayConfig {
             metrics_listen: None,
             https: None,
             tls: Default::default(),
+            sse_c_over_http: false,
         }
     }
 

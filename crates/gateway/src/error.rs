@@ -154,6 +154,16 @@ pub enum GatewayError {
     /// A concurrent write changed the object between check and commit.
     #[error("conflicting conditional write")]
     ConditionalRequestConflict,
+    /// Customer-key (SSE-C) headers that are incomplete or inconsistent, or a key that is not
+    /// the object's.
+    #[error("customer key: {0}")]
+    CustomerKey(#[from] tessera_core::sealing::customer_key::CustomerKeyError),
+    /// A customer key sent over plain HTTP, which S3 refuses (the key would travel in clear).
+    #[error("customer key sent over plain HTTP")]
+    CustomerKeyOverHttp,
+    /// A read of an object encrypted with a customer key that came without the key.
+    #[error("the object is encrypted with a customer key and none was given")]
+    CustomerKeyRequired,
     /// A metadata query failed or no meta node answered.
     #[error("metadata service: {0}")]
     Meta(#[from] MetaClientError),

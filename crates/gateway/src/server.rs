@@ -20,7 +20,7 @@ use crate::context::{RequestContext, new_request_id};
 use crate::guard::{self, Refusal, refusal_response};
 use crate::metrics::{CountedBody, GatewayMetrics};
 use crate::nodes::{NodeDirectory, NodeRefresher};
-use crate::pipeline::{BlobStore, BlobStoreConfig, MetaKeys, SseS3Seals};
+use crate::pipeline::{BlobStore, BlobStoreConfig, MetaKeys, SseSeals};
 use crate::post_form;
 use crate::s3::auth::{AccessHook, KeyStore};
 use crate::s3::convert::canonical_id;
@@ -221,6 +221,7 @@ pub fn build_service(
         region: config.region.clone(),
         owner_id: canonical_id(&config.root_access_key),
         owner_name: "root".to_string(),
+        sse_c_over_http: config.sse_c_over_http,
     };
     let mut builder = S3ServiceBuilder::new(TesseraS3::new(ops));
     builder.set_auth(KeyStore::new(
@@ -291,7 +292,7 @@ pub async fn run(mut config: GatewayConfig, shutdown: Shutdown) -> Result<(), Ga
         shutdown.clone(),
     );
     // Every new blob is sealed with SSE-S3 under a data key from the meta key service.
-    let seals = SseS3Seals::new(Arc::new(MetaKeys::new(meta.clone())));
+    let seals = SseSeals::new(Arc::new(MetaKeys::new(meta.clone())));
     let blobs = BlobStore::with_seals(
         DataClient::with_tls(tls),
         nodes,

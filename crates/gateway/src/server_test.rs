@@ -307,6 +307,7 @@ async fn only_bodies_that_may_go_to_data_nodes_need_a_write_lease() {
         region: REGION.into(),
         owner_id: "owner".into(),
         owner_name: "root".into(),
+        sse_c_over_http: false,
     };
     assert!(matches!(ops.write_lease(Some(threshold)), Ok(None)));
     assert!(matches!(ops.write_lease(Some(0)), Ok(None)));

@@ -153,6 +153,10 @@ pub struct GatewayArgs {
     /// The HTTPS certificate's private key (PEM).
     #[arg(long, env = "TESSERA_HTTPS_KEY", requires = "https_cert")]
     https_key: Option<PathBuf>,
+    /// Take SSE-C (customer key) requests over plain HTTP, which S3 refuses because the key
+    /// would travel in clear. For local testing with tools that cannot use HTTPS only.
+    #[arg(long, env = "TESSERA_SSE_C_OVER_HTTP")]
+    sse_c_over_http: bool,
 }
 
 /// Flags of `tessera repair`.
@@ -359,6 +363,9 @@ pub async fn run_gateway(args: GatewayArgs) -> Result<()> {
     }
     if let (Some(cert), Some(key)) = (args.https_cert, args.https_key) {
         config.https = Some(tessera_gateway::config::HttpsConfig { cert, key });
+    }
+    if args.sse_c_over_http {
+        config.sse_c_over_http = true;
     }
     if config.meta_endpoints.is_empty() {
         bail!("--meta is required");

@@ -335,14 +335,14 @@ async fn a_whole_object_read_holds_back_its_last_piece_until_the_checksum_matche
 
     tracing::info!("a version with the right checksum reads whole");
     let good = version_of(&[(&blob, &data)], false);
-    let (back, end) = drain(store.read_object(&good, 0..size, ReadCheck::WholeParts)).await;
+    let (back, end) = drain(store.read_object(&good, 0..size, ReadCheck::WholeParts, None)).await;
     assert!(end.is_none(), "{end:?}");
     assert!(back == data);
 
     tracing::info!("the stored checksum differs: everything but the last piece, then an error");
     let mut bad = good.clone();
     bad.checksums = vec![checksum_value(ChecksumAlgorithm::Crc64Nvme, b"other")];
-    let (back, end) = drain(store.read_object(&bad, 0..size, ReadCheck::WholeParts)).await;
+    let (back, end) = drain(store.read_object(&bad, 0..size, ReadCheck::WholeParts, None)).await;
     assert!(
         matches!(
             end,
@@ -361,9 +361,9 @@ async fn a_whole_object_read_holds_back_its_last_piece_until_the_checksum_matche
     assert!(back == data[..back.len()]);
 
     tracing::info!("ranged reads do not check, so they are not held back");
-    let (back, end) = drain(store.read_object(&bad, 0..size, ReadCheck::None)).await;
+    let (back, end) = drain(store.read_object(&bad, 0..size, ReadCheck::None, None)).await;
     assert!(end.is_none() && back == data);
-    let (back, end) = drain(store.read_object(&bad, 10..size, ReadCheck::WholeParts)).await;
+    let (back, end) = drain(store.read_object(&bad, 10..size, ReadCheck::WholeParts, None)).await;
     assert!(end.is_none() && back == data[10..]);
 }
 
@@ -383,14 +383,14 @@ async fn a_multipart_read_checks_each_part_as_its_bytes_finish() {
     let all: Vec<u8> = [&one[..], &two, &small].concat();
     let size = all.len() as u64;
     let good = version_of(&parts, true);
-    let (back, end) = drain(store.read_object(&good, 0..size, ReadCheck::WholeParts)).await;
+    let (back, end) = drain(store.read_object(&good, 0..size, ReadCheck::WholeParts, None)).await;
     assert!(end.is_none(), "{end:?}");
     assert!(back == all);
 
     tracing::info!("part 2's stored checksum differs: part 1 whole, part 2 short of its end");
     let mut bad = good.clone();
     bad.parts[1].checksums = vec![checksum_value(ChecksumAlgorithm::Crc64Nvme, b"x")];
-    let (back, end) = drain(store.read_object(&bad, 0..size, ReadCheck::WholeParts)).await;
+    let (back, end) = drain(store.read_object(&bad, 0..size, ReadCheck::WholeParts, None)).await;
     assert!(
         matches!(
             end,
@@ -403,10 +403,11 @@ async fn a_multipart_read_checks_each_part_as_its_bytes_finish() {
 
     tracing::info!("a partNumber read of part 2 checks that part alone");
     let part2 = one.len() as u64..(one.len() + two.len()) as u64;
-    let (back, end) = drain(store.read_object(&bad, part2.clone(), ReadCheck::WholeParts)).await;
+    let (back, end) =
+        drain(store.read_object(&bad, part2.clone(), ReadCheck::WholeParts, None)).await;
     assert!(matches!(end, Some(PipelineError::ChecksumMismatch { .. })));
     assert!(back.len() < two.len());
-    let (back, end) = drain(store.read_object(&good, part2, ReadCheck::WholeParts)).await;
+    let (back, end) = drain(store.read_object(&good, part2, ReadCheck::WholeParts, None)).await;
     assert!(end.is_none() && back == two);
 }
 
@@ -432,7 +433,7 @@ async fn sse_s3_round_trips_through_the_pipeline_and_stores_no_plaintext() {
         cluster.data.clone(),
         cluster.directory.clone(),
         config.clone(),
-        Arc::new(SseS3Seals::new(Arc::new(super::sse::LocalKeys::new()))),
+        Arc::new(SseSeals::new(Arc::new(super::sse::LocalKeys::new()))),
     );
     let raw = BlobStore::with_seals(
         cluster.data.clone(),
@@ -534,7 +535,7 @@ async fn tampered_sealed_bytes_and_wrapped_keys_never_read_back() {
             inline_threshold: 1024 * 1024,
             ..BlobStoreConfig::default()
         },
-        Arc::new(SseS3Seals::new(Arc::new(super::sse::LocalKeys::new()))),
+        Arc::new(SseSeals::new(Arc::new(super::sse::LocalKeys::new()))),
     );
     let segment = tessera_core::sealing::segments::DEFAULT_SEGMENT_SIZE as usize;
     let len = 2 * segment + 100;

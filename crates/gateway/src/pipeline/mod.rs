@@ -33,6 +33,7 @@ use tessera_core::checksum::ChecksumAlgorithm;
 use tessera_core::layout::Layout;
 use tessera_core::names::ZoneName;
 use tessera_core::object::ObjectVersion;
+use tessera_core::sealing::customer_key::CustomerKey;
 use tessera_core::stripe::DEFAULT_CHUNK_SIZE;
 
 use crate::nodes::{DataNodeView, NodeDirectory};
@@ -41,7 +42,7 @@ pub use error::{BodyRejection, PipelineError};
 pub use metrics::PipelineMetrics;
 pub use object_read::{ExpectedChecksum, PartSlice, ReadCheck, plan_object_read};
 pub use sealing::{IdentitySeals, Opened, SealError, SealTarget, Sealer, Seals, Unsealer};
-pub use sse::{DataKeys, MetaKeys, SseS3Seals};
+pub use sse::{DataKeys, MetaKeys, SseSeals};
 
 /// The error a request body stream yields (whatever the HTTP layer had).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -239,16 +240,18 @@ impl BlobStore {
         read::read_blob(self, blob, target, range)
     }
 
-    /// Streams the bytes `range` of an object version across its parts; with
-    /// [`ReadCheck::WholeParts`], every part read whole is checked against its stored checksum
-    /// and its last piece held back until it matched (see [`plan_object_read`]).
+    /// Streams the bytes `range` of an object version across its parts, opening SSE-C parts
+    /// with `customer_key`; with [`ReadCheck::WholeParts`], every part read whole is checked
+    /// against its stored checksum and its last piece held back until it matched (see
+    /// [`plan_object_read`]).
     pub fn read_object(
         &self,
         version: &ObjectVersion,
         range: Range<u64>,
         check: ReadCheck,
+        customer_key: Option<&CustomerKey>,
     ) -> BlobReadStream {
-        object_read::read_object(self, version, range, check)
+        object_read::read_object(self, version, range, check, customer_key.cloned())
     }
 
     /// The layout a write would use now, from the configuration or the membership.

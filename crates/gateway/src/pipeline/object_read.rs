@@ -21,6 +21,7 @@ use tessera_core::object::{ChecksumValue, ObjectVersion};
 use tracing::warn;
 
 use super::{BlobReadStream, BlobStore, PipelineError, SealTarget};
+use tessera_core::sealing::customer_key::CustomerKey;
 
 /// Whether a read re-checks stored checksums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,13 +144,15 @@ pub(super) fn read_object(
     version: &ObjectVersion,
     range: Range<u64>,
     check: ReadCheck,
+    customer_key: Option<CustomerKey>,
 ) -> BlobReadStream {
     let slices = plan_object_read(version, range, check);
     let store = store.clone();
     let (bucket, key) = (version.bucket.clone(), version.key.clone());
     let stream = futures::stream::iter(slices)
         .map(move |slice| {
-            let target = SealTarget::new(bucket.as_str(), key.as_str(), slice.part_number);
+            let target = SealTarget::new(bucket.as_str(), key.as_str(), slice.part_number)
+                .with_customer_key(customer_key.clone());
             let bytes = store.read(&slice.blob, &target, slice.range.clone());
             match slice.expected {
                 Some(expected) => Box::pin(CheckedPart {
@@ -341,7 +344,7 @@ mod tests {
             crate::nodes::NodeDirectory::fixed(Vec::new()),
             super::super::BlobStoreConfig::default(),
         );
-        let mut stream = store.read_object(&empty, 0..0, ReadCheck::WholeParts);
+        let mut stream = store.read_object(&empty, 0..0, ReadCheck::WholeParts, None);
         let first = stream.next().await.expect("an item");
         assert!(
             matches!(

@@ -2,7 +2,7 @@
 //! pipeline runs every body through a [`Sealer`] between the client's bytes and what is stored
 //! (inline or erasure coded), and every read through an [`Unsealer`] between the stored bytes
 //! and the response. [`IdentitySeals`] stores bytes as sent (tests of the data path);
-//! [`SseS3Seals`](super::sse::SseS3Seals) encrypts (every gateway).
+//! [`SseSeals`](super::sse::SseSeals) encrypts (every gateway).
 //!
 //! Invariant: a sealer records everything its reversal needs in the [`Sealing`] it reports
 //! (stored with the blob), and stores exactly `stored_len(plaintext length)` bytes; an opened
@@ -17,6 +17,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use tessera_core::sealing::Sealing;
+use tessera_core::sealing::customer_key::CustomerKey;
 use tessera_core::sealing::segments::Binding;
 
 /// Why bytes could not be sealed or unsealed.
@@ -46,6 +47,12 @@ pub enum SealError {
         /// Its explanation.
         detail: String,
     },
+    /// The blob is sealed with a customer's key (SSE-C) and the read came without one.
+    #[error("the blob is sealed with a customer key and none was given")]
+    CustomerKeyMissing,
+    /// The customer's key given is not the one the blob was sealed with.
+    #[error("the customer key given is not the one the blob was sealed with")]
+    CustomerKeyMismatch,
 }
 
 impl SealError {
@@ -56,6 +63,8 @@ impl SealError {
             SealError::Corrupt { .. } => "seal_corrupt",
             SealError::KeysUnavailable { .. } => "seal_keys_unavailable",
             SealError::KeyRefused { .. } => "seal_key_refused",
+            SealError::CustomerKeyMissing => "seal_customer_key_missing",
+            SealError::CustomerKeyMismatch => "seal_customer_key_mismatch",
         }
     }
 }
@@ -68,9 +77,10 @@ impl From<tessera_core::sealing::seal_error::SealError> for SealError {
     }
 }
 
-/// What a blob is sealed for: the object (and part) its bytes belong to. A sealed blob opens
-/// only for the same target, so bytes moved to another object do not decrypt.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a blob is sealed for: the object (and part) its bytes belong to, and the customer's
+/// key when the request carries one (SSE-C). A sealed blob opens only for the same object and
+/// part, so bytes moved to another object do not decrypt.
+#[derive(Clone, Debug, Default)]
 pub struct SealTarget {
     /// The bucket.
     pub bucket: String,
@@ -78,6 +88,9 @@ pub struct SealTarget {
     pub key: String,
     /// The multipart part number (1 for a single PUT or a copy).
     pub part_number: u32,
+    /// The customer's key: a new blob is sealed with SSE-C under it; a read of an SSE-C blob
+    /// needs it.
+    pub customer_key: Option<CustomerKey>,
 }
 
 impl SealTarget {
@@ -87,7 +100,14 @@ impl SealTarget {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             part_number,
+            customer_key: None,
         }
+    }
+
+    /// The same target with the customer's key `customer_key` (SSE-C), or none.
+    pub fn with_customer_key(mut self, customer_key: Option<CustomerKey>) -> SealTarget {
+        self.customer_key = customer_key;
+        self
     }
 
     /// As the sealing framing binds it.

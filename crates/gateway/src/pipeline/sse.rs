@@ -1,11 +1,15 @@
-//! SSE-S3: every new blob is sealed with AES-256-GCM segments (see
-//! `tessera_core::sealing::segments`) under a fresh data key from the meta key service, and
-//! only the wrapped key is stored with the blob. Reads ask the key service to unwrap it for the
-//! blob's own target, then decrypt only the segments the range touches. Blobs stored before
+//! SSE-S3 and SSE-C: every new blob is sealed with AES-256-GCM segments (see
+//! `tessera_core::sealing::segments`) under a fresh data key, and only the wrapped key is stored
+//! with the blob. For SSE-S3 the meta key service makes the key and wraps it under the cluster's
+//! KEK; for SSE-C (the target carries the customer's key) the gateway draws the key and wraps it
+//! under the customer's key, storing a key check of that key (never the key). Reads unwrap the
+//! key for the blob's own target (through the key service, or with the customer's key after
+//! its check passed), then decrypt only the segments the range touches. Blobs stored before
 //! encryption existed (identity sealing) are still read.
 //!
 //! Invariant: no plaintext leaves the gateway sealed by anything weaker than the data key;
-//! the data key exists in the clear only in this process's memory (zeroed on drop).
+//! the data key and a customer's key exist in the clear only in this process's memory (zeroed
+//! on drop).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,7 +22,9 @@ use futures::future::BoxFuture;
 use tessera_client::MetaClient;
 use tessera_client::meta::{DataKey, MetaClientError};
 use tessera_core::sealing::aead::{Aes256GcmAead, SealKey, SegmentAead};
+use tessera_core::sealing::customer_key::{CUSTOMER_KEK_ID, CustomerKey, CustomerKeyError};
 use tessera_core::sealing::kek::SSE_S3_KEK;
+use tessera_core::sealing::key_wrap::{WrapContext, unwrap_key, wrap_key};
 use tessera_core::sealing::segments::{
     Binding, DEFAULT_SEGMENT_SIZE, SegmentGeometry, SegmentOpener, SegmentSealer,
 };
@@ -184,17 +190,18 @@ impl DataKeys for MetaKeys {
     }
 }
 
-/// Seals every new blob with SSE-S3.
+/// Seals every new blob with SSE-S3, or SSE-C when its target carries a customer key.
 #[derive(Clone, Debug)]
-pub struct SseS3Seals {
+pub struct SseSeals {
     keys: Arc<dyn DataKeys>,
     geometry: SegmentGeometry,
 }
 
-impl SseS3Seals {
-    /// SSE-S3 with data keys from `keys`, in segments of the default size.
-    pub fn new(keys: Arc<dyn DataKeys>) -> SseS3Seals {
-        SseS3Seals {
+impl SseSeals {
+    /// SSE-S3 with data keys from `keys` (SSE-C with keys of the gateway's own), in segments of
+    /// the default size.
+    pub fn new(keys: Arc<dyn DataKeys>) -> SseSeals {
+        SseSeals {
             keys,
             geometry: SegmentGeometry::new(DEFAULT_SEGMENT_SIZE, 1)
                 .expect("the default segment size is valid"),
@@ -264,29 +271,95 @@ impl Unsealer for SegmentUnsealing {
     }
 }
 
-impl Seals for SseS3Seals {
+/// The data key of a new SSE-C blob: random, wrapped under the customer's key for `binding`;
+/// the sealing records the wrapped key and a key check of the customer's key.
+fn customer_data_key(
+    customer: &CustomerKey,
+    binding: Binding<'_>,
+    segment_size: u32,
+) -> (SealKey, Sealing) {
+    let key = SealKey::from_bytes(rand::random());
+    let context = WrapContext {
+        kek_id: CUSTOMER_KEK_ID,
+        layer: LAYER,
+        binding,
+    };
+    let wrapped = wrap_key(
+        &Aes256GcmAead::new(customer.key()),
+        rand::random(),
+        &context,
+        &key,
+    );
+    let sealing = Sealing {
+        scheme: SealingScheme::SseC,
+        segment_size,
+        wrapped_key: wrapped,
+        key_id: CUSTOMER_KEK_ID.to_owned(),
+        parameters: customer.key_check(rand::random()),
+    };
+    (key, sealing)
+}
+
+/// The data key of an SSE-C blob, unwrapped with the customer's key once its check passed.
+pub(crate) fn open_customer_data_key(
+    sealing: &Sealing,
+    customer: Option<&CustomerKey>,
+    binding: Binding<'_>,
+) -> Result<SealKey, SealError> {
+    let customer = customer.ok_or(SealError::CustomerKeyMissing)?;
+    customer.verify(&sealing.parameters).map_err(|e| match e {
+        CustomerKeyError::WrongKey => SealError::CustomerKeyMismatch,
+        other => SealError::Corrupt {
+            detail: other.to_string(),
+        },
+    })?;
+    let context = WrapContext {
+        kek_id: CUSTOMER_KEK_ID,
+        layer: LAYER,
+        binding,
+    };
+    unwrap_key(
+        &Aes256GcmAead::new(customer.key()),
+        &context,
+        &sealing.wrapped_key,
+    )
+    .map_err(|e| SealError::Corrupt {
+        detail: format!("SSE-C data key: {e}"),
+    })
+}
+
+impl Seals for SseSeals {
     fn sealer<'a>(
         &'a self,
         target: &'a SealTarget,
     ) -> BoxFuture<'a, Result<Box<dyn Sealer>, SealError>> {
         Box::pin(async move {
             let binding = target.binding();
-            let DataKey {
-                key,
-                wrapped,
-                kek_id,
-            } = self.keys.generate(SSE_S3_KEK, binding, LAYER).await?;
+            let (key, sealing) = match &target.customer_key {
+                Some(customer) => {
+                    customer_data_key(customer, binding, self.geometry.segment_size())
+                }
+                None => {
+                    let DataKey {
+                        key,
+                        wrapped,
+                        kek_id,
+                    } = self.keys.generate(SSE_S3_KEK, binding, LAYER).await?;
+                    let sealing = Sealing {
+                        scheme: SealingScheme::SseS3,
+                        segment_size: self.geometry.segment_size(),
+                        wrapped_key: wrapped,
+                        key_id: kek_id,
+                        parameters: Vec::new(),
+                    };
+                    (key, sealing)
+                }
+            };
             let sealer = SegmentSealer::new(self.geometry, &binding, cipher(&key))?;
             Ok(Box::new(SegmentSealing {
                 sealer: Some(sealer),
                 geometry: self.geometry,
-                sealing: Sealing {
-                    scheme: SealingScheme::SseS3,
-                    segment_size: self.geometry.segment_size(),
-                    wrapped_key: wrapped,
-                    key_id: kek_id,
-                    parameters: Vec::new(),
-                },
+                sealing,
                 out: Vec::new(),
             }) as Box<dyn Sealer>)
         })
@@ -300,15 +373,19 @@ impl Seals for SseS3Seals {
         plain_len: u64,
     ) -> BoxFuture<'a, Result<Opened, SealError>> {
         Box::pin(async move {
-            let geometry = match sealing.scheme {
-                SealingScheme::None => return open_identity(sealing, plain),
-                SealingScheme::SseS3 => SegmentGeometry::new(sealing.segment_size, 1)?,
-            };
             let binding = target.binding();
-            let key = self
-                .keys
-                .decrypt(&sealing.key_id, &sealing.wrapped_key, binding, LAYER)
-                .await?;
+            let key = match sealing.scheme {
+                SealingScheme::None => return open_identity(sealing, plain),
+                SealingScheme::SseS3 => {
+                    self.keys
+                        .decrypt(&sealing.key_id, &sealing.wrapped_key, binding, LAYER)
+                        .await?
+                }
+                SealingScheme::SseC => {
+                    open_customer_data_key(sealing, target.customer_key.as_ref(), binding)?
+                }
+            };
+            let geometry = SegmentGeometry::new(sealing.segment_size, 1)?;
             let opener = SegmentOpener::new(geometry, &binding, cipher(&key), plain, plain_len)?;
             Ok(Opened {
                 stored: opener.range().stored.clone(),
@@ -348,7 +425,6 @@ impl DataKeys for LocalKeys {
         binding: Binding<'a>,
         layer: u8,
     ) -> BoxFuture<'a, Result<DataKey, SealError>> {
-        use tessera_core::sealing::key_wrap::{WrapContext, wrap_key};
         Box::pin(async move {
             let kek_id = format!("{kek_name}/1");
             let key = SealKey::from_bytes(rand::random());
@@ -378,7 +454,6 @@ impl DataKeys for LocalKeys {
         binding: Binding<'a>,
         layer: u8,
     ) -> BoxFuture<'a, Result<SealKey, SealError>> {
-        use tessera_core::sealing::key_wrap::{WrapContext, unwrap_key};
         Box::pin(async move {
             let context = WrapContext {
                 kek_id,
@@ -433,5 +508,113 @@ mod tests {
         let short = KeyCache::new(4, Duration::ZERO);
         short.put(vec![1], SealKey::from_bytes([1; 32]));
         assert!(short.get(&[1]).is_none(), "expired");
+    }
+
+    fn customer(byte: u8) -> CustomerKey {
+        CustomerKey::from_key(SealKey::from_bytes([byte; 32]))
+    }
+
+    /// Seals `plain` for `target`; returns the sealing and the stored bytes.
+    async fn seal_all(seals: &SseSeals, target: &SealTarget, plain: &[u8]) -> (Sealing, Vec<u8>) {
+        let mut sealer = seals.sealer(target).await.expect("sealer");
+        let mut stored = Vec::new();
+        for piece in plain.chunks(7000) {
+            stored.extend_from_slice(&sealer.seal(Bytes::copy_from_slice(piece)).expect("seal"));
+        }
+        stored.extend_from_slice(&sealer.finish().expect("finish"));
+        assert_eq!(stored.len() as u64, sealer.stored_len(plain.len() as u64));
+        (sealer.sealing(), stored)
+    }
+
+    /// Opens `range` of a sealed blob for `target`.
+    async fn open_range(
+        seals: &SseSeals,
+        sealing: &Sealing,
+        target: &SealTarget,
+        stored: &[u8],
+        range: Range<u64>,
+        plain_len: u64,
+    ) -> Result<Vec<u8>, SealError> {
+        let opened = seals.opener(sealing, target, range, plain_len).await?;
+        let bytes = &stored[opened.stored.start as usize..opened.stored.end as usize];
+        let mut unsealer = opened.unsealer;
+        let mut out = unsealer.unseal(Bytes::copy_from_slice(bytes))?.to_vec();
+        out.extend_from_slice(&unsealer.finish()?);
+        Ok(out[opened.skip as usize..].to_vec())
+    }
+
+    #[tokio::test]
+    async fn sse_c_blobs_open_only_with_the_customers_key_and_store_no_key() {
+        let seals = SseSeals::new(Arc::new(LocalKeys::new()));
+        let plain: Vec<u8> = (0..200_000_u32).map(|i| (i % 251) as u8).collect();
+        let target = SealTarget::new("b", "k", 1).with_customer_key(Some(customer(1)));
+        let (sealing, stored) = seal_all(&seals, &target, &plain).await;
+        assert_eq!(sealing.scheme, SealingScheme::SseC);
+        assert_eq!(sealing.key_id, CUSTOMER_KEK_ID);
+        for record in [&sealing.wrapped_key, &sealing.parameters, &stored] {
+            assert!(
+                !record.windows(32).any(|w| w == [1_u8; 32]),
+                "the customer's key is stored nowhere"
+            );
+        }
+        let len = plain.len() as u64;
+        assert_eq!(
+            open_range(&seals, &sealing, &target, &stored, 0..len, len)
+                .await
+                .expect("whole"),
+            plain
+        );
+        assert_eq!(
+            open_range(&seals, &sealing, &target, &stored, 65_000..140_001, len)
+                .await
+                .expect("range"),
+            plain[65_000..140_001]
+        );
+        let wrong = SealTarget::new("b", "k", 1).with_customer_key(Some(customer(2)));
+        assert_eq!(
+            open_range(&seals, &sealing, &wrong, &stored, 0..len, len)
+                .await
+                .err(),
+            Some(SealError::CustomerKeyMismatch)
+        );
+        let without = SealTarget::new("b", "k", 1);
+        assert_eq!(
+            open_range(&seals, &sealing, &without, &stored, 0..len, len)
+                .await
+                .err(),
+            Some(SealError::CustomerKeyMissing)
+        );
+        // The same key for another object: the wrapped data key does not unwrap.
+        let moved = SealTarget::new("b", "other", 1).with_customer_key(Some(customer(1)));
+        assert!(matches!(
+            open_range(&seals, &sealing, &moved, &stored, 0..len, len).await,
+            Err(SealError::Corrupt { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn two_sse_c_blobs_under_one_key_get_distinct_data_keys_and_checks() {
+        let seals = SseSeals::new(Arc::new(LocalKeys::new()));
+        let target = SealTarget::new("b", "k", 1).with_customer_key(Some(customer(3)));
+        let (a, stored_a) = seal_all(&seals, &target, b"same bytes").await;
+        let (b, stored_b) = seal_all(&seals, &target, b"same bytes").await;
+        assert_ne!(a.wrapped_key, b.wrapped_key);
+        assert_ne!(a.parameters, b.parameters);
+        assert_ne!(stored_a, stored_b);
+    }
+
+    #[tokio::test]
+    async fn without_a_customer_key_new_blobs_are_sse_s3() {
+        let seals = SseSeals::new(Arc::new(LocalKeys::new()));
+        let target = SealTarget::new("b", "k", 1);
+        let (sealing, stored) = seal_all(&seals, &target, b"plain").await;
+        assert_eq!(sealing.scheme, SealingScheme::SseS3);
+        assert!(sealing.parameters.is_empty());
+        assert_eq!(
+            open_range(&seals, &sealing, &target, &stored, 0..5, 5)
+                .await
+                .expect("open"),
+            b"plain"
+        );
     }
 }

@@ -26,6 +26,7 @@ use std::ops::Range as ByteRange;
 use tessera_core::checksum::ChecksumAlgorithm;
 use tessera_core::names::BucketName;
 use tessera_core::object::ObjectVersion;
+use tessera_core::sealing::customer_key::CustomerKey;
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
@@ -62,10 +63,12 @@ pub async fn copy_source(
     Ok(version)
 }
 
-/// Copies a byte range of a source version into a new blob, under a write lease taken first.
+/// Copies a byte range of a source version (opened with `source_key` if it is SSE-C) into a
+/// new blob sealed for `target`, under a write lease taken first.
 pub async fn copy_bytes(
     ops: &Ops,
     source: &ObjectVersion,
+    source_key: Option<&CustomerKey>,
     range: ByteRange<u64>,
     algorithm: ChecksumAlgorithm,
     target: SealTarget,
@@ -79,7 +82,7 @@ pub async fn copy_bytes(
     };
     let stream = ops
         .blobs
-        .read_object(source, range, check)
+        .read_object(source, range, check, source_key)
         .map(|r| r.map_err(|e| -> BodyError { Box::new(e) }));
     let written = ops
         .blobs
@@ -127,12 +130,8 @@ pub async fn copy_object(
 ) -> Res<CopyObjectOutput> {
     let input = req.input;
     let key = check_key(&input.key)?;
-    sse::check_new_object(&sse::new_object_request!(input))?;
-    sse::check_no_customer_key(sse::any_customer_key(
-        &input.copy_source_sse_customer_algorithm,
-        &input.copy_source_sse_customer_key,
-        &input.copy_source_sse_customer_key_md5,
-    ))?;
+    let customer = sse::new_object_key(&sse::new_object_request!(input), ctx, ops.sse_c_over_http)?;
+    let source_key = sse::request_key(&sse::copy_source_headers!(input), ctx, ops.sse_c_over_http)?;
     ops.bucket(&input.bucket).await?;
     let bucket = BucketName::parse(&input.bucket)?;
     let directive = input
@@ -152,8 +151,10 @@ pub async fn copy_object(
         input.copy_source_if_unmodified_since.as_ref(),
     );
     let source = copy_source(ops, &input.copy_source, conds).await?;
+    sse::check_read_key(&source, source_key.as_ref())?;
     let same_object = source.bucket == bucket && source.key == key;
-    if same_object && directive == "COPY" && input.storage_class.is_none() {
+    let changes_encryption = customer.is_some() || source_key.is_some();
+    if same_object && directive == "COPY" && input.storage_class.is_none() && !changes_encryption {
         return Err(GatewayError::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
@@ -172,8 +173,17 @@ pub async fn copy_object(
             .filter(|_| !source.multipart)
             .unwrap_or(ChecksumAlgorithm::Crc64Nvme),
     };
-    let target = SealTarget::new(bucket.as_str(), key.as_str(), 1);
-    let stored = copy_bytes(ops, &source, 0..source.size, algorithm, target).await?;
+    let target =
+        SealTarget::new(bucket.as_str(), key.as_str(), 1).with_customer_key(customer.clone());
+    let stored = copy_bytes(
+        ops,
+        &source,
+        source_key.as_ref(),
+        0..source.size,
+        algorithm,
+        target,
+    )
+    .await?;
     let (headers, user_metadata) = if directive == "REPLACE" {
         (
             convert::content_headers(
@@ -202,14 +212,17 @@ pub async fn copy_object(
                 .unwrap_or_else(|| source.storage_class.clone()),
         },
         stored.written.blob.clone(),
-        &stored.written.digests.md5,
+        &sse::etag_md5(&stored.written.digests.md5, customer.as_ref()),
         checksum,
     );
     let encryption = sse::header_for(stored.written.blob.sealing.scheme);
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let committed = commit_version(ops, ctx, version, None, stored).await?;
     let fields = ChecksumFields::from_stored(&committed.checksums);
     Ok(S3Response::new(CopyObjectOutput {
         server_side_encryption: encryption,
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         copy_object_result: Some(CopyObjectResult {
             checksum_crc32: fields.crc32,
             checksum_crc32c: fields.crc32c,

@@ -13,6 +13,7 @@ use crate::pipeline::{BodyRejection, PipelineError, SealError};
 use s3s::{S3Error, S3ErrorCode, s3_error};
 use tessera_client::{CommandError, LeaseError, MetaClientError};
 use tessera_core::meta_error::MetaRuleError;
+use tessera_core::sealing::customer_key::CustomerKeyError;
 
 /// Converts a gateway error into the S3 error a client sees, with the request's id.
 pub fn to_s3(err: GatewayError, ctx: &RequestContext) -> S3Error {
@@ -144,6 +145,12 @@ fn map(err: GatewayError, ctx: &RequestContext) -> S3Error {
             ConditionalRequestConflict,
             "A conflicting conditional operation is currently in progress against this resource. Please try again."
         ),
+        GatewayError::CustomerKey(err) => customer_key_to_s3(err, ctx),
+        GatewayError::CustomerKeyOverHttp => s3_error!(
+            InvalidRequest,
+            "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+        ),
+        GatewayError::CustomerKeyRequired => customer_key_required(),
         GatewayError::Meta(err) => meta_to_s3(err, ctx),
         GatewayError::Command(CommandError::Rule(rule)) => rule_to_s3(rule, ctx),
         GatewayError::Command(CommandError::Client(err)) => command_client_to_s3(err, ctx),
@@ -267,10 +274,47 @@ fn pipeline_to_s3(err: PipelineError, ctx: &RequestContext) -> S3Error {
         | PipelineError::Seal(SealError::KeysUnavailable { .. }) => {
             unavailable(ctx, err.code(), &err.to_string())
         }
+        PipelineError::Seal(SealError::CustomerKeyMissing) => customer_key_required(),
+        PipelineError::Seal(SealError::CustomerKeyMismatch) => {
+            customer_key_to_s3(CustomerKeyError::WrongKey, ctx)
+        }
         PipelineError::Seal(_)
         | PipelineError::ChecksumMismatch { .. }
         | PipelineError::Internal { .. } => internal(ctx, err.code(), &err.to_string()),
     }
+}
+
+/// A customer-key refusal as S3 answers it: 400 for headers that are incomplete or
+/// inconsistent, 403 for a key that is not the object's.
+fn customer_key_to_s3(err: CustomerKeyError, ctx: &RequestContext) -> S3Error {
+    match err {
+        CustomerKeyError::MissingAlgorithm
+        | CustomerKeyError::MissingKey
+        | CustomerKeyError::InvalidKey
+        | CustomerKeyError::MissingKeyMd5
+        | CustomerKeyError::KeyMd5Mismatch => {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, err.to_string())
+        }
+        CustomerKeyError::InvalidAlgorithm => {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("InvalidEncryptionAlgorithmError".into()),
+                err.to_string(),
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
+        CustomerKeyError::WrongKey => s3_error!(AccessDenied, "Access Denied"),
+        CustomerKeyError::MalformedCheck { .. } => {
+            internal(ctx, "customer_key_check", &err.to_string())
+        }
+    }
+}
+
+fn customer_key_required() -> S3Error {
+    s3_error!(
+        InvalidRequest,
+        "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+    )
 }
 
 /// Whether a body error is s3s's aws-chunked signature mismatch. s3s keeps that error type

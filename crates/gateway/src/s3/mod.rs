@@ -48,6 +48,8 @@ pub struct Ops {
     pub owner_id: String,
     /// Display name of the root user.
     pub owner_name: String,
+    /// Take customer keys (SSE-C) over plain HTTP too (local testing only; S3 refuses them).
+    pub sse_c_over_http: bool,
 }
 
 impl Ops {

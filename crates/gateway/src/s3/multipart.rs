@@ -26,6 +26,7 @@ use tessera_core::etag::single_part_etag;
 use tessera_core::multipart::{MultipartError, validate_part_number};
 use tessera_core::names::{BucketName, new_upload_id};
 use tessera_core::object::{self as core, ChecksumValue, UploadedPart};
+use tessera_core::sealing::customer_key::CustomerKey;
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
@@ -71,7 +72,7 @@ async fn upload_of(
 /// CreateMultipartUpload.
 pub async fn create_multipart_upload(
     ops: &Ops,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> Res<CreateMultipartUploadOutput> {
     let input = req.input;
@@ -79,7 +80,7 @@ pub async fn create_multipart_upload(
         bucket: input.bucket.clone(),
     })?;
     let key = check_key(&input.key)?;
-    sse::check_new_object(&sse::new_object_request!(input))?;
+    let customer = sse::new_object_key(&sse::new_object_request!(input), ctx, ops.sse_c_over_http)?;
 
     let user_metadata = convert::user_metadata(input.metadata)?;
     let algorithm = input
@@ -136,13 +137,24 @@ pub async fn create_multipart_upload(
             .storage_class
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
+        customer_key_check: customer
+            .as_ref()
+            .map(|k| k.key_check(rand::random()))
+            .unwrap_or_default(),
     };
     ops.meta.create_upload(&upload).await?;
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
-        server_side_encryption: sse::sse_s3(),
+        server_side_encryption: if customer.is_some() {
+            None
+        } else {
+            sse::sse_s3()
+        },
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         checksum_algorithm: input.checksum_algorithm,
         checksum_type: algorithm.map(|_| convert::checksum_type(checksum_type)),
         ..Default::default()
@@ -179,7 +191,8 @@ pub async fn upload_part(
     } = req;
     let part_number = validate_part_number(input.part_number)?;
     let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
-    sse::check_no_customer_key(sse::customer_key!(input))?;
+    let customer = sse::request_key(&sse::customer_headers!(input), ctx, ops.sse_c_over_http)?;
+    sse::check_upload_key(&upload.customer_key_check, customer.as_ref())?;
     let mut spec = BodySpec::from_request(
         &headers,
         input.content_length,
@@ -210,7 +223,8 @@ pub async fn upload_part(
         .checksum_algorithm
         .is_none()
         .then_some(ChecksumAlgorithm::Crc64Nvme);
-    let target = SealTarget::new(upload.bucket.as_str(), upload.key.as_str(), part_number);
+    let target = SealTarget::new(upload.bucket.as_str(), upload.key.as_str(), part_number)
+        .with_customer_key(customer.clone());
     let stored = store_body(ops, input.body, &spec, trailing_headers, also, target).await?;
     let checksum = checksum_record(spec.algorithm, &stored.digest);
     let checksums = stored
@@ -220,12 +234,21 @@ pub async fn upload_part(
         .iter()
         .map(|(alg, d)| checksum_record(*alg, d))
         .collect();
-    let part = part_record(&upload.upload_id, part_number, &stored, checksums);
+    let part = part_record(
+        &upload.upload_id,
+        part_number,
+        &stored,
+        checksums,
+        customer.as_ref(),
+    );
     let etag = part.etag.clone();
     let encryption = sse::header_for(stored.written.blob.sealing.scheme);
     record_part(ops, ctx, &part, stored).await?;
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let mut out = UploadPartOutput {
         server_side_encryption: encryption,
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         e_tag: Some(convert::etag(&etag)),
         ..Default::default()
     };
@@ -241,18 +264,19 @@ pub async fn upload_part(
 }
 
 /// The record of part `part_number` whose bytes `stored` holds: its ETag is the MD5 of those
-/// bytes, its time is meta's to assign.
+/// bytes (for SSE-C, a MAC of it under the customer's key), its time is meta's to assign.
 fn part_record(
     upload_id: &str,
     part_number: u32,
     stored: &StoredBody,
     checksums: Vec<ChecksumValue>,
+    customer: Option<&CustomerKey>,
 ) -> UploadedPart {
     UploadedPart {
         upload_id: upload_id.to_owned(),
         part_number,
         size: stored.written.blob.size,
-        etag: single_part_etag(&stored.written.digests.md5),
+        etag: single_part_etag(&sse::etag_md5(&stored.written.digests.md5, customer)),
         last_modified_ms: 0,
         blob: stored.written.blob.clone(),
         checksums,
@@ -288,14 +312,9 @@ pub async fn upload_part_copy(
     let input = req.input;
     let part_number = validate_part_number(input.part_number)?;
     let upload = upload_of(ops, &input.bucket, &input.key, &input.upload_id).await?;
-    sse::check_no_customer_key(
-        sse::customer_key!(input)
-            || sse::any_customer_key(
-                &input.copy_source_sse_customer_algorithm,
-                &input.copy_source_sse_customer_key,
-                &input.copy_source_sse_customer_key_md5,
-            ),
-    )?;
+    let customer = sse::request_key(&sse::customer_headers!(input), ctx, ops.sse_c_over_http)?;
+    sse::check_upload_key(&upload.customer_key_check, customer.as_ref())?;
+    let source_key = sse::request_key(&sse::copy_source_headers!(input), ctx, ops.sse_c_over_http)?;
     let tag = |c: &ETagCondition| c.as_etag().map(|t| t.value().to_string());
     let conds = ReadConditions {
         if_match: input.copy_source_if_match.as_ref().map(tag),
@@ -310,6 +329,7 @@ pub async fn upload_part_copy(
             .map(timestamp_to_ms),
     };
     let source = copy::copy_source(ops, &input.copy_source, conds).await?;
+    sse::check_read_key(&source, source_key.as_ref())?;
     let range = match &input.copy_source_range {
         Some(r) => parse_copy_range(r, source.size)?,
         None => 0..source.size,
@@ -322,17 +342,21 @@ pub async fn upload_part_copy(
     let algorithm = upload
         .checksum_algorithm
         .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
-    let target = SealTarget::new(upload.bucket.as_str(), upload.key.as_str(), part_number);
-    let stored = copy::copy_bytes(ops, &source, range, algorithm, target).await?;
+    let target = SealTarget::new(upload.bucket.as_str(), upload.key.as_str(), part_number)
+        .with_customer_key(customer.clone());
+    let stored =
+        copy::copy_bytes(ops, &source, source_key.as_ref(), range, algorithm, target).await?;
     let checksum = checksum_record(algorithm, &stored.digest);
     let part = part_record(
         &upload.upload_id,
         part_number,
         &stored,
         vec![checksum.clone()],
+        customer.as_ref(),
     );
     let etag = part.etag.clone();
     let encryption = sse::header_for(stored.written.blob.sealing.scheme);
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     record_part(ops, ctx, &part, stored).await?;
     // The part's time is meta's: read it back (None if the upload ended meanwhile).
     let recorded = ops
@@ -345,6 +369,8 @@ pub async fn upload_part_copy(
     let f = ChecksumFields::from_stored(&[checksum]);
     Ok(S3Response::new(UploadPartCopyOutput {
         server_side_encryption: encryption,
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         copy_part_result: Some(CopyPartResult {
             checksum_crc32: f.crc32,
             checksum_crc32c: f.crc32c,

@@ -39,7 +39,7 @@ pub async fn put_object(
         bucket: input.bucket.clone(),
     })?;
     let key = check_key(&input.key)?;
-    sse::check_new_object(&sse::new_object_request!(input))?;
+    let customer = sse::new_object_key(&sse::new_object_request!(input), ctx, ops.sse_c_over_http)?;
     let user_metadata = convert::user_metadata(input.metadata)?;
     let precondition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let spec = BodySpec::from_request(
@@ -61,7 +61,8 @@ pub async fn put_object(
     // Fail fast, before reading a body that could never be stored.
     ops.bucket(bucket.as_str()).await?;
 
-    let target = SealTarget::new(bucket.as_str(), key.as_str(), 1);
+    let target =
+        SealTarget::new(bucket.as_str(), key.as_str(), 1).with_customer_key(customer.clone());
     let stored = store_body(ops, input.body, &spec, trailing_headers, None, target).await?;
     let checksum = checksum_record(spec.algorithm, &stored.digest);
     let size = stored.written.blob.size;
@@ -84,10 +85,11 @@ pub async fn put_object(
                 .unwrap_or_default(),
         },
         stored.written.blob.clone(),
-        &stored.written.digests.md5,
+        &sse::etag_md5(&stored.written.digests.md5, customer.as_ref()),
         checksum,
     );
     let encryption = sse::header_for(stored.written.blob.sealing.scheme);
+    let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let committed = commit_version(ops, ctx, version, precondition, stored).await?;
     tracing::debug!(
         request_id = %ctx.request_id,
@@ -100,6 +102,8 @@ pub async fn put_object(
 
     let mut out = PutObjectOutput {
         server_side_encryption: encryption,
+        sse_customer_algorithm,
+        sse_customer_key_md5,
         e_tag: Some(convert::etag(&committed.etag)),
         version_id: visible_version_id(&committed.version_id),
         ..Default::default()

@@ -20,6 +20,7 @@ use s3s::{S3Request, S3Response};
 use std::ops::Range as ByteRange;
 use tessera_core::names::{BucketName, ObjectKey, VersionId};
 use tessera_core::object::ObjectVersion;
+use tessera_core::sealing::customer_key::CustomerKey;
 
 type Res<T> = Result<S3Response<T>, GatewayError>;
 
@@ -78,6 +79,7 @@ pub fn object_body(
     version: &ObjectVersion,
     range: ByteRange<u64>,
     check: ReadCheck,
+    customer_key: Option<&CustomerKey>,
 ) -> StreamingBlob {
     let request_id = ctx.request_id.clone();
     let bucket = version.bucket.as_str().to_owned();
@@ -86,7 +88,7 @@ pub fn object_body(
     let metrics = ops.metrics.clone();
     let stream = ops
         .blobs
-        .read_object(version, range, check)
+        .read_object(version, range, check, customer_key)
         .inspect(move |item| match item {
             Ok(_) => {}
             Err(e @ PipelineError::ChecksumMismatch { part_number, .. }) => {
@@ -273,11 +275,19 @@ struct ReadAnswer {
     headers: ObjectHeaders,
     checksums: ChecksumFields,
     content_range: Option<String>,
+    /// `x-amz-server-side-encryption-customer-algorithm` and `-key-MD5` for an SSE-C object.
+    customer: (Option<String>, Option<String>),
 }
 
-/// The shared part of GET and HEAD: lookup, conditions, range or part, response headers.
-async fn prepare_read(ops: &Ops, r: ReadRequest<'_>) -> Result<ReadAnswer, GatewayError> {
+/// The shared part of GET and HEAD: lookup, the customer key (SSE-C), conditions, range or
+/// part, response headers.
+async fn prepare_read(
+    ops: &Ops,
+    r: ReadRequest<'_>,
+    customer_key: Option<&CustomerKey>,
+) -> Result<ReadAnswer, GatewayError> {
     let version = fetch_version(ops, r.bucket, r.key, r.version_id).await?;
+    sse::check_read_key(&version, customer_key)?;
     conditions::evaluate(
         &read_conditions(
             r.if_match,
@@ -310,6 +320,7 @@ async fn prepare_read(ops: &Ops, r: ReadRequest<'_>) -> Result<ReadAnswer, Gatew
         headers,
         checksums,
         content_range,
+        customer: sse::customer_answer(customer_key),
     })
 }
 
@@ -340,6 +351,8 @@ macro_rules! object_read_output {
                 .then(|| a.version.user_metadata.clone().into_iter().collect()),
             parts_count: a.plan.parts_count,
             server_side_encryption: sse::header_for_version(&a.version),
+            sse_customer_algorithm: a.customer.0,
+            sse_customer_key_md5: a.customer.1,
             storage_class: storage_class(&a.version),
             version_id: visible_version_id(&a.version.version_id),
             $($extra)*
@@ -382,10 +395,17 @@ pub async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> Res<GetObjectOutput> {
     let input = req.input;
-    let a = prepare_read(ops, read_request!(input)).await?;
-    sse::check_no_customer_key(sse::customer_key!(input))?;
+    let customer = sse::request_key(&sse::customer_headers!(input), ctx, ops.sse_c_over_http)?;
+    let a = prepare_read(ops, read_request!(input), customer.as_ref()).await?;
     let len = a.plan.range.end - a.plan.range.start;
-    let body = object_body(ops, ctx, &a.version, a.plan.range.clone(), a.plan.check);
+    let body = object_body(
+        ops,
+        ctx,
+        &a.version,
+        a.plan.range.clone(),
+        a.plan.check,
+        customer.as_ref(),
+    );
     Ok(S3Response::new(
         object_read_output!(GetObjectOutput, a, len, {
             body: Some(body),
@@ -396,12 +416,12 @@ pub async fn get_object(
 /// HeadObject.
 pub async fn head_object(
     ops: &Ops,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: S3Request<HeadObjectInput>,
 ) -> Res<HeadObjectOutput> {
     let input = req.input;
-    let a = prepare_read(ops, read_request!(input)).await?;
-    sse::check_no_customer_key(sse::customer_key!(input))?;
+    let customer = sse::request_key(&sse::customer_headers!(input), ctx, ops.sse_c_over_http)?;
+    let a = prepare_read(ops, read_request!(input), customer.as_ref()).await?;
     let len = a.plan.range.end - a.plan.range.start;
     Ok(S3Response::new(object_read_output!(
         HeadObjectOutput,

@@ -1,13 +1,19 @@
 //! Server-side encryption as a client sees it: which `x-amz-server-side-encryption*` request
-//! headers are accepted, and the header every answer about an encrypted object carries. Every
-//! new object is encrypted with SSE-S3 (AES256), asked for or not, as S3 does since 2023.
-//! SSE-KMS, DSSE-KMS and SSE-C are not built yet: a request for them is refused with
+//! headers are accepted, and the headers every answer about an encrypted object carries. Every
+//! new object is encrypted: with SSE-S3 (AES256), asked for or not, as S3 does since 2023, or
+//! with SSE-C when the request carries a customer key (the three
+//! `x-amz-server-side-encryption-customer-*` headers; over HTTPS only, as S3 requires, unless
+//! the gateway's `sse_c_over_http` allows it for local testing). An SSE-C object is read only
+//! with its key: without it 400 InvalidRequest, with another key 403 AccessDenied, both before
+//! any byte is sent. SSE-KMS and DSSE-KMS are not built yet: a request for them is refused with
 //! NotImplemented rather than silently stored under SSE-S3.
 
 use s3s::dto::ServerSideEncryption;
 use tessera_core::object::ObjectVersion;
 use tessera_core::sealing::SealingScheme;
+use tessera_core::sealing::customer_key::{ALGORITHM, CustomerKey, CustomerKeyHeaders};
 
+use crate::context::RequestContext;
 use crate::error::GatewayError;
 
 /// The encryption headers of a request that creates an object (PUT, copy, multipart create).
@@ -15,26 +21,39 @@ use crate::error::GatewayError;
 pub struct SseRequest<'a> {
     /// `x-amz-server-side-encryption`.
     pub sse: Option<&'a ServerSideEncryption>,
-    /// `x-amz-server-side-encryption-customer-algorithm`, `-key` or `-key-MD5` present.
-    pub customer_key: bool,
+    /// The `x-amz-server-side-encryption-customer-*` headers.
+    pub customer: CustomerKeyHeaders<'a>,
     /// `x-amz-server-side-encryption-aws-kms-key-id`.
     pub kms_key_id: Option<&'a str>,
     /// `x-amz-server-side-encryption-context`.
     pub kms_context: Option<&'a str>,
 }
 
-/// Whether a request input carries any customer-key header (s3s gives each operation its own
-/// input type, with the same fields).
-macro_rules! customer_key {
+/// The customer-key headers of a request input (s3s gives each operation its own input type,
+/// with the same fields).
+macro_rules! customer_headers {
     ($input:ident) => {
-        $crate::s3::sse::any_customer_key(
-            &$input.sse_customer_algorithm,
-            &$input.sse_customer_key,
-            &$input.sse_customer_key_md5,
-        )
+        tessera_core::sealing::customer_key::CustomerKeyHeaders {
+            algorithm: $input.sse_customer_algorithm.as_deref(),
+            key: $input.sse_customer_key.as_deref(),
+            key_md5: $input.sse_customer_key_md5.as_deref(),
+        }
     };
 }
-pub(crate) use customer_key;
+pub(crate) use customer_headers;
+
+/// The copy source's customer-key headers (`x-amz-copy-source-server-side-encryption-customer-*`)
+/// of a CopyObject or UploadPartCopy input.
+macro_rules! copy_source_headers {
+    ($input:ident) => {
+        tessera_core::sealing::customer_key::CustomerKeyHeaders {
+            algorithm: $input.copy_source_sse_customer_algorithm.as_deref(),
+            key: $input.copy_source_sse_customer_key.as_deref(),
+            key_md5: $input.copy_source_sse_customer_key_md5.as_deref(),
+        }
+    };
+}
+pub(crate) use copy_source_headers;
 
 /// The [`SseRequest`] of an input that creates an object (PutObject, CopyObject,
 /// CreateMultipartUpload).
@@ -42,7 +61,7 @@ macro_rules! new_object_request {
     ($input:ident) => {
         $crate::s3::sse::SseRequest {
             sse: $input.server_side_encryption.as_ref(),
-            customer_key: $crate::s3::sse::customer_key!($input),
+            customer: $crate::s3::sse::customer_headers!($input),
             kms_key_id: $input.ssekms_key_id.as_deref(),
             kms_context: $input.ssekms_encryption_context.as_deref(),
         }
@@ -50,12 +69,32 @@ macro_rules! new_object_request {
 }
 pub(crate) use new_object_request;
 
-/// Checks the encryption a new object asks for: none (the default, SSE-S3) or AES256.
-pub fn check_new_object(req: &SseRequest<'_>) -> Result<(), GatewayError> {
-    if req.customer_key {
-        return Err(GatewayError::NotImplementedHeader {
-            header: "x-amz-server-side-encryption-customer-algorithm",
-        });
+/// The customer key `headers` carry, if any: complete, consistent with its MD5, and sent over
+/// TLS (or over plain HTTP when `over_http` allows it).
+pub fn request_key(
+    headers: &CustomerKeyHeaders<'_>,
+    ctx: &RequestContext,
+    over_http: bool,
+) -> Result<Option<CustomerKey>, GatewayError> {
+    let key = CustomerKey::parse(headers)?;
+    if key.is_some() && !ctx.tls && !over_http {
+        return Err(GatewayError::CustomerKeyOverHttp);
+    }
+    Ok(key)
+}
+
+/// Checks the encryption a new object asks for: none (the default, SSE-S3), AES256, or a
+/// customer key (SSE-C), which it returns.
+pub fn new_object_key(
+    req: &SseRequest<'_>,
+    ctx: &RequestContext,
+    over_http: bool,
+) -> Result<Option<CustomerKey>, GatewayError> {
+    let customer = request_key(&req.customer, ctx, over_http)?;
+    if customer.is_some() && (req.sse.is_some() || req.kms_key_id.is_some()) {
+        return Err(GatewayError::invalid_argument(
+            "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
+        ));
     }
     match req.sse.map(ServerSideEncryption::as_str) {
         None | Some(ServerSideEncryption::AES256) => {}
@@ -75,11 +114,54 @@ pub fn check_new_object(req: &SseRequest<'_>) -> Result<(), GatewayError> {
             "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
         ));
     }
+    Ok(customer)
+}
+
+/// Whether a version was encrypted with a customer key (every part of a version written by
+/// this build is sealed alike).
+pub fn is_customer_keyed(version: &ObjectVersion) -> bool {
+    version
+        .parts
+        .iter()
+        .any(|p| p.blob.sealing.scheme == SealingScheme::SseC)
+}
+
+/// Checks the customer key a read (GET, HEAD, or a copy's source) came with against the
+/// version: an SSE-C version needs its own key (checked against every part's key check, before
+/// any byte is read); any other version refuses a key, as S3 does.
+pub fn check_read_key(
+    version: &ObjectVersion,
+    key: Option<&CustomerKey>,
+) -> Result<(), GatewayError> {
+    if !is_customer_keyed(version) {
+        return check_no_customer_key(key.is_some());
+    }
+    let key = key.ok_or(GatewayError::CustomerKeyRequired)?;
+    for part in &version.parts {
+        if part.blob.sealing.scheme == SealingScheme::SseC {
+            key.verify(&part.blob.sealing.parameters)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the customer key an UploadPart or UploadPartCopy came with against the upload's key
+/// check (empty when the upload was not created with SSE-C).
+pub fn check_upload_key(check: &[u8], key: Option<&CustomerKey>) -> Result<(), GatewayError> {
+    if check.is_empty() {
+        return check_no_customer_key(key.is_some());
+    }
+    let key = key.ok_or_else(|| {
+        GatewayError::invalid_request(
+            "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters.",
+        )
+    })?;
+    key.verify(check)?;
     Ok(())
 }
 
 /// Refuses customer-key headers on a request about an object that was not encrypted with a
-/// customer key (every object here), as S3 does.
+/// customer key, as S3 does.
 pub fn check_no_customer_key(present: bool) -> Result<(), GatewayError> {
     if present {
         return Err(GatewayError::invalid_request(
@@ -89,27 +171,27 @@ pub fn check_no_customer_key(present: bool) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// Whether any of a request's customer-key headers is present.
-pub fn any_customer_key<A, B, C>(
-    algorithm: &Option<A>,
-    key: &Option<B>,
-    key_md5: &Option<C>,
-) -> bool {
-    algorithm.is_some() || key.is_some() || key_md5.is_some()
+/// The 16 bytes behind a new blob's ETag: the body's MD5, or for SSE-C a MAC of it under the
+/// customer's key (S3's SSE-C ETags are not the MD5 of the data either).
+pub fn etag_md5(md5: &[u8; 16], key: Option<&CustomerKey>) -> [u8; 16] {
+    match key {
+        Some(key) => key.etag_digest(md5),
+        None => *md5,
+    }
 }
 
-/// The `x-amz-server-side-encryption` answer for a blob sealed as `scheme`.
+/// The `x-amz-server-side-encryption` answer for a blob sealed as `scheme` (SSE-C objects
+/// answer with the customer-key headers instead).
 pub fn header_for(scheme: SealingScheme) -> Option<ServerSideEncryption> {
     match scheme {
-        SealingScheme::None => None,
+        SealingScheme::None | SealingScheme::SseC => None,
         SealingScheme::SseS3 => Some(ServerSideEncryption::from_static(
             ServerSideEncryption::AES256,
         )),
     }
 }
 
-/// The `x-amz-server-side-encryption` answer for a version: that of its parts (every part of
-/// a version written by this build is sealed alike).
+/// The `x-amz-server-side-encryption` answer for a version: that of its parts.
 pub fn header_for_version(version: &ObjectVersion) -> Option<ServerSideEncryption> {
     version
         .parts
@@ -117,91 +199,20 @@ pub fn header_for_version(version: &ObjectVersion) -> Option<ServerSideEncryptio
         .find_map(|p| header_for(p.blob.sealing.scheme))
 }
 
-/// The answer for a new object: SSE-S3.
+/// The answer for a new object without a customer key: SSE-S3.
 pub fn sse_s3() -> Option<ServerSideEncryption> {
     header_for(SealingScheme::SseS3)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sse(value: &'static str) -> ServerSideEncryption {
-        ServerSideEncryption::from_static(value)
-    }
-
-    #[test]
-    fn only_sse_s3_is_accepted_for_new_objects() {
-        assert!(check_new_object(&SseRequest::default()).is_ok());
-        let aes = sse("AES256");
-        assert!(
-            check_new_object(&SseRequest {
-                sse: Some(&aes),
-                ..SseRequest::default()
-            })
-            .is_ok()
-        );
-        for kms in ["aws:kms", "aws:kms:dsse"] {
-            let value = sse(kms);
-            let err = check_new_object(&SseRequest {
-                sse: Some(&value),
-                ..SseRequest::default()
-            });
-            assert!(
-                matches!(err, Err(GatewayError::NotImplementedHeader { .. })),
-                "{kms}: {err:?}"
-            );
-        }
-        let bad = sse("AES128");
-        assert!(matches!(
-            check_new_object(&SseRequest {
-                sse: Some(&bad),
-                ..SseRequest::default()
-            }),
-            Err(GatewayError::InvalidArgument { .. })
-        ));
-        assert!(matches!(
-            check_new_object(&SseRequest {
-                customer_key: true,
-                ..SseRequest::default()
-            }),
-            Err(GatewayError::NotImplementedHeader { .. })
-        ));
-        assert!(matches!(
-            check_new_object(&SseRequest {
-                sse: Some(&aes),
-                kms_key_id: Some("key"),
-                ..SseRequest::default()
-            }),
-            Err(GatewayError::InvalidArgument { .. })
-        ));
-    }
-
-    #[test]
-    fn customer_keys_do_not_apply_to_objects_without_one() {
-        assert!(check_no_customer_key(false).is_ok());
-        assert!(matches!(
-            check_no_customer_key(true),
-            Err(GatewayError::InvalidRequest { .. })
-        ));
-        assert!(any_customer_key(
-            &Some("AES256"),
-            &None::<String>,
-            &None::<String>
-        ));
-        assert!(!any_customer_key(
-            &None::<String>,
-            &None::<String>,
-            &None::<String>
-        ));
-    }
-
-    #[test]
-    fn the_answer_names_aes256_for_sealed_blobs_only() {
-        assert_eq!(header_for(SealingScheme::None), None);
-        assert_eq!(
-            header_for(SealingScheme::SseS3).map(|s| s.as_str().to_owned()),
-            Some("AES256".to_owned())
-        );
+/// The `x-amz-server-side-encryption-customer-algorithm` and `-key-MD5` answers for a request
+/// made with `key`.
+pub fn customer_answer(key: Option<&CustomerKey>) -> (Option<String>, Option<String>) {
+    match key {
+        Some(key) => (Some(ALGORITHM.to_owned()), Some(key.key_md5().to_owned())),
+        None => (None, None),
     }
 }
+
+#[cfg(test)]
+#[path = "sse_test.rs"]
+mod tests;

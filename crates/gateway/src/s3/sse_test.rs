@@ -1,0 +1,241 @@
+use super::*;
+use tessera_core::blob::Blob;
+use tessera_core::names::{BucketName, ObjectKey};
+use tessera_core::object::ObjectPart;
+use tessera_core::sealing::Sealing;
+use tessera_core::sealing::aead::SealKey;
+use tessera_core::sealing::customer_key::CustomerKeyError;
+
+fn sse(value: &'static str) -> ServerSideEncryption {
+    ServerSideEncryption::from_static(value)
+}
+
+fn customer(byte: u8) -> CustomerKey {
+    CustomerKey::from_key(SealKey::from_bytes([byte; 32]))
+}
+
+/// The headers an SDK sends for `key` (base64 of the raw key and of its MD5).
+struct Sent {
+    key: String,
+    md5: String,
+}
+
+fn sent(byte: u8) -> Sent {
+    use base64::Engine as _;
+    Sent {
+        key: base64::engine::general_purpose::STANDARD.encode([byte; 32]),
+        md5: customer(byte).key_md5().to_owned(),
+    }
+}
+
+fn headers(s: &Sent) -> CustomerKeyHeaders<'_> {
+    CustomerKeyHeaders {
+        algorithm: Some("AES256"),
+        key: Some(&s.key),
+        key_md5: Some(&s.md5),
+    }
+}
+
+fn tls() -> std::sync::Arc<RequestContext> {
+    RequestContext::new(None, true)
+}
+
+fn plain_http() -> std::sync::Arc<RequestContext> {
+    RequestContext::new(None, false)
+}
+
+/// A one-part version whose blob is sealed as `scheme` (SSE-C with the check of `key`).
+fn version(scheme: SealingScheme, key: Option<&CustomerKey>) -> ObjectVersion {
+    let mut blob = Blob::inline(vec![0; 8]);
+    blob.sealing = Sealing {
+        scheme,
+        parameters: key.map(|k| k.key_check([5; 16])).unwrap_or_default(),
+        ..Sealing::default()
+    };
+    ObjectVersion {
+        parts: vec![ObjectPart {
+            part_number: 1,
+            size: 8,
+            etag: "\"e\"".into(),
+            blob,
+            checksums: Vec::new(),
+        }],
+        ..ObjectVersion::new(
+            BucketName::parse("bkt").expect("bucket"),
+            ObjectKey::parse("k").expect("key"),
+        )
+    }
+}
+
+#[test]
+fn sse_s3_is_the_default_and_kms_is_not_built_yet() {
+    assert!(
+        new_object_key(&SseRequest::default(), &tls(), false)
+            .expect("default")
+            .is_none()
+    );
+    let aes = sse("AES256");
+    let req = SseRequest {
+        sse: Some(&aes),
+        ..SseRequest::default()
+    };
+    assert!(
+        new_object_key(&req, &plain_http(), false)
+            .expect("aes")
+            .is_none()
+    );
+    for kms in ["aws:kms", "aws:kms:dsse"] {
+        let value = sse(kms);
+        let err = new_object_key(
+            &SseRequest {
+                sse: Some(&value),
+                ..SseRequest::default()
+            },
+            &tls(),
+            false,
+        );
+        assert!(
+            matches!(err, Err(GatewayError::NotImplementedHeader { .. })),
+            "{kms}: {err:?}"
+        );
+    }
+    let bad = sse("AES128");
+    assert!(matches!(
+        new_object_key(
+            &SseRequest {
+                sse: Some(&bad),
+                ..SseRequest::default()
+            },
+            &tls(),
+            false
+        ),
+        Err(GatewayError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        new_object_key(
+            &SseRequest {
+                sse: Some(&aes),
+                kms_key_id: Some("key"),
+                ..SseRequest::default()
+            },
+            &tls(),
+            false
+        ),
+        Err(GatewayError::InvalidArgument { .. })
+    ));
+}
+
+#[test]
+fn a_customer_key_is_taken_over_tls_and_refused_over_plain_http_unless_allowed() {
+    let s = sent(1);
+    let req = SseRequest {
+        customer: headers(&s),
+        ..SseRequest::default()
+    };
+    let key = new_object_key(&req, &tls(), false)
+        .expect("over tls")
+        .expect("a key");
+    assert_eq!(key.key().expose(), &[1; 32]);
+    assert!(matches!(
+        new_object_key(&req, &plain_http(), false),
+        Err(GatewayError::CustomerKeyOverHttp)
+    ));
+    assert!(
+        new_object_key(&req, &plain_http(), true)
+            .expect("allowed for testing")
+            .is_some()
+    );
+    assert!(matches!(
+        request_key(&headers(&s), &plain_http(), false),
+        Err(GatewayError::CustomerKeyOverHttp)
+    ));
+}
+
+#[test]
+fn a_customer_key_with_another_encryption_or_broken_headers_is_refused() {
+    let s = sent(1);
+    let aes = sse("AES256");
+    assert!(matches!(
+        new_object_key(
+            &SseRequest {
+                sse: Some(&aes),
+                customer: headers(&s),
+                ..SseRequest::default()
+            },
+            &tls(),
+            false
+        ),
+        Err(GatewayError::InvalidArgument { .. })
+    ));
+    let wrong_md5 = CustomerKeyHeaders {
+        key_md5: Some("AAAAAAAAAAAAAAAAAAAAAA=="),
+        ..headers(&s)
+    };
+    assert!(matches!(
+        request_key(&wrong_md5, &tls(), false),
+        Err(GatewayError::CustomerKey(CustomerKeyError::KeyMd5Mismatch))
+    ));
+}
+
+#[test]
+fn reads_of_sse_c_objects_need_their_key_and_others_refuse_one() {
+    let key = customer(1);
+    let other = customer(2);
+    let sealed = version(SealingScheme::SseC, Some(&key));
+    assert!(check_read_key(&sealed, Some(&key)).is_ok());
+    assert!(matches!(
+        check_read_key(&sealed, Some(&other)),
+        Err(GatewayError::CustomerKey(CustomerKeyError::WrongKey))
+    ));
+    assert!(matches!(
+        check_read_key(&sealed, None),
+        Err(GatewayError::CustomerKeyRequired)
+    ));
+    let s3 = version(SealingScheme::SseS3, None);
+    assert!(check_read_key(&s3, None).is_ok());
+    assert!(matches!(
+        check_read_key(&s3, Some(&key)),
+        Err(GatewayError::InvalidRequest { .. })
+    ));
+    assert!(is_customer_keyed(&sealed));
+    assert!(!is_customer_keyed(&s3));
+}
+
+#[test]
+fn parts_of_an_sse_c_upload_need_the_uploads_key() {
+    let key = customer(1);
+    let check = key.key_check([3; 16]);
+    assert!(check_upload_key(&check, Some(&key)).is_ok());
+    assert!(matches!(
+        check_upload_key(&check, Some(&customer(2))),
+        Err(GatewayError::CustomerKey(CustomerKeyError::WrongKey))
+    ));
+    assert!(matches!(
+        check_upload_key(&check, None),
+        Err(GatewayError::InvalidRequest { .. })
+    ));
+    assert!(check_upload_key(&[], None).is_ok());
+    assert!(matches!(
+        check_upload_key(&[], Some(&key)),
+        Err(GatewayError::InvalidRequest { .. })
+    ));
+}
+
+#[test]
+fn answers_name_aes256_for_sse_s3_and_the_key_md5_for_sse_c() {
+    assert_eq!(header_for(SealingScheme::None), None);
+    assert_eq!(header_for(SealingScheme::SseC), None);
+    assert_eq!(
+        header_for(SealingScheme::SseS3).map(|s| s.as_str().to_owned()),
+        Some("AES256".to_owned())
+    );
+    let key = customer(1);
+    assert_eq!(
+        customer_answer(Some(&key)),
+        (Some("AES256".to_owned()), Some(key.key_md5().to_owned()))
+    );
+    assert_eq!(customer_answer(None), (None, None));
+    let md5 = [7; 16];
+    assert_eq!(etag_md5(&md5, None), md5);
+    assert_ne!(etag_md5(&md5, Some(&key)), md5);
+}
