@@ -16,4 +16,5 @@ mod s3_listing;
 mod s3_multipart;
 mod s3_objects;
 mod slow_clients;
+mod sse_c;
 mod transport;
