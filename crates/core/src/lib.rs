@@ -20,6 +20,7 @@
 pub mod blob;
 pub mod checksum;
 pub mod etag;
+pub mod kms;
 pub mod layout;
 pub mod lease;
 pub mod meta_error;

@@ -40,6 +40,19 @@ pub struct Bucket {
     pub owner: String,
     /// The region it lives in.
     pub region: String,
+    /// Its default encryption (PutBucketEncryption); `None`: SSE-S3.
+    pub encryption: Option<BucketEncryption>,
+}
+
+/// A bucket's default encryption for new objects that ask for none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BucketEncryption {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse`.
+    pub algorithm: String,
+    /// The KMS key's id (aliases are resolved when the default is set); empty: `aws/s3`.
+    pub kms_key_id: String,
+    /// Whether S3 Bucket Keys are on (answered as set).
+    pub bucket_key_enabled: bool,
 }
 
 /// The content headers S3 stores with an object and returns on GET and HEAD.
@@ -178,6 +191,19 @@ pub struct MultipartUpload {
     /// For an upload created with SSE-C, the key check of the customer's key (every part must
     /// come with that key); empty otherwise.
     pub customer_key_check: Vec<u8>,
+    /// For an upload created with SSE-KMS or DSSE-KMS, the key and context of every part.
+    pub kms: Option<UploadKms>,
+}
+
+/// The KMS sealing of every part of an upload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UploadKms {
+    /// The KMS key's id (resolved when the upload was created).
+    pub key_id: String,
+    /// The encryption context, canonical JSON (empty for none).
+    pub context: Vec<u8>,
+    /// Two layers (DSSE-KMS).
+    pub dsse: bool,
 }
 
 /// A part uploaded to an open multipart upload.

@@ -33,6 +33,13 @@ pub enum SealingScheme {
     /// SSE-C: the same segments under a data key wrapped by the customer's own key, which is
     /// never stored; `parameters` holds the key check (see [`customer_key`]).
     SseC,
+    /// SSE-KMS: one layer of segments under a data key wrapped by a KMS key's KEK
+    /// (`kms-<key id>`); `parameters` holds the encryption context (canonical JSON, bound into
+    /// the wrapped key).
+    SseKms,
+    /// DSSE-KMS: two independent layers of segments under two data keys of one KMS key;
+    /// `wrapped_key` is the inner layer's wrapped key followed by the outer's.
+    DsseKms,
 }
 
 impl SealingScheme {
@@ -42,6 +49,8 @@ impl SealingScheme {
             SealingScheme::None => "none",
             SealingScheme::SseS3 => "sse-s3",
             SealingScheme::SseC => "sse-c",
+            SealingScheme::SseKms => "sse-kms",
+            SealingScheme::DsseKms => "dsse-kms",
         }
     }
 }
@@ -77,6 +86,15 @@ impl Sealing {
         Sealing::default()
     }
 
+    /// Layers of segments the scheme seals with: 2 for DSSE-KMS, 1 otherwise.
+    pub fn geometry_layers(&self) -> u8 {
+        if self.scheme == SealingScheme::DsseKms {
+            2
+        } else {
+            1
+        }
+    }
+
     /// Whether the stored bytes are the client's bytes.
     pub fn is_identity(&self) -> bool {
         self.scheme == SealingScheme::None
@@ -87,9 +105,7 @@ impl Sealing {
     pub fn geometry(&self) -> Result<Option<SegmentGeometry>, seal_error::SealError> {
         match self.scheme {
             SealingScheme::None => Ok(None),
-            SealingScheme::SseS3 | SealingScheme::SseC => {
-                SegmentGeometry::new(self.segment_size, 1).map(Some)
-            }
+            _ => SegmentGeometry::new(self.segment_size, self.geometry_layers()).map(Some),
         }
     }
 

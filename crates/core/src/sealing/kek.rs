@@ -99,6 +99,7 @@ fn kek_context<'a>(subject: &'a str) -> WrapContext<'a> {
             key: subject,
             part_number: 0,
         },
+        context: &[],
     }
 }
 

@@ -29,6 +29,9 @@ pub struct WrapContext<'a> {
     pub layer: u8,
     /// The object and part.
     pub binding: Binding<'a>,
+    /// SSE-KMS's encryption context (canonical JSON, see `crate::kms::parse_context`); empty
+    /// for none, which leaves the associated data as it was before contexts existed.
+    pub context: &'a [u8],
 }
 
 impl WrapContext<'_> {
@@ -39,6 +42,11 @@ impl WrapContext<'_> {
         aad.extend_from_slice(self.kek_id.as_bytes());
         aad.push(self.layer);
         aad.extend_from_slice(&self.binding.associated_data());
+        if !self.context.is_empty() {
+            aad.extend_from_slice(b"context");
+            aad.extend_from_slice(&(self.context.len() as u32).to_be_bytes());
+            aad.extend_from_slice(self.context);
+        }
         aad
     }
 }
@@ -118,6 +126,7 @@ mod tests {
                 key,
                 part_number: part,
             },
+            context: &[],
         }
     }
 
@@ -200,5 +209,32 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn an_encryption_context_binds_and_only_the_same_context_unwraps() {
+        let data_key = SealKey::from_bytes([5; KEY_LEN]);
+        let plain = context("kms-1/1", 1, "k", 0);
+        let with = WrapContext {
+            context: br#"{"a":"1"}"#,
+            ..plain
+        };
+        let wrapped = wrap_key(&kek(1), [4; NONCE_LEN], &with, &data_key);
+        unwrap_key(&kek(1), &with, &wrapped).expect("same context");
+        for other in [
+            plain,
+            WrapContext {
+                context: br#"{"a":"2"}"#,
+                ..plain
+            },
+        ] {
+            assert!(matches!(
+                refusal(&kek(1), &other, &wrapped),
+                SealError::KeyUnwrap { .. }
+            ));
+        }
+        // Without a context the associated data is what it was before contexts existed.
+        let old = wrap_key(&kek(1), [4; NONCE_LEN], &plain, &data_key);
+        unwrap_key(&kek(1), &plain, &old).expect("no context");
     }
 }
