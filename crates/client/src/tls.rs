@@ -140,6 +140,9 @@ pub fn allowed(path: &str, role: Role) -> bool {
             // Plaintext data keys go to gateways only (and between meta nodes).
             "GenerateDataKey" | "DecryptDataKey" => &[Meta, Gateway],
             "RotateKek" | "ListKeks" => &[Meta, Admin],
+            // KMS keys: operators manage them; gateways look one up (an alias's id, its state).
+            "CreateKmsKey" | "ListKmsKeys" | "UpdateKmsKey" => &[Meta, Admin],
+            "DescribeKmsKey" => &[Meta, Admin, Gateway],
             _ => &[],
         },
         ("tessera.data.v1.DataService", method) => match method {

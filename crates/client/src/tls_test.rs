@@ -28,6 +28,18 @@ fn each_method_accepts_only_the_roles_that_need_it() {
             allowed("/tessera.meta.v1.MetaService/RotateKek", role),
             matches!(role, Meta | Admin)
         );
+        for method in ["CreateKmsKey", "ListKmsKeys", "UpdateKmsKey"] {
+            assert_eq!(
+                allowed(&format!("/tessera.meta.v1.MetaService/{method}"), role),
+                matches!(role, Meta | Admin),
+                "{method} from {role}"
+            );
+        }
+        assert_eq!(
+            allowed("/tessera.meta.v1.MetaService/DescribeKmsKey", role),
+            matches!(role, Meta | Admin | Gateway),
+            "DescribeKmsKey from {role}"
+        );
         assert_eq!(
             allowed("/tessera.data.v1.DataService/WriteShard", role),
             matches!(role, Gateway | Repair),

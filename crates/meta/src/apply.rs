@@ -220,6 +220,9 @@ impl Applier<'_> {
             command::Cmd::ReleaseLease(c) => self.release_lease(c),
             command::Cmd::CreateKek(c) => self.create_kek(c),
             command::Cmd::RewrapKeys(c) => self.rewrap_keys(c),
+            command::Cmd::CreateKmsKey(c) => self.create_kms_key(c),
+            command::Cmd::UpdateKmsKey(c) => self.update_kms_key(c),
+            command::Cmd::SetBucketEncryption(c) => self.set_bucket_encryption(c),
         }
     }
 
@@ -549,11 +552,16 @@ fn check_precondition(
 mod blobs;
 #[path = "apply_keks.rs"]
 mod keks;
+#[path = "apply_kms.rs"]
+mod kms;
 #[path = "apply_leases.rs"]
 mod leases;
 #[path = "apply_uploads.rs"]
 mod uploads;
 
+#[cfg(test)]
+#[path = "apply_kms_test.rs"]
+mod kms_tests;
 #[cfg(test)]
 #[path = "apply_test.rs"]
 mod tests;

@@ -12,10 +12,15 @@ pub(crate) fn command_allowed(role: Role, cmd: &pb::command::Cmd) -> bool {
     use pb::command::Cmd;
     use tessera_runtime::tls::Role::{Admin, Data, Gateway, Meta, Repair};
     match cmd {
-        Cmd::CreateKek(_) | Cmd::RewrapKeys(_) => false,
+        // Made by a meta node's own RPCs (CreateKmsKey, UpdateKmsKey), never sent by a client:
+        // a key's material is wrapped under the root key only meta nodes hold.
+        Cmd::CreateKek(_) | Cmd::RewrapKeys(_) | Cmd::CreateKmsKey(_) | Cmd::UpdateKmsKey(_) => {
+            false
+        }
         Cmd::CreateBucket(_)
         | Cmd::DeleteBucket(_)
         | Cmd::SetBucketVersioning(_)
+        | Cmd::SetBucketEncryption(_)
         | Cmd::PutVersion(_)
         | Cmd::DeleteObject(_)
         | Cmd::CreateUpload(_)
@@ -58,6 +63,9 @@ pub(crate) fn command_name(cmd: &pb::command::Cmd) -> &'static str {
         Cmd::ReleaseLease(_) => "ReleaseLease",
         Cmd::CreateKek(_) => "CreateKek",
         Cmd::RewrapKeys(_) => "RewrapKeys",
+        Cmd::CreateKmsKey(_) => "CreateKmsKey",
+        Cmd::UpdateKmsKey(_) => "UpdateKmsKey",
+        Cmd::SetBucketEncryption(_) => "SetBucketEncryption",
     }
 }
 
@@ -88,6 +96,9 @@ mod tests {
             Cmd::ReleaseLease(Default::default()),
             Cmd::CreateKek(Default::default()),
             Cmd::RewrapKeys(Default::default()),
+            Cmd::CreateKmsKey(Default::default()),
+            Cmd::UpdateKmsKey(Default::default()),
+            Cmd::SetBucketEncryption(Default::default()),
         ]
     }
 
@@ -137,14 +148,25 @@ mod tests {
 
     #[test]
     fn nobody_sends_key_encryption_key_commands() {
+        let meta_made = ["CreateKek", "RewrapKeys", "CreateKmsKey", "UpdateKmsKey"];
         for role in Role::ALL {
             let names = allowed_names(role);
+            for made in meta_made {
+                assert!(!names.contains(&made), "{role} {made}");
+            }
+        }
+        // Meta nodes forward everything else to their leader.
+        assert_eq!(
+            allowed_names(Role::Meta).len(),
+            every_command().len() - meta_made.len()
+        );
+        // Bucket default encryption is set like versioning, by gateways and operators.
+        for role in [Role::Gateway, Role::Admin] {
             assert!(
-                !names.contains(&"CreateKek") && !names.contains(&"RewrapKeys"),
+                allowed_names(role).contains(&"SetBucketEncryption"),
                 "{role}"
             );
         }
-        // Meta nodes forward everything else to their leader.
-        assert_eq!(allowed_names(Role::Meta).len(), every_command().len() - 2);
+        assert!(!allowed_names(Role::Repair).contains(&"SetBucketEncryption"));
     }
 }

@@ -97,8 +97,20 @@ pub fn record_root_key(dir: &Path, root: &SealKey) -> Result<(), MetaNodeError> 
         .map_err(failed)
 }
 
-/// The binding a request names; every field but the part number must be set.
-pub(crate) fn binding(b: Option<&pb::KeyBinding>) -> Result<(Binding<'_>, u8), Status> {
+/// What a data key is bound to, as a request names it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyBinding<'r> {
+    /// The object (and part) the key seals.
+    pub(crate) binding: Binding<'r>,
+    /// 1, or 2 for DSSE's second layer.
+    pub(crate) layer: u8,
+    /// SSE-KMS's encryption context (empty for none), bound into the wrapped key.
+    pub(crate) context: &'r [u8],
+}
+
+/// The binding a request names; every field but the part number (and the encryption context)
+/// must be set.
+pub(crate) fn binding(b: Option<&pb::KeyBinding>) -> Result<KeyBinding<'_>, Status> {
     let b = b.ok_or_else(|| Status::invalid_argument("a key binding is required"))?;
     if b.bucket.is_empty() || b.key.is_empty() {
         return Err(Status::invalid_argument(
@@ -113,14 +125,21 @@ pub(crate) fn binding(b: Option<&pb::KeyBinding>) -> Result<(Binding<'_>, u8), S
             )));
         }
     };
-    Ok((
-        Binding {
+    if b.encryption_context.len() > tessera_core::kms::MAX_CONTEXT_LEN {
+        return Err(Status::invalid_argument(format!(
+            "an encryption context is at most {} bytes",
+            tessera_core::kms::MAX_CONTEXT_LEN
+        )));
+    }
+    Ok(KeyBinding {
+        binding: Binding {
             bucket: &b.bucket,
             key: &b.key,
             part_number: b.part_number,
         },
         layer,
-    ))
+        context: &b.encryption_context,
+    })
 }
 
 /// How long the newest KEK version found is served from memory before the store is read
@@ -235,19 +254,19 @@ impl KeyService {
     }
 }
 
-/// A fresh data key for `binding` at `layer`, in the clear and wrapped by `kek` (`id`).
+/// A fresh data key for `bound`, in the clear and wrapped by `kek` (`id`).
 pub(crate) fn generate(
     id: &KekId,
     kek: &SealKey,
-    binding: Binding<'_>,
-    layer: u8,
+    bound: &KeyBinding<'_>,
 ) -> pb::GenerateDataKeyResponse {
     let data_key = SealKey::from_bytes(rand::random::<[u8; KEY_LEN]>());
     let kek_id = id.to_string();
     let context = WrapContext {
         kek_id: &kek_id,
-        layer,
-        binding,
+        layer: bound.layer,
+        binding: bound.binding,
+        context: bound.context,
     };
     let nonce: [u8; NONCE_LEN] = rand::random();
     let wrapped_key = wrap_key(&Aes256GcmAead::new(kek), nonce, &context, &data_key);
@@ -255,22 +274,24 @@ pub(crate) fn generate(
         plaintext_key: data_key.expose().to_vec(),
         wrapped_key,
         kek_id,
+        kms_key_id: String::new(),
     }
 }
 
-/// The data key in `wrapped`, wrapped by `kek` (`id`) for `binding` at `layer`.
+/// The data key in `wrapped`, wrapped by `kek` (`id`) for `bound`.
 pub(crate) fn decrypt(
     id: &KekId,
     kek: &SealKey,
-    binding: Binding<'_>,
-    layer: u8,
+    bound: &KeyBinding<'_>,
     wrapped: &[u8],
 ) -> Result<pb::DecryptDataKeyResponse, Status> {
     let kek_id = id.to_string();
+    let binding = bound.binding;
     let context = WrapContext {
         kek_id: &kek_id,
-        layer,
+        layer: bound.layer,
         binding,
+        context: bound.context,
     };
     let key = unwrap_key(&Aes256GcmAead::new(kek), &context, wrapped).map_err(|e| {
         tracing::warn!(kek = %id, bucket = binding.bucket, key = binding.key, error = %e, "a wrapped data key did not unwrap");
@@ -344,16 +365,40 @@ mod tests {
             key: "k",
             part_number: 1,
         };
-        let made = generate(&id, &kek, binding, 1);
-        assert_eq!(made.kek_id, "sse-s3/1");
-        let back = decrypt(&id, &kek, binding, 1, &made.wrapped_key).expect("unwraps");
-        assert_eq!(back.plaintext_key, made.plaintext_key);
-        let moved = Binding {
-            key: "other",
-            ..binding
+        let bound = KeyBinding {
+            binding,
+            layer: 1,
+            context: &[],
         };
-        let refused = decrypt(&id, &kek, moved, 1, &made.wrapped_key).expect_err("moved");
+        let made = generate(&id, &kek, &bound);
+        assert_eq!(made.kek_id, "sse-s3/1");
+        let back = decrypt(&id, &kek, &bound, &made.wrapped_key).expect("unwraps");
+        assert_eq!(back.plaintext_key, made.plaintext_key);
+        let moved = KeyBinding {
+            binding: Binding {
+                key: "other",
+                ..binding
+            },
+            ..bound
+        };
+        let refused = decrypt(&id, &kek, &moved, &made.wrapped_key).expect_err("moved");
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+        // An encryption context is bound in: the key unwraps only with the same one.
+        let with_context = KeyBinding {
+            context: br#"{"dept":"a"}"#,
+            ..bound
+        };
+        let made = generate(&id, &kek, &with_context);
+        let back = decrypt(&id, &kek, &with_context, &made.wrapped_key).expect("unwraps");
+        assert_eq!(back.plaintext_key, made.plaintext_key);
+        let refused = decrypt(&id, &kek, &bound, &made.wrapped_key).expect_err("no context");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        let other = KeyBinding {
+            context: br#"{"dept":"b"}"#,
+            ..bound
+        };
+        decrypt(&id, &kek, &other, &made.wrapped_key).expect_err("another context");
 
         // A node with another root key sends clients on to another node.
         let stranger = KeyService::new(SealKey::from_bytes([2; KEY_LEN]), store);

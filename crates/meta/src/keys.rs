@@ -21,6 +21,9 @@
 //! | `s/<client id, 16 bytes>` | `ClientSession` |
 //! | `sr/<client id, 16 bytes><seq, BE u64>` | `CommandResult`: the first result of that command |
 //! | `c/clock` | `MetaClock` |
+//! | `kk/<name>\0<version, BE u32>` | `KekRecord` |
+//! | `km/<KMS key id>` | `KmsKeyRecord` |
+//! | `ka/<alias>` | the KMS key id the alias names (UTF-8) |
 //!
 //! Every erasure-coded blob of a version or an uploaded part has exactly one `d/` entry, written
 //! and removed in the same batch as the record; inline blobs and garbage have none. A data id and
@@ -64,6 +67,10 @@ pub const SESSION_RESULT_PREFIX: &[u8] = b"sr/";
 pub const CLOCK: &[u8] = b"c/clock";
 /// `kk/<name>\0<version BE4>`: key-encryption key versions, each wrapped under the root key.
 pub const KEK_PREFIX: &[u8] = b"kk/";
+/// `km/<key id>`: KMS key records.
+pub const KMS_KEY_PREFIX: &[u8] = b"km/";
+/// `ka/<alias>`: the KMS key an alias names.
+pub const KMS_ALIAS_PREFIX: &[u8] = b"ka/";
 
 /// The length of every data id.
 pub const DATA_ID_LEN: usize = 16;
@@ -270,6 +277,16 @@ pub fn kek(name: &str, version: u32) -> Vec<u8> {
     k
 }
 
+/// `km/<key id>`
+pub fn kms_key(key_id: &str) -> Vec<u8> {
+    join(&[KMS_KEY_PREFIX, key_id.as_bytes()])
+}
+
+/// `ka/<alias>`
+pub fn kms_alias(alias: &str) -> Vec<u8> {
+    join(&[KMS_ALIAS_PREFIX, alias.as_bytes()])
+}
+
 /// `r/<reporter>`: the latest report of one repair daemon.
 pub fn repair_report(reporter: &str) -> Vec<u8> {
     join(&[REPAIR_REPORT_PREFIX, reporter.as_bytes()])
@@ -396,6 +413,9 @@ mod tests {
             LEASE_PREFIX,
             SESSION_PREFIX,
             SESSION_RESULT_PREFIX,
+            KEK_PREFIX,
+            KMS_KEY_PREFIX,
+            KMS_ALIAS_PREFIX,
             b"c/",
         ];
         for a in families {

@@ -21,6 +21,7 @@ pub mod convert;
 pub mod error;
 pub mod key_service;
 pub mod keys;
+mod kms_keys;
 pub mod kv;
 pub mod liveness;
 pub mod meta_clock;

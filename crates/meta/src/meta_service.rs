@@ -378,7 +378,12 @@ impl MetaService for MetaGrpc {
         // under the root key only they hold); no client may propose them.
         if matches!(
             cmd.cmd,
-            Some(pb::command::Cmd::CreateKek(_) | pb::command::Cmd::RewrapKeys(_))
+            Some(
+                pb::command::Cmd::CreateKek(_)
+                    | pb::command::Cmd::RewrapKeys(_)
+                    | pb::command::Cmd::CreateKmsKey(_)
+                    | pb::command::Cmd::UpdateKmsKey(_)
+            )
         ) {
             return Err(Status::permission_denied(
                 "key-encryption keys are made by meta nodes only",
@@ -607,7 +612,10 @@ impl MetaService for MetaGrpc {
     ) -> Result<Response<pb::GenerateDataKeyResponse>, Status> {
         let was_forwarded = is_forwarded(&request);
         let req = request.into_inner();
-        key_service::binding(req.binding.as_ref())?;
+        if !req.kms_key.is_empty() {
+            return self.kms_generate_data_key(req, was_forwarded).await;
+        }
+        let bound = key_service::binding(req.binding.as_ref())?;
         if req.kek_name != SSE_S3_KEK {
             return Err(Status::not_found(format!(
                 "no key-encryption key named {:?}",
@@ -616,10 +624,7 @@ impl MetaService for MetaGrpc {
         }
         // Served from memory when the newest version was read just now (the common case).
         if let Some((id, kek)) = self.keys.cached_newest(&req.kek_name) {
-            let (binding, layer) = key_service::binding(req.binding.as_ref())?;
-            return Ok(Response::new(key_service::generate(
-                &id, &kek, binding, layer,
-            )));
+            return Ok(Response::new(key_service::generate(&id, &kek, &bound)));
         }
         // The newest version this node has; the first use makes version 1 (on the leader).
         for _ in 0..3 {
@@ -629,15 +634,12 @@ impl MetaService for MetaGrpc {
                 .await
                 .map_err(store_status)??;
             if let Some((id, kek)) = newest {
-                let (binding, layer) = key_service::binding(req.binding.as_ref())?;
-                return Ok(Response::new(key_service::generate(
-                    &id, &kek, binding, layer,
-                )));
+                return Ok(Response::new(key_service::generate(&id, &kek, &bound)));
             }
             if let Some(route) = self.create_kek(&req.kek_name, was_forwarded).await? {
                 return match route {
                     Route::Leader { mut client, addr } => {
-                        forward_call(&addr, client.generate_data_key(forwarded(req))).await
+                        forward_call(&addr, client.generate_data_key(forwarded(req.clone()))).await
                     }
                     Route::Local => Err(Status::internal("key creation routed back here")),
                 };
@@ -658,7 +660,21 @@ impl MetaService for MetaGrpc {
             .kek_id
             .parse()
             .map_err(|e| Status::invalid_argument(format!("{e}")))?;
-        key_service::binding(req.binding.as_ref())?;
+        let bound = key_service::binding(req.binding.as_ref())?;
+        // A KMS key's data keys unwrap only while the key is usable.
+        let kms_key = tessera_core::kms::key_id_of_kek(&id.name);
+        if let Some(key_id) = kms_key
+            && let Some(route) = self
+                .kms_check_decrypt(key_id, &bound, was_forwarded)
+                .await?
+        {
+            return match route {
+                Route::Leader { mut client, addr } => {
+                    forward_call(&addr, client.decrypt_data_key(forwarded(req.clone()))).await
+                }
+                Route::Local => Err(Status::internal("a KMS request was routed back here")),
+            };
+        }
         let kek = match self.keys.cached_version(&id) {
             Some(kek) => Some(kek),
             None => {
@@ -671,13 +687,21 @@ impl MetaService for MetaGrpc {
         };
         match kek {
             Some(kek) => {
-                let (binding, layer) = key_service::binding(req.binding.as_ref())?;
-                key_service::decrypt(&id, &kek, binding, layer, &req.wrapped_key).map(Response::new)
+                let answer = key_service::decrypt(&id, &kek, &bound, &req.wrapped_key);
+                if let Some(key_id) = kms_key {
+                    let outcome = if answer.is_ok() {
+                        "ok"
+                    } else {
+                        "unwrap failed"
+                    };
+                    kms::audit(key_id, kms::DECRYPT, &bound, outcome);
+                }
+                answer.map(Response::new)
             }
             // This node may not have applied the KEK's creation yet: the leader has.
             None => match self.read_route(was_forwarded).await? {
                 Route::Leader { mut client, addr } => {
-                    forward_call(&addr, client.decrypt_data_key(forwarded(req))).await
+                    forward_call(&addr, client.decrypt_data_key(forwarded(req.clone()))).await
                 }
                 Route::Local => Err(Status::not_found(format!("no key-encryption key {id}"))),
             },
@@ -728,4 +752,40 @@ impl MetaService for MetaGrpc {
             })
         })
     }
+
+    async fn create_kms_key(
+        &self,
+        request: Request<pb::CreateKmsKeyRequest>,
+    ) -> Result<Response<pb::KmsKeyResponse>, Status> {
+        self.serve_create_kms_key(request).await
+    }
+
+    async fn describe_kms_key(
+        &self,
+        request: Request<pb::DescribeKmsKeyRequest>,
+    ) -> Result<Response<pb::KmsKeyResponse>, Status> {
+        self.serve_describe_kms_key(request).await
+    }
+
+    async fn list_kms_keys(
+        &self,
+        request: Request<pb::ListKmsKeysRequest>,
+    ) -> Result<Response<pb::ListKmsKeysResponse>, Status> {
+        query_rpc!(self, request, list_kms_keys, |store, _req| {
+            let view = crate::kv::KvSource::view(&store)?;
+            Ok(pb::ListKmsKeysResponse {
+                keys: crate::records::list_kms_keys(view.as_ref())?,
+            })
+        })
+    }
+
+    async fn update_kms_key(
+        &self,
+        request: Request<pb::UpdateKmsKeyRequest>,
+    ) -> Result<Response<pb::KmsKeyResponse>, Status> {
+        self.serve_update_kms_key(request).await
+    }
 }
+
+#[path = "meta_service_kms.rs"]
+mod kms;

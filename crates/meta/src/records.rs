@@ -214,6 +214,38 @@ pub(crate) fn kek(
     kv.get_pb(&keys::kek(name, version), "key-encryption key")
 }
 
+/// KMS key `key_id`'s record, if the key exists.
+pub(crate) fn kms_key(
+    kv: &dyn KvRead,
+    key_id: &str,
+) -> Result<Option<pb::KmsKeyRecord>, StoreError> {
+    kv.get_pb(&keys::kms_key(key_id), "KMS key")
+}
+
+/// The id of the KMS key `alias` names, if any.
+pub(crate) fn kms_alias(kv: &dyn KvRead, alias: &str) -> Result<Option<String>, StoreError> {
+    match kv.get(&keys::kms_alias(alias))? {
+        None => Ok(None),
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| StoreError::InvalidRecord {
+                what: "KMS alias",
+                source: MetaConvertError::Missing {
+                    field: "kms alias key id (not UTF-8)",
+                },
+            }),
+    }
+}
+
+/// Every KMS key, by id.
+pub(crate) fn list_kms_keys(kv: &dyn KvRead) -> Result<Vec<pb::KmsKeyRecord>, StoreError> {
+    Ok(kv
+        .scan_pb::<pb::KmsKeyRecord>(keys::KMS_KEY_PREFIX, "KMS key")?
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect())
+}
+
 /// A garbage record: a blob no record references, and since when (meta clock).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct GarbageRecord {

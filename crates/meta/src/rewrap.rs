@@ -80,6 +80,7 @@ fn rewrap_one(
             kek_id: &old_id,
             layer: LAYER,
             binding,
+            context: &[],
         },
         &sealing.wrapped_key,
     )
@@ -91,6 +92,7 @@ fn rewrap_one(
             kek_id: &newest_id,
             layer: LAYER,
             binding,
+            context: &[],
         },
         &data_key,
     );

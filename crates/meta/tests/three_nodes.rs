@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::*;
 use tessera_client::MetaClient;
+use tessera_client::meta::WrappingKey;
 use tessera_core::names::BucketName;
 use tessera_meta::{MetaNodeError, StoreError, node::raft_config};
 use tessera_runtime::Shutdown;
@@ -596,14 +597,14 @@ async fn the_key_service_answers_on_every_node_and_clients_cannot_propose_keks()
     };
     info!("phase 1: the first data key makes sse-s3/1, from whichever node is asked");
     let made = client
-        .generate_data_key("sse-s3", &binding, 1)
+        .generate_data_key(WrappingKey::Kek("sse-s3"), &binding, 1, &[])
         .await
         .expect("generate");
     assert_eq!(made.kek_id, "sse-s3/1");
     for id in 1..=3 {
         let node = MetaClient::new(vec![cluster.node(id).addr.to_string()]);
         let key = node
-            .decrypt_data_key(&made.kek_id, &made.wrapped, &binding, 1)
+            .decrypt_data_key(&made.kek_id, &made.wrapped, &binding, 1, &[])
             .await
             .expect("every node unwraps it");
         assert_eq!(key.expose(), made.key.expose(), "node {id}");
@@ -614,7 +615,7 @@ async fn the_key_service_answers_on_every_node_and_clients_cannot_propose_keks()
     };
     assert!(
         client
-            .decrypt_data_key(&made.kek_id, &made.wrapped, &moved, 1)
+            .decrypt_data_key(&made.kek_id, &made.wrapped, &moved, 1, &[])
             .await
             .is_err(),
         "a key wrapped for one object does not unwrap for another"
@@ -636,7 +637,7 @@ async fn the_key_service_answers_on_every_node_and_clients_cannot_propose_keks()
         .collect();
     assert_eq!(versions, [1, 2]);
     let old = client
-        .decrypt_data_key(&made.kek_id, &made.wrapped, &binding, 1)
+        .decrypt_data_key(&made.kek_id, &made.wrapped, &binding, 1, &[])
         .await
         .expect("version 1 still unwraps");
     assert_eq!(old.expose(), made.key.expose());
@@ -653,6 +654,8 @@ async fn the_key_service_answers_on_every_node_and_clients_cannot_propose_keks()
             wrapped: vec![0; 61],
         }),
         pb::command::Cmd::RewrapKeys(pb::RewrapKeys::default()),
+        pb::command::Cmd::CreateKmsKey(pb::CreateKmsKey::default()),
+        pb::command::Cmd::UpdateKmsKey(pb::UpdateKmsKey::default()),
     ] {
         let refused = raw
             .execute(pb::Command {
@@ -665,6 +668,175 @@ async fn the_key_service_answers_on_every_node_and_clients_cannot_propose_keks()
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     }
     assert_eq!(client.list_keks().await.expect("list").len(), 2);
+    for id in 1..=3 {
+        cluster.node(id).stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kms_keys_wrap_only_while_enabled_and_the_default_key_is_made_on_first_use() {
+    use tessera_core::sealing::segments::Binding;
+    use tessera_proto::meta::v1 as pb;
+
+    init_tracing();
+    let mut cluster = Cluster::start(snapshotting_raft()).await;
+    let client = cluster.client();
+    let leader = leader_of(&client).await;
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let via_follower = MetaClient::new(vec![cluster.node(follower).addr.to_string()]);
+    let binding = Binding {
+        bucket: "bkt",
+        key: "k",
+        part_number: 1,
+    };
+    let context: &[u8] = br#"{"dept":"finance"}"#;
+    let refusal = |e: tessera_client::MetaClientError| match e {
+        tessera_client::MetaClientError::Rejected { code, message, .. } => (code, message),
+        other => panic!("not a refusal: {other}"),
+    };
+
+    info!("phase 1: a key created through a follower wraps and unwraps by its alias");
+    let created = via_follower
+        .create_kms_key("finance", "finance data")
+        .await
+        .expect("create");
+    let record = created.key.expect("the record");
+    assert_eq!(record.alias, "finance");
+    assert_eq!(record.state, pb::KmsKeyState::KmsKeyEnabled as i32);
+    assert!(tessera_core::kms::is_key_id(&record.key_id));
+    let key_id = record.key_id.clone();
+    let taken = client
+        .create_kms_key("finance", "")
+        .await
+        .expect_err("the alias is taken");
+    assert_eq!(refusal(taken).0, tonic::Code::AlreadyExists);
+    let made = client
+        .generate_data_key(WrappingKey::Kms("alias/finance"), &binding, 1, context)
+        .await
+        .expect("generate");
+    assert_eq!(made.kms_key_id.as_deref(), Some(key_id.as_str()));
+    assert_eq!(made.kek_id, format!("kms-{key_id}/1"));
+    let decrypt = |client: MetaClient| {
+        let kek_id = made.kek_id.clone();
+        let wrapped = made.wrapped.clone();
+        async move {
+            client
+                .decrypt_data_key(&kek_id, &wrapped, &binding, 1, context)
+                .await
+        }
+    };
+    let back = decrypt(via_follower.clone()).await.expect("decrypt");
+    assert_eq!(back.expose(), made.key.expose());
+    assert!(
+        client
+            .decrypt_data_key(&made.kek_id, &made.wrapped, &binding, 1, &[])
+            .await
+            .is_err(),
+        "the encryption context is bound in"
+    );
+    let described = client
+        .describe_kms_key(&key_id, false)
+        .await
+        .expect("by id");
+    assert_eq!(described.key.map(|k| k.alias).as_deref(), Some("finance"));
+    assert!(described.now_ms > 0);
+
+    info!("phase 2: a disabled key neither wraps nor unwraps until enabled again");
+    let disabled = client
+        .update_kms_key("finance", pb::KmsKeyAction::Disable, 0)
+        .await
+        .expect("disable");
+    assert_eq!(
+        disabled.key.map(|k| k.state),
+        Some(pb::KmsKeyState::KmsKeyDisabled as i32)
+    );
+    for node in 1..=3 {
+        let only = MetaClient::new(vec![cluster.node(node).addr.to_string()]);
+        let (code, message) = refusal(
+            only.generate_data_key(WrappingKey::Kms(&key_id), &binding, 1, context)
+                .await
+                .expect_err("disabled"),
+        );
+        assert_eq!(code, tonic::Code::FailedPrecondition, "node {node}");
+        assert!(message.starts_with("KMS.DisabledException"), "{message}");
+        let (code, message) = refusal(decrypt(only).await.expect_err("disabled"));
+        assert_eq!(code, tonic::Code::FailedPrecondition, "node {node}");
+        assert!(message.starts_with("KMS.DisabledException"), "{message}");
+    }
+    client
+        .update_kms_key(&key_id, pb::KmsKeyAction::Enable, 0)
+        .await
+        .expect("enable");
+    let back = decrypt(client.clone()).await.expect("enabled again");
+    assert_eq!(back.expose(), made.key.expose());
+
+    info!("phase 3: a key pending deletion is refused; cancelling leaves it disabled");
+    let scheduled = via_follower
+        .update_kms_key(&key_id, pb::KmsKeyAction::ScheduleDeletion, 7)
+        .await
+        .expect("schedule");
+    let scheduled_key = scheduled.key.expect("record");
+    assert_eq!(
+        scheduled_key.state,
+        pb::KmsKeyState::KmsKeyPendingDeletion as i32
+    );
+    assert!(scheduled_key.deletion_ms >= scheduled.now_ms + 7 * 24 * 3600 * 1000 - 60_000);
+    let (code, message) = refusal(decrypt(client.clone()).await.expect_err("pending"));
+    assert_eq!(code, tonic::Code::FailedPrecondition);
+    assert!(
+        message.starts_with("KMS.KMSInvalidStateException"),
+        "{message}"
+    );
+    let (code, _) = refusal(
+        client
+            .update_kms_key(&key_id, pb::KmsKeyAction::Enable, 0)
+            .await
+            .expect_err("pending deletion cannot be enabled"),
+    );
+    assert_eq!(code, tonic::Code::FailedPrecondition);
+    let cancelled = client
+        .update_kms_key(&key_id, pb::KmsKeyAction::CancelDeletion, 0)
+        .await
+        .expect("cancel");
+    assert_eq!(
+        cancelled.key.map(|k| (k.state, k.deletion_ms)),
+        Some((pb::KmsKeyState::KmsKeyDisabled as i32, 0))
+    );
+
+    info!("phase 4: the default key aws/s3 is made on its first use, once");
+    let unknown = client
+        .describe_kms_key("alias/aws/s3", false)
+        .await
+        .expect_err("not made yet");
+    assert_eq!(refusal(unknown).0, tonic::Code::NotFound);
+    let first = via_follower
+        .generate_data_key(WrappingKey::Kms("aws/s3"), &binding, 1, &[])
+        .await
+        .expect("default key");
+    let default_id = first.kms_key_id.clone().expect("the default key's id");
+    let again = client
+        .generate_data_key(WrappingKey::Kms("alias/aws/s3"), &binding, 2, &[])
+        .await
+        .expect("default key again");
+    assert_eq!(again.kms_key_id.as_deref(), Some(default_id.as_str()));
+    let described = client
+        .describe_kms_key("aws/s3", true)
+        .await
+        .expect("describe");
+    assert_eq!(
+        described.key.map(|k| (k.key_id, k.description)),
+        Some((default_id, "Default key for SSE-KMS".to_owned()))
+    );
+    let keys = client.list_kms_keys().await.expect("list");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let (code, message) = refusal(
+        client
+            .generate_data_key(WrappingKey::Kms("alias/nope"), &binding, 1, &[])
+            .await
+            .expect_err("unknown alias"),
+    );
+    assert_eq!(code, tonic::Code::NotFound);
+    assert!(message.starts_with("KMS.NotFoundException"), "{message}");
     for id in 1..=3 {
         cluster.node(id).stop().await;
     }

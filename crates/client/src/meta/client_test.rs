@@ -28,6 +28,7 @@ fn bucket(name: &str) -> Bucket {
         versioning: VersioningState::Unversioned,
         owner: "owner".into(),
         region: "local".into(),
+        encryption: None,
     }
 }
 
@@ -512,6 +513,31 @@ async fn commands_return_core_types() {
     meta.set_bucket_versioning(&name, VersioningState::Enabled)
         .await
         .expect("versioning");
+    let encryption = tessera_core::object::BucketEncryption {
+        algorithm: "aws:kms".into(),
+        kms_key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+        bucket_key_enabled: true,
+    };
+    meta.set_bucket_encryption(&name, Some(&encryption))
+        .await
+        .expect("encryption");
+    let stored = meta.get_bucket(&name).await.expect("get").expect("bucket");
+    assert_eq!(stored.encryption, Some(encryption));
+    meta.set_bucket_encryption(&name, None)
+        .await
+        .expect("no encryption");
+    let stored = meta.get_bucket(&name).await.expect("get").expect("bucket");
+    assert_eq!(stored.encryption, None);
+    let missing = meta
+        .set_bucket_encryption(&bucket_name("nope"), None)
+        .await
+        .expect_err("no such bucket");
+    assert_eq!(
+        missing.rule(),
+        Some(&MetaRuleError::NoSuchBucket {
+            bucket: "nope".into()
+        })
+    );
     let lease = meta
         .grant_lease("gateway", Duration::from_secs(30))
         .await

@@ -10,8 +10,8 @@ use tessera_core::blob::{ShardCopy, ShardRef};
 use tessera_core::lease::WriteLease;
 use tessera_core::names::{BucketName, DataId, NodeId, ObjectKey, VersionId};
 use tessera_core::object::{
-    Bucket, DataNode, MultipartUpload, NodeState, ObjectVersion, UploadedPart, VersioningState,
-    WritePrecondition,
+    Bucket, BucketEncryption, DataNode, MultipartUpload, NodeState, ObjectVersion, UploadedPart,
+    VersioningState, WritePrecondition,
 };
 use tessera_proto::convert::meta::versioning_to_pb;
 use tessera_proto::meta::v1 as pb;
@@ -125,6 +125,24 @@ impl MetaClient {
         self.command_ok(Cmd::SetBucketVersioning(pb::SetBucketVersioning {
             bucket: bucket.as_str().to_owned(),
             state: versioning_to_pb(state) as i32,
+        }))
+        .await
+    }
+
+    /// Sets a bucket's default encryption, or removes it (`None`: objects that ask for no
+    /// encryption get SSE-S3).
+    pub async fn set_bucket_encryption(
+        &self,
+        bucket: &BucketName,
+        encryption: Option<&BucketEncryption>,
+    ) -> Result<(), CommandError> {
+        self.command_ok(Cmd::SetBucketEncryption(pb::SetBucketEncryption {
+            bucket: bucket.as_str().to_owned(),
+            encryption: encryption.map(|e| pb::BucketEncryption {
+                algorithm: e.algorithm.clone(),
+                kms_key_id: e.kms_key_id.clone(),
+                bucket_key_enabled: e.bucket_key_enabled,
+            }),
         }))
         .await
     }

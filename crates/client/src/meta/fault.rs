@@ -59,11 +59,17 @@ pub enum CommandKind {
     CreateKek,
     /// `RewrapKeys` (proposed by meta nodes themselves, never by this client).
     RewrapKeys,
+    /// `CreateKmsKey` (proposed by meta nodes themselves, never by this client).
+    CreateKmsKey,
+    /// `UpdateKmsKey` (proposed by meta nodes themselves, never by this client).
+    UpdateKmsKey,
+    /// `SetBucketEncryption`.
+    SetBucketEncryption,
 }
 
 impl CommandKind {
     /// Every kind.
-    pub const ALL: [CommandKind; 20] = [
+    pub const ALL: [CommandKind; 23] = [
         CommandKind::CreateBucket,
         CommandKind::DeleteBucket,
         CommandKind::SetBucketVersioning,
@@ -84,6 +90,9 @@ impl CommandKind {
         CommandKind::ReleaseLease,
         CommandKind::CreateKek,
         CommandKind::RewrapKeys,
+        CommandKind::CreateKmsKey,
+        CommandKind::UpdateKmsKey,
+        CommandKind::SetBucketEncryption,
     ];
 
     /// The kind's snake-case name (`put_version`).
@@ -109,6 +118,9 @@ impl CommandKind {
             CommandKind::ReleaseLease => "release_lease",
             CommandKind::CreateKek => "create_kek",
             CommandKind::RewrapKeys => "rewrap_keys",
+            CommandKind::CreateKmsKey => "create_kms_key",
+            CommandKind::UpdateKmsKey => "update_kms_key",
+            CommandKind::SetBucketEncryption => "set_bucket_encryption",
         }
     }
 
@@ -141,6 +153,9 @@ impl CommandKind {
             Cmd::ReleaseLease(_) => CommandKind::ReleaseLease,
             Cmd::CreateKek(_) => CommandKind::CreateKek,
             Cmd::RewrapKeys(_) => CommandKind::RewrapKeys,
+            Cmd::CreateKmsKey(_) => CommandKind::CreateKmsKey,
+            Cmd::UpdateKmsKey(_) => CommandKind::UpdateKmsKey,
+            Cmd::SetBucketEncryption(_) => CommandKind::SetBucketEncryption,
         }
     }
 }

@@ -204,6 +204,15 @@ impl MetaState {
                     e.bucket = s.bucket
                 }),
             },
+            Cmd::SetBucketEncryption(s) => match self.buckets.get_mut(&s.bucket) {
+                Some(bucket) => {
+                    bucket.encryption = s.encryption;
+                    ok()
+                }
+                None => rule(pb::MetaErrorCode::MetaErrorNoSuchBucket, |e| {
+                    e.bucket = s.bucket
+                }),
+            },
             Cmd::PutVersion(p) => {
                 let version = p.version.unwrap_or_default();
                 if p.precondition.is_some_and(|c| c.if_none_match_any)
@@ -273,7 +282,9 @@ impl MetaState {
             | Cmd::ReleaseShards(_)
             | Cmd::PutRepairReport(_)
             | Cmd::CreateKek(_)
-            | Cmd::RewrapKeys(_) => ok(),
+            | Cmd::RewrapKeys(_)
+            | Cmd::CreateKmsKey(_)
+            | Cmd::UpdateKmsKey(_) => ok(),
         }
     }
 }
@@ -543,5 +554,39 @@ impl MetaService for MetaModel {
         _request: Request<pb::ListKeksRequest>,
     ) -> Result<Response<pb::ListKeksResponse>, Status> {
         Ok(Response::new(pb::ListKeksResponse::default()))
+    }
+
+    async fn create_kms_key(
+        &self,
+        _request: Request<pb::CreateKmsKeyRequest>,
+    ) -> Result<Response<pb::KmsKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "this test meta service holds no keys",
+        ))
+    }
+
+    async fn describe_kms_key(
+        &self,
+        _request: Request<pb::DescribeKmsKeyRequest>,
+    ) -> Result<Response<pb::KmsKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "this test meta service holds no keys",
+        ))
+    }
+
+    async fn list_kms_keys(
+        &self,
+        _request: Request<pb::ListKmsKeysRequest>,
+    ) -> Result<Response<pb::ListKmsKeysResponse>, Status> {
+        Ok(Response::new(pb::ListKmsKeysResponse::default()))
+    }
+
+    async fn update_kms_key(
+        &self,
+        _request: Request<pb::UpdateKmsKeyRequest>,
+    ) -> Result<Response<pb::KmsKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "this test meta service holds no keys",
+        ))
     }
 }

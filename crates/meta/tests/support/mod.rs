@@ -192,6 +192,7 @@ pub async fn create_bucket(client: &MetaClient, name: &str) {
             versioning: VersioningState::Unversioned,
             owner: "tester".into(),
             region: "us-east-1".into(),
+            encryption: None,
         })
         .await
         .unwrap_or_else(|e| panic!("create bucket {name}: {e}"));

@@ -16,8 +16,8 @@ use tessera_core::layout::Layout;
 use tessera_core::lease::WriteLease;
 use tessera_core::names::{BucketName, DataId, NameError, NodeId, ObjectKey, VersionId, ZoneName};
 use tessera_core::object::{
-    Bucket, ChecksumValue, ContentHeaders, DataNode, MultipartUpload, NodeState, ObjectPart,
-    ObjectVersion, UploadedPart, VersioningState, WritePrecondition,
+    Bucket, BucketEncryption, ChecksumValue, ContentHeaders, DataNode, MultipartUpload, NodeState,
+    ObjectPart, ObjectVersion, UploadKms, UploadedPart, VersioningState, WritePrecondition,
 };
 use tessera_core::sealing::{Sealing, SealingScheme};
 use tessera_core::shard_file::ShardDigest;
@@ -196,6 +196,8 @@ impl TryFrom<&pb::Sealing> for Sealing {
             Ok(pb::SealingScheme::SealingNone) => SealingScheme::None,
             Ok(pb::SealingScheme::SealingSseS3) => SealingScheme::SseS3,
             Ok(pb::SealingScheme::SealingSseC) => SealingScheme::SseC,
+            Ok(pb::SealingScheme::SealingSseKms) => SealingScheme::SseKms,
+            Ok(pb::SealingScheme::SealingDsseKms) => SealingScheme::DsseKms,
             Err(_) => {
                 return Err(MetaConvertError::UnknownEnum {
                     field: "sealing.scheme",
@@ -220,6 +222,8 @@ impl From<&Sealing> for pb::Sealing {
                 SealingScheme::None => pb::SealingScheme::SealingNone as i32,
                 SealingScheme::SseS3 => pb::SealingScheme::SealingSseS3 as i32,
                 SealingScheme::SseC => pb::SealingScheme::SealingSseC as i32,
+                SealingScheme::SseKms => pb::SealingScheme::SealingSseKms as i32,
+                SealingScheme::DsseKms => pb::SealingScheme::SealingDsseKms as i32,
             },
             segment_size: s.segment_size,
             wrapped_key: s.wrapped_key.clone(),
@@ -492,6 +496,11 @@ impl TryFrom<&pb::MultipartUpload> for MultipartUpload {
             checksum_type: checksum_type_from_pb(u.checksum_type)?,
             storage_class: u.storage_class.clone(),
             customer_key_check: u.customer_key_check.clone(),
+            kms: u.kms.as_ref().map(|k| UploadKms {
+                key_id: k.key_id.clone(),
+                context: k.context.clone(),
+                dsse: k.dsse,
+            }),
         })
     }
 }
@@ -509,6 +518,11 @@ impl From<&MultipartUpload> for pb::MultipartUpload {
             checksum_type: checksum_type_to_pb(u.checksum_type) as i32,
             storage_class: u.storage_class.clone(),
             customer_key_check: u.customer_key_check.clone(),
+            kms: u.kms.as_ref().map(|k| pb::UploadKms {
+                key_id: k.key_id.clone(),
+                context: k.context.clone(),
+                dsse: k.dsse,
+            }),
         }
     }
 }
@@ -575,6 +589,11 @@ impl TryFrom<&pb::Bucket> for Bucket {
             versioning: versioning_from_pb(b.versioning)?,
             owner: b.owner.clone(),
             region: b.region.clone(),
+            encryption: b.encryption.as_ref().map(|e| BucketEncryption {
+                algorithm: e.algorithm.clone(),
+                kms_key_id: e.kms_key_id.clone(),
+                bucket_key_enabled: e.bucket_key_enabled,
+            }),
         })
     }
 }
@@ -587,6 +606,11 @@ impl From<&Bucket> for pb::Bucket {
             versioning: versioning_to_pb(b.versioning) as i32,
             owner: b.owner.clone(),
             region: b.region.clone(),
+            encryption: b.encryption.as_ref().map(|e| pb::BucketEncryption {
+                algorithm: e.algorithm.clone(),
+                kms_key_id: e.kms_key_id.clone(),
+                bucket_key_enabled: e.bucket_key_enabled,
+            }),
         }
     }
 }

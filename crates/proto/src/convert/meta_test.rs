@@ -146,6 +146,11 @@ fn uploads_parts_buckets_nodes_and_leases_round_trip() {
         checksum_type: ChecksumType::Composite,
         storage_class: "STANDARD".into(),
         customer_key_check: vec![1; 49],
+        kms: Some(tessera_core::object::UploadKms {
+            key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".to_owned(),
+            context: br#"{"a":"1"}"#.to_vec(),
+            dsse: true,
+        }),
     };
     assert_eq!(
         MultipartUpload::try_from(&pb::MultipartUpload::from(&upload)),
@@ -170,6 +175,11 @@ fn uploads_parts_buckets_nodes_and_leases_round_trip() {
         versioning: VersioningState::Suspended,
         owner: "o".into(),
         region: "r".into(),
+        encryption: Some(tessera_core::object::BucketEncryption {
+            algorithm: "aws:kms".into(),
+            kms_key_id: "k".into(),
+            bucket_key_enabled: true,
+        }),
     };
     assert_eq!(Bucket::try_from(&pb::Bucket::from(&bucket)), Ok(bucket));
     let node = DataNode {
@@ -205,6 +215,8 @@ fn every_sealing_scheme_round_trips_and_an_unknown_one_is_refused() {
         SealingScheme::None,
         SealingScheme::SseS3,
         SealingScheme::SseC,
+        SealingScheme::SseKms,
+        SealingScheme::DsseKms,
     ] {
         let sealing = Sealing {
             scheme,
