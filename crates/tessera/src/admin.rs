@@ -2,7 +2,8 @@
 //! role, health and address, as seen by the meta node that answers; `repair status` the
 //! redundancy the repair daemon measured; `scrub` runs the data nodes' scrubbers; `locate`
 //! where each shard of an object is and whether it is intact; `node drain` empties a node;
-//! `workers` every background worker of every process, as the answering meta node last heard.
+//! `workers` every background worker of every process, as the answering meta node last heard;
+//! `kms` the SSE-S3 key-encryption keys and the KMS keys of SSE-KMS (`admin_kms`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -64,7 +65,7 @@ enum AdminCommand {
     /// Every background worker of every process (data nodes, gateways, repair daemons, meta),
     /// from the latest reports the answering meta node received.
     Workers,
-    /// The key-encryption keys that wrap every object's data key.
+    /// The key-encryption keys that wrap every object's data key, and the KMS keys of SSE-KMS.
     Kms {
         #[command(subcommand)]
         command: KmsCommand,
@@ -84,6 +85,9 @@ enum KmsCommand {
     Rotate,
     /// Every key-encryption key version and when it was made (never key material).
     List,
+    /// The built-in KMS's customer keys (SSE-KMS).
+    #[command(flatten)]
+    Keys(crate::admin_kms::KmsKeyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +211,9 @@ pub async fn run(args: AdminArgs) -> Result<()> {
             }
             Ok(())
         }
+        AdminCommand::Kms {
+            command: KmsCommand::Keys(command),
+        } => crate::admin_kms::run(&meta, command).await,
     }
 }
 

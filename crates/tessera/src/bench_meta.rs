@@ -290,6 +290,7 @@ async fn measure(
         versioning: VersioningState::Unversioned,
         owner: "bench".to_owned(),
         region: "us-east-1".to_owned(),
+        encryption: None,
     })
     .await
     .context("cannot create the bench bucket")?;

@@ -2,6 +2,7 @@
 //! file, so the same binary serves a laptop cluster and a multi-machine deployment.
 
 mod admin;
+mod admin_kms;
 mod bench;
 mod bench_meta;
 mod bench_seal;

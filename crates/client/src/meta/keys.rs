@@ -17,14 +17,31 @@ pub struct DataKey {
     pub wrapped: Vec<u8>,
     /// The KEK that wrapped it (`name/version`).
     pub kek_id: String,
+    /// The KMS key's id, when a KMS key was asked for.
+    pub kms_key_id: Option<String>,
 }
 
-fn key_binding(binding: &Binding<'_>, layer: u8) -> pb::KeyBinding {
+/// Which key wraps a new data key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WrappingKey<'a> {
+    /// The newest version of a cluster KEK (`sse-s3`).
+    Kek(&'a str),
+    /// A KMS key, by id, alias or ARN (it must be enabled); `aws/s3` is made on first use.
+    Kms(&'a str),
+}
+
+/// The answer meta gives, as the message of a refused key-service call, when a KMS key may not
+/// be used: `KMS.DisabledException`, `KMS.KMSInvalidStateException` (pending deletion) or
+/// `KMS.NotFoundException`, then a colon and the reason.
+pub const KMS_REFUSAL_PREFIX: &str = "KMS.";
+
+fn key_binding(binding: &Binding<'_>, layer: u8, context: &[u8]) -> pb::KeyBinding {
     pb::KeyBinding {
         bucket: binding.bucket.to_owned(),
         key: binding.key.to_owned(),
         part_number: binding.part_number,
         layer: u32::from(layer),
+        encryption_context: context.to_vec(),
     }
 }
 
@@ -45,17 +62,23 @@ fn seal_key(op: &'static str, mut bytes: Vec<u8>) -> Result<SealKey, MetaClientE
 }
 
 impl MetaClient {
-    /// A fresh data key for `binding` at `layer`, wrapped by the newest version of KEK
-    /// `kek_name`.
+    /// A fresh data key for `binding` at `layer` (and SSE-KMS encryption `context`, empty
+    /// for none), wrapped by `wrapping`.
     pub async fn generate_data_key(
         &self,
-        kek_name: &str,
+        wrapping: WrappingKey<'_>,
         binding: &Binding<'_>,
         layer: u8,
+        context: &[u8],
     ) -> Result<DataKey, MetaClientError> {
+        let (kek_name, kms_key) = match wrapping {
+            WrappingKey::Kek(name) => (name.to_owned(), String::new()),
+            WrappingKey::Kms(key) => (String::new(), key.to_owned()),
+        };
         let req = pb::GenerateDataKeyRequest {
-            kek_name: kek_name.to_owned(),
-            binding: Some(key_binding(binding, layer)),
+            kek_name,
+            binding: Some(key_binding(binding, layer, context)),
+            kms_key,
         };
         let resp = self
             .call("generate_data_key", |mut c| {
@@ -67,21 +90,24 @@ impl MetaClient {
             key: seal_key("generate_data_key", resp.plaintext_key)?,
             wrapped: resp.wrapped_key,
             kek_id: resp.kek_id,
+            kms_key_id: (!resp.kms_key_id.is_empty()).then_some(resp.kms_key_id),
         })
     }
 
-    /// The data key inside `wrapped`, wrapped by KEK `kek_id` for `binding` at `layer`.
+    /// The data key inside `wrapped`, wrapped by KEK `kek_id` for `binding` at `layer` and
+    /// encryption `context` (a KMS key's KEK unwraps only while the key is enabled).
     pub async fn decrypt_data_key(
         &self,
         kek_id: &str,
         wrapped: &[u8],
         binding: &Binding<'_>,
         layer: u8,
+        context: &[u8],
     ) -> Result<SealKey, MetaClientError> {
         let req = pb::DecryptDataKeyRequest {
             kek_id: kek_id.to_owned(),
             wrapped_key: wrapped.to_vec(),
-            binding: Some(key_binding(binding, layer)),
+            binding: Some(key_binding(binding, layer, context)),
         };
         let resp = self
             .call("decrypt_data_key", |mut c| {
@@ -114,5 +140,73 @@ impl MetaClient {
             })
             .await?;
         Ok(resp.keks)
+    }
+
+    // KMS key administration and bucket default encryption: added below by the KMS work.
+
+    /// Creates a KMS key (enabled) with `alias` (without `alias/`; empty for none) and
+    /// `description`; answers its record.
+    pub async fn create_kms_key(
+        &self,
+        alias: &str,
+        description: &str,
+    ) -> Result<pb::KmsKeyResponse, MetaClientError> {
+        let req = pb::CreateKmsKeyRequest {
+            alias: alias.to_owned(),
+            description: description.to_owned(),
+        };
+        self.call("create_kms_key", |mut c| {
+            let req = req.clone();
+            async move { c.create_kms_key(req).await }
+        })
+        .await
+    }
+
+    /// The KMS key `key` names (id, alias, `alias/NAME` or ARN); with `create_default`, the
+    /// default key `aws/s3` is made if `key` names it and it does not exist yet.
+    pub async fn describe_kms_key(
+        &self,
+        key: &str,
+        create_default: bool,
+    ) -> Result<pb::KmsKeyResponse, MetaClientError> {
+        let req = pb::DescribeKmsKeyRequest {
+            key: key.to_owned(),
+            create_default,
+        };
+        self.call("describe_kms_key", |mut c| {
+            let req = req.clone();
+            async move { c.describe_kms_key(req).await }
+        })
+        .await
+    }
+
+    /// Every KMS key, by id.
+    pub async fn list_kms_keys(&self) -> Result<Vec<pb::KmsKeyRecord>, MetaClientError> {
+        let resp = self
+            .call("list_kms_keys", |mut c| async move {
+                c.list_kms_keys(pb::ListKmsKeysRequest {}).await
+            })
+            .await?;
+        Ok(resp.keys)
+    }
+
+    /// Enables, disables, schedules the deletion of (after `pending_window_days`, 0 for the
+    /// default 30) or cancels the deletion of the KMS key `key` names; answers its new record.
+    pub async fn update_kms_key(
+        &self,
+        key: &str,
+        action: pb::KmsKeyAction,
+        pending_window_days: u32,
+    ) -> Result<pb::KmsKeyResponse, MetaClientError> {
+        let req = pb::UpdateKmsKeyRequest {
+            key: key.to_owned(),
+            action: action as i32,
+            pending_window_days,
+        };
+        self.call("update_kms_key", |mut c| {
+            let req = req.clone();
+            async move { c.update_kms_key(req).await }
+        })
+        .await
     }
 }

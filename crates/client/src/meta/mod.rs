@@ -50,7 +50,7 @@ use tracing::{debug, warn};
 pub use commands::{DeleteOutcome, GarbageClaim, PlacementChange, PutVersion, ShardClaim};
 pub use error::{CommandError, MetaClientError};
 pub use fault::{CommandKind, DROP_META_ANSWER_ENV, FaultPlan, FaultSpecError};
-pub use keys::DataKey;
+pub use keys::{DataKey, KMS_REFUSAL_PREFIX, WrappingKey};
 pub use queries::{
     BlobFamily, BlobPage, BlobRef, ListObjects, ListUploads, ObjectLookup, ObjectPage, PartPage,
     UploadLookup, UploadPage,
