@@ -41,7 +41,9 @@ use crate::nodes::{DataNodeView, NodeDirectory};
 pub use error::{BodyRejection, PipelineError};
 pub use metrics::PipelineMetrics;
 pub use object_read::{ExpectedChecksum, PartSlice, ReadCheck, plan_object_read};
-pub use sealing::{IdentitySeals, Opened, SealError, SealTarget, Sealer, Seals, Unsealer};
+pub use sealing::{
+    IdentitySeals, KmsTarget, Opened, SealError, SealTarget, Sealer, Seals, Unsealer,
+};
 pub use sse::{DataKeys, MetaKeys, SseSeals};
 
 /// The error a request body stream yields (whatever the HTTP layer had).

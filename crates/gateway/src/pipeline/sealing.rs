@@ -53,6 +53,15 @@ pub enum SealError {
     /// The customer's key given is not the one the blob was sealed with.
     #[error("the customer key given is not the one the blob was sealed with")]
     CustomerKeyMismatch,
+    /// The KMS refused the key (disabled, pending deletion, unknown): S3 answers with the
+    /// KMS's own error code (`KMS.DisabledException`, …).
+    #[error("{code}: {detail}")]
+    KmsRefused {
+        /// The KMS error code.
+        code: String,
+        /// Its explanation.
+        detail: String,
+    },
 }
 
 impl SealError {
@@ -65,6 +74,7 @@ impl SealError {
             SealError::KeyRefused { .. } => "seal_key_refused",
             SealError::CustomerKeyMissing => "seal_customer_key_missing",
             SealError::CustomerKeyMismatch => "seal_customer_key_mismatch",
+            SealError::KmsRefused { .. } => "seal_kms_refused",
         }
     }
 }
@@ -91,6 +101,19 @@ pub struct SealTarget {
     /// The customer's key: a new blob is sealed with SSE-C under it; a read of an SSE-C blob
     /// needs it.
     pub customer_key: Option<CustomerKey>,
+    /// SSE-KMS or DSSE-KMS for a new blob: the KMS key and encryption context.
+    pub kms: Option<KmsTarget>,
+}
+
+/// How a new blob is sealed under a KMS key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KmsTarget {
+    /// The KMS key: id, alias or ARN; empty for the default key (`aws/s3`).
+    pub key: String,
+    /// The encryption context, canonical JSON (empty for none).
+    pub context: Vec<u8>,
+    /// Two layers (DSSE-KMS) instead of one.
+    pub dsse: bool,
 }
 
 impl SealTarget {
@@ -101,7 +124,14 @@ impl SealTarget {
             key: key.to_owned(),
             part_number,
             customer_key: None,
+            kms: None,
         }
+    }
+
+    /// The same target sealed under a KMS key (SSE-KMS or DSSE-KMS), or not.
+    pub fn with_kms(mut self, kms: Option<KmsTarget>) -> SealTarget {
+        self.kms = kms;
+        self
     }
 
     /// The same target with the customer's key `customer_key` (SSE-C), or none.

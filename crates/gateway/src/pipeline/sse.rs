@@ -20,38 +20,44 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use tessera_client::MetaClient;
-use tessera_client::meta::{DataKey, MetaClientError};
+use tessera_client::meta::{DataKey, KMS_REFUSAL_PREFIX, MetaClientError, WrappingKey};
+use tessera_core::kms;
 use tessera_core::sealing::aead::{Aes256GcmAead, SealKey, SegmentAead};
 use tessera_core::sealing::customer_key::{CUSTOMER_KEK_ID, CustomerKey, CustomerKeyError};
 use tessera_core::sealing::kek::SSE_S3_KEK;
-use tessera_core::sealing::key_wrap::{WrapContext, unwrap_key, wrap_key};
+use tessera_core::sealing::key_wrap::{WRAPPED_KEY_LEN, WrapContext, unwrap_key, wrap_key};
 use tessera_core::sealing::segments::{
     Binding, DEFAULT_SEGMENT_SIZE, SegmentGeometry, SegmentOpener, SegmentSealer,
 };
 use tessera_core::sealing::{Sealing, SealingScheme};
 
-use super::sealing::{Opened, SealError, SealTarget, Sealer, Seals, Unsealer, open_identity};
+use super::sealing::{
+    KmsTarget, Opened, SealError, SealTarget, Sealer, Seals, Unsealer, open_identity,
+};
 
 /// The layer a single-layer scheme's data key serves.
 const LAYER: u8 = 1;
 
 /// Where data keys come from: the meta key service, or (in tests) a key of the test's own.
 pub trait DataKeys: Send + Sync + fmt::Debug {
-    /// A fresh data key for `binding`, wrapped by the newest version of KEK `kek_name`.
+    /// A fresh data key for `binding` and encryption `context` (empty for none), wrapped by
+    /// `wrapping` (a cluster KEK's newest version, or a KMS key).
     fn generate<'a>(
         &'a self,
-        kek_name: &'a str,
+        wrapping: WrappingKey<'a>,
         binding: Binding<'a>,
         layer: u8,
+        context: &'a [u8],
     ) -> BoxFuture<'a, Result<DataKey, SealError>>;
 
-    /// The data key in `wrapped`, wrapped by KEK `kek_id` for `binding`.
+    /// The data key in `wrapped`, wrapped by KEK `kek_id` for `binding` and `context`.
     fn decrypt<'a>(
         &'a self,
         kek_id: &'a str,
         wrapped: &'a [u8],
         binding: Binding<'a>,
         layer: u8,
+        context: &'a [u8],
     ) -> BoxFuture<'a, Result<SealKey, SealError>>;
 }
 
@@ -141,11 +147,22 @@ impl MetaKeys {
     }
 }
 
-fn key_error(e: MetaClientError) -> SealError {
+/// A key service failure as a sealing error: unreachable, a KMS refusal (with its code), or
+/// another refusal.
+pub fn key_error(e: MetaClientError) -> SealError {
     match e {
         MetaClientError::Unavailable { .. } => SealError::KeysUnavailable {
             detail: e.to_string(),
         },
+        MetaClientError::Rejected { ref message, .. }
+            if message.starts_with(KMS_REFUSAL_PREFIX) =>
+        {
+            let (code, detail) = message.split_once(':').unwrap_or((message, ""));
+            SealError::KmsRefused {
+                code: code.trim().to_owned(),
+                detail: detail.trim().to_owned(),
+            }
+        }
         other => SealError::KeyRefused {
             detail: other.to_string(),
         },
@@ -155,13 +172,14 @@ fn key_error(e: MetaClientError) -> SealError {
 impl DataKeys for MetaKeys {
     fn generate<'a>(
         &'a self,
-        kek_name: &'a str,
+        wrapping: WrappingKey<'a>,
         binding: Binding<'a>,
         layer: u8,
+        context: &'a [u8],
     ) -> BoxFuture<'a, Result<DataKey, SealError>> {
         Box::pin(async move {
             self.meta
-                .generate_data_key(kek_name, &binding, layer)
+                .generate_data_key(wrapping, &binding, layer, context)
                 .await
                 .map_err(key_error)
         })
@@ -173,15 +191,28 @@ impl DataKeys for MetaKeys {
         wrapped: &'a [u8],
         binding: Binding<'a>,
         layer: u8,
+        context: &'a [u8],
     ) -> BoxFuture<'a, Result<SealKey, SealError>> {
         Box::pin(async move {
+            // A KMS key's data keys are never cached: disabling the key makes its objects
+            // unreadable at once, and every use reaches the KMS's audit record.
+            let is_kms = kek_id
+                .split_once('/')
+                .is_some_and(|(name, _)| kms::key_id_of_kek(name).is_some());
+            if is_kms {
+                return self
+                    .meta
+                    .decrypt_data_key(kek_id, wrapped, &binding, layer, context)
+                    .await
+                    .map_err(key_error);
+            }
             let entry = KeyCache::entry_key(kek_id, wrapped, &binding, layer);
             if let Some(key) = self.cache.get(&entry) {
                 return Ok(key);
             }
             let key = self
                 .meta
-                .decrypt_data_key(kek_id, wrapped, &binding, layer)
+                .decrypt_data_key(kek_id, wrapped, &binding, layer, context)
                 .await
                 .map_err(key_error)?;
             self.cache.put(entry, key.clone());
@@ -211,6 +242,97 @@ impl SseSeals {
 
 fn cipher(key: &SealKey) -> Vec<Box<dyn SegmentAead>> {
     vec![Box::new(Aes256GcmAead::new(key))]
+}
+
+/// The two layers of DSSE-KMS, inner first.
+fn ciphers(keys: &[SealKey]) -> Vec<Box<dyn SegmentAead>> {
+    keys.iter()
+        .map(|key| Box::new(Aes256GcmAead::new(key)) as Box<dyn SegmentAead>)
+        .collect()
+}
+
+/// The data keys of a new SSE-KMS (one layer) or DSSE-KMS (two) blob and its sealing.
+async fn kms_data_keys(
+    keys: &dyn DataKeys,
+    kms: &KmsTarget,
+    binding: Binding<'_>,
+    segment_size: u32,
+) -> Result<(Vec<SealKey>, Sealing), SealError> {
+    let wanted = if kms.key.is_empty() {
+        kms::DEFAULT_ALIAS
+    } else {
+        kms.key.as_str()
+    };
+    let first = keys
+        .generate(WrappingKey::Kms(wanted), binding, 1, &kms.context)
+        .await?;
+    let mut wrapped = first.wrapped;
+    let mut data_keys = vec![first.key];
+    if kms.dsse {
+        // The second layer's key from the key the first resolved to, never another one.
+        let key_id = first
+            .kms_key_id
+            .clone()
+            .unwrap_or_else(|| wanted.to_owned());
+        let second = keys
+            .generate(WrappingKey::Kms(&key_id), binding, 2, &kms.context)
+            .await?;
+        if second.kek_id != first.kek_id {
+            return Err(SealError::KeysUnavailable {
+                detail: "the KMS key changed between the two layers' data keys; retry".to_owned(),
+            });
+        }
+        wrapped.extend_from_slice(&second.wrapped);
+        data_keys.push(second.key);
+    }
+    let sealing = Sealing {
+        scheme: if kms.dsse {
+            SealingScheme::DsseKms
+        } else {
+            SealingScheme::SseKms
+        },
+        segment_size,
+        wrapped_key: wrapped,
+        key_id: first.kek_id,
+        parameters: kms.context.clone(),
+    };
+    Ok((data_keys, sealing))
+}
+
+/// The data keys of a stored SSE-KMS or DSSE-KMS blob, inner layer first.
+async fn open_kms_data_keys(
+    keys: &dyn DataKeys,
+    sealing: &Sealing,
+    binding: Binding<'_>,
+) -> Result<Vec<SealKey>, SealError> {
+    let layers: u8 = if sealing.scheme == SealingScheme::DsseKms {
+        2
+    } else {
+        1
+    };
+    if sealing.wrapped_key.len() != WRAPPED_KEY_LEN * usize::from(layers) {
+        return Err(SealError::Corrupt {
+            detail: format!(
+                "a {} blob's wrapped keys are {} bytes",
+                sealing.scheme.as_str(),
+                sealing.wrapped_key.len()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(usize::from(layers));
+    for (layer, wrapped) in (1u8..).zip(sealing.wrapped_key.chunks(WRAPPED_KEY_LEN)) {
+        out.push(
+            keys.decrypt(
+                &sealing.key_id,
+                wrapped,
+                binding,
+                layer,
+                &sealing.parameters,
+            )
+            .await?,
+        );
+    }
+    Ok(out)
 }
 
 /// A blob's sealer: the framing plus the record of how to reverse it.
@@ -283,6 +405,7 @@ fn customer_data_key(
         kek_id: CUSTOMER_KEK_ID,
         layer: LAYER,
         binding,
+        context: &[],
     };
     let wrapped = wrap_key(
         &Aes256GcmAead::new(customer.key()),
@@ -317,6 +440,7 @@ pub(crate) fn open_customer_data_key(
         kek_id: CUSTOMER_KEK_ID,
         layer: LAYER,
         binding,
+        context: &[],
     };
     unwrap_key(
         &Aes256GcmAead::new(customer.key()),
@@ -335,16 +459,31 @@ impl Seals for SseSeals {
     ) -> BoxFuture<'a, Result<Box<dyn Sealer>, SealError>> {
         Box::pin(async move {
             let binding = target.binding();
+            let segment_size = self.geometry.segment_size();
+            if let Some(kms) = &target.kms {
+                let (keys, sealing) =
+                    kms_data_keys(self.keys.as_ref(), kms, binding, segment_size).await?;
+                let geometry = SegmentGeometry::new(segment_size, sealing.geometry_layers())?;
+                let sealer = SegmentSealer::new(geometry, &binding, ciphers(&keys))?;
+                return Ok(Box::new(SegmentSealing {
+                    sealer: Some(sealer),
+                    geometry,
+                    sealing,
+                    out: Vec::new(),
+                }) as Box<dyn Sealer>);
+            }
             let (key, sealing) = match &target.customer_key {
-                Some(customer) => {
-                    customer_data_key(customer, binding, self.geometry.segment_size())
-                }
+                Some(customer) => customer_data_key(customer, binding, segment_size),
                 None => {
                     let DataKey {
                         key,
                         wrapped,
                         kek_id,
-                    } = self.keys.generate(SSE_S3_KEK, binding, LAYER).await?;
+                        ..
+                    } = self
+                        .keys
+                        .generate(WrappingKey::Kek(SSE_S3_KEK), binding, LAYER, &[])
+                        .await?;
                     let sealing = Sealing {
                         scheme: SealingScheme::SseS3,
                         segment_size: self.geometry.segment_size(),
@@ -374,19 +513,24 @@ impl Seals for SseSeals {
     ) -> BoxFuture<'a, Result<Opened, SealError>> {
         Box::pin(async move {
             let binding = target.binding();
-            let key = match sealing.scheme {
+            let keys = match sealing.scheme {
                 SealingScheme::None => return open_identity(sealing, plain),
-                SealingScheme::SseS3 => {
+                SealingScheme::SseS3 => vec![
                     self.keys
-                        .decrypt(&sealing.key_id, &sealing.wrapped_key, binding, LAYER)
-                        .await?
-                }
-                SealingScheme::SseC => {
-                    open_customer_data_key(sealing, target.customer_key.as_ref(), binding)?
+                        .decrypt(&sealing.key_id, &sealing.wrapped_key, binding, LAYER, &[])
+                        .await?,
+                ],
+                SealingScheme::SseC => vec![open_customer_data_key(
+                    sealing,
+                    target.customer_key.as_ref(),
+                    binding,
+                )?],
+                SealingScheme::SseKms | SealingScheme::DsseKms => {
+                    open_kms_data_keys(self.keys.as_ref(), sealing, binding).await?
                 }
             };
-            let geometry = SegmentGeometry::new(sealing.segment_size, 1)?;
-            let opener = SegmentOpener::new(geometry, &binding, cipher(&key), plain, plain_len)?;
+            let geometry = SegmentGeometry::new(sealing.segment_size, sealing.geometry_layers())?;
+            let opener = SegmentOpener::new(geometry, &binding, ciphers(&keys), plain, plain_len)?;
             Ok(Opened {
                 stored: opener.range().stored.clone(),
                 // The opener yields exactly the range asked for.
@@ -402,6 +546,10 @@ impl Seals for SseSeals {
 
 /// Data keys wrapped by a key-encryption key held in this process: the same wrapping the meta
 /// key service does, for pipeline tests that run without meta.
+/// The one KMS key [`LocalKeys`] has: every KMS key reference names it.
+#[cfg(test)]
+pub(crate) const LOCAL_KMS_KEY: &str = "00000000-0000-4000-8000-000000000001";
+
 #[cfg(test)]
 #[derive(Debug)]
 pub(crate) struct LocalKeys {
@@ -421,17 +569,25 @@ impl LocalKeys {
 impl DataKeys for LocalKeys {
     fn generate<'a>(
         &'a self,
-        kek_name: &'a str,
+        wrapping: WrappingKey<'a>,
         binding: Binding<'a>,
         layer: u8,
+        context: &'a [u8],
     ) -> BoxFuture<'a, Result<DataKey, SealError>> {
         Box::pin(async move {
-            let kek_id = format!("{kek_name}/1");
+            let (kek_id, kms_key_id) = match wrapping {
+                WrappingKey::Kek(name) => (format!("{name}/1"), None),
+                WrappingKey::Kms(_) => {
+                    let id = LOCAL_KMS_KEY.to_owned();
+                    (format!("{}/1", kms::kek_name(&id)), Some(id))
+                }
+            };
             let key = SealKey::from_bytes(rand::random());
             let context = WrapContext {
                 kek_id: &kek_id,
                 layer,
                 binding,
+                context,
             };
             let wrapped = wrap_key(
                 &Aes256GcmAead::new(&self.kek),
@@ -443,6 +599,7 @@ impl DataKeys for LocalKeys {
                 key,
                 wrapped,
                 kek_id,
+                kms_key_id,
             })
         })
     }
@@ -453,12 +610,14 @@ impl DataKeys for LocalKeys {
         wrapped: &'a [u8],
         binding: Binding<'a>,
         layer: u8,
+        context: &'a [u8],
     ) -> BoxFuture<'a, Result<SealKey, SealError>> {
         Box::pin(async move {
             let context = WrapContext {
                 kek_id,
                 layer,
                 binding,
+                context,
             };
             unwrap_key(&Aes256GcmAead::new(&self.kek), &context, wrapped).map_err(|e| {
                 SealError::KeyRefused {
@@ -616,5 +775,97 @@ mod tests {
                 .expect("open"),
             b"plain"
         );
+    }
+
+    fn kms_target(dsse: bool, context: &[u8]) -> SealTarget {
+        SealTarget::new("b", "k", 1).with_kms(Some(KmsTarget {
+            key: "alias/backups".to_owned(),
+            context: context.to_vec(),
+            dsse,
+        }))
+    }
+
+    #[tokio::test]
+    async fn sse_kms_and_dsse_blobs_round_trip_in_ranges_under_their_kms_key() {
+        let seals = SseSeals::new(Arc::new(LocalKeys::new()));
+        let plain: Vec<u8> = (0..300_000_u32).map(|i| (i % 253) as u8).collect();
+        let len = plain.len() as u64;
+        for (dsse, scheme, tags) in [
+            (false, SealingScheme::SseKms, 1_u64),
+            (true, SealingScheme::DsseKms, 2),
+        ] {
+            let target = kms_target(dsse, br#"{"a":"1"}"#);
+            let (sealing, stored) = seal_all(&seals, &target, &plain).await;
+            assert_eq!(sealing.scheme, scheme);
+            assert_eq!(
+                sealing.wrapped_key.len(),
+                WRAPPED_KEY_LEN * tags as usize,
+                "one wrapped key per layer"
+            );
+            assert_eq!(sealing.parameters, br#"{"a":"1"}"#);
+            let segments = len.div_ceil(u64::from(DEFAULT_SEGMENT_SIZE));
+            assert_eq!(stored.len() as u64, len + segments * 16 * tags);
+            assert_eq!(
+                crate::s3::sse::kms_key_for(&sealing).as_deref(),
+                Some(LOCAL_KMS_KEY)
+            );
+            // Reads need no KMS target: the sealing names the key, layers and context.
+            let reader = SealTarget::new("b", "k", 1);
+            for range in [0..len, 65_530..200_001, len - 1..len] {
+                assert_eq!(
+                    open_range(&seals, &sealing, &reader, &stored, range.clone(), len)
+                        .await
+                        .expect("opens"),
+                    plain[range.start as usize..range.end as usize],
+                    "{scheme:?} {range:?}"
+                );
+            }
+            // Another context, or the layers' keys swapped, does not open.
+            let mut other = sealing.clone();
+            other.parameters = br#"{"a":"2"}"#.to_vec();
+            assert!(
+                open_range(&seals, &other, &reader, &stored, 0..len, len)
+                    .await
+                    .is_err()
+            );
+            if dsse {
+                let mut swapped = sealing.clone();
+                swapped.wrapped_key.rotate_left(WRAPPED_KEY_LEN);
+                assert!(
+                    open_range(&seals, &swapped, &reader, &stored, 0..len, len)
+                        .await
+                        .is_err(),
+                    "layer keys are bound to their layer"
+                );
+            }
+            let mut truncated = sealing.clone();
+            truncated.wrapped_key.pop();
+            assert!(matches!(
+                open_range(&seals, &truncated, &reader, &stored, 0..len, len).await,
+                Err(SealError::Corrupt { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn kms_refusals_from_meta_keep_their_kms_code() {
+        let refused = key_error(MetaClientError::Rejected {
+            op: "decrypt_data_key",
+            code: tonic::Code::FailedPrecondition,
+            message: "KMS.DisabledException: KMS key x is disabled".to_owned(),
+        });
+        assert_eq!(
+            refused,
+            SealError::KmsRefused {
+                code: "KMS.DisabledException".to_owned(),
+                detail: "KMS key x is disabled".to_owned(),
+            }
+        );
+        let other = key_error(MetaClientError::Rejected {
+            op: "decrypt_data_key",
+            code: tonic::Code::FailedPrecondition,
+            message: "the wrapped data key does not unwrap".to_owned(),
+        });
+        assert!(matches!(other, SealError::KeyRefused { .. }));
     }
 }

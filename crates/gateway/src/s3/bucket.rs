@@ -48,6 +48,7 @@ pub async fn create_bucket(
         versioning: VersioningState::Unversioned,
         owner: ops.owner_id.clone(),
         region: ops.region.clone(),
+        encryption: None,
     };
     ops.meta.create_bucket(&bucket).await?;
     tracing::info!(request_id = %ctx.request_id, bucket = %name, "bucket created");

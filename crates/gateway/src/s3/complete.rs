@@ -123,6 +123,7 @@ fn completed(
         key: Some(input.key.clone()),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         server_side_encryption: sse::header_for_version(version),
+        ssekms_key_id: sse::kms_key_for_version(version),
         e_tag: Some(convert::etag(&version.etag)),
         version_id: visible_version_id(&version.version_id),
         checksum_crc32: checksums.crc32,

@@ -73,6 +73,7 @@ pub async fn copy_bytes(
     algorithm: ChecksumAlgorithm,
     target: SealTarget,
 ) -> Result<StoredBody, GatewayError> {
+    super::sse::check_kms_readable(ops, source).await?;
     let len = range.end - range.start;
     let lease = ops.write_lease(Some(len))?;
     let check = if range == (0..source.size) {
@@ -130,9 +131,14 @@ pub async fn copy_object(
 ) -> Res<CopyObjectOutput> {
     let input = req.input;
     let key = check_key(&input.key)?;
-    let customer = sse::new_object_key(&sse::new_object_request!(input), ctx, ops.sse_c_over_http)?;
     let source_key = sse::request_key(&sse::copy_source_headers!(input), ctx, ops.sse_c_over_http)?;
-    ops.bucket(&input.bucket).await?;
+    let bucket_record = ops.bucket(&input.bucket).await?;
+    let sse::NewObjectSse { customer, kms } = sse::new_object_sse(
+        &sse::new_object_request!(input),
+        ctx,
+        ops.sse_c_over_http,
+        bucket_record.encryption.as_ref(),
+    )?;
     let bucket = BucketName::parse(&input.bucket)?;
     let directive = input
         .metadata_directive
@@ -153,7 +159,8 @@ pub async fn copy_object(
     let source = copy_source(ops, &input.copy_source, conds).await?;
     sse::check_read_key(&source, source_key.as_ref())?;
     let same_object = source.bucket == bucket && source.key == key;
-    let changes_encryption = customer.is_some() || source_key.is_some();
+    let changes_encryption =
+        customer.is_some() || source_key.is_some() || input.server_side_encryption.is_some();
     if same_object && directive == "COPY" && input.storage_class.is_none() && !changes_encryption {
         return Err(GatewayError::invalid_request(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
@@ -173,8 +180,9 @@ pub async fn copy_object(
             .filter(|_| !source.multipart)
             .unwrap_or(ChecksumAlgorithm::Crc64Nvme),
     };
-    let target =
-        SealTarget::new(bucket.as_str(), key.as_str(), 1).with_customer_key(customer.clone());
+    let target = SealTarget::new(bucket.as_str(), key.as_str(), 1)
+        .with_customer_key(customer.clone())
+        .with_kms(kms);
     let stored = copy_bytes(
         ops,
         &source,
@@ -215,12 +223,17 @@ pub async fn copy_object(
         &sse::etag_md5(&stored.written.digests.md5, customer.as_ref()),
         checksum,
     );
-    let encryption = sse::header_for(stored.written.blob.sealing.scheme);
+    let sealing = &stored.written.blob.sealing;
+    let encryption = sse::header_for(sealing.scheme);
+    let ssekms_key_id = sse::kms_key_for(sealing);
+    let ssekms_encryption_context = sse::kms_context_for(sealing);
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let committed = commit_version(ops, ctx, version, None, stored).await?;
     let fields = ChecksumFields::from_stored(&committed.checksums);
     Ok(S3Response::new(CopyObjectOutput {
         server_side_encryption: encryption,
+        ssekms_key_id,
+        ssekms_encryption_context,
         sse_customer_algorithm,
         sse_customer_key_md5,
         copy_object_result: Some(CopyObjectResult {

@@ -278,6 +278,14 @@ fn pipeline_to_s3(err: PipelineError, ctx: &RequestContext) -> S3Error {
         PipelineError::Seal(SealError::CustomerKeyMismatch) => {
             customer_key_to_s3(CustomerKeyError::WrongKey, ctx)
         }
+        // S3 passes the KMS's refusal on with its code (KMS.DisabledException,
+        // KMS.KMSInvalidStateException, KMS.NotFoundException) and 400.
+        PipelineError::Seal(SealError::KmsRefused { code, detail }) => {
+            tracing::info!(request_id = %ctx.request_id, %code, %detail, "KMS refused the key");
+            let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), detail);
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
         PipelineError::Seal(_)
         | PipelineError::ChecksumMismatch { .. }
         | PipelineError::Internal { .. } => internal(ctx, err.code(), &err.to_string()),

@@ -134,6 +134,15 @@ fn status_codes_follow_s3() {
             501,
             "NotImplemented",
         ),
+        // A KMS refusal keeps the KMS's code, as S3 passes it on.
+        (
+            GatewayError::Pipeline(PipelineError::Seal(SealError::KmsRefused {
+                code: "KMS.DisabledException".into(),
+                detail: "KMS key x is disabled".into(),
+            })),
+            400,
+            "KMS.DisabledException",
+        ),
     ];
     for (err, status, code) in cases {
         let (got_status, got_code, _) = s3(err);

@@ -80,7 +80,7 @@ pub async fn create_multipart_upload(
         bucket: input.bucket.clone(),
     })?;
     let key = check_key(&input.key)?;
-    let customer = sse::new_object_key(&sse::new_object_request!(input), ctx, ops.sse_c_over_http)?;
+    let sse_request = sse::new_object_request!(input);
 
     let user_metadata = convert::user_metadata(input.metadata)?;
     let algorithm = input
@@ -115,7 +115,18 @@ pub async fn create_multipart_upload(
             ));
         }
     }
-    ops.bucket(bucket.as_str()).await?;
+    let bucket_record = ops.bucket(bucket.as_str()).await?;
+    let sse::NewObjectSse { customer, kms } = sse::new_object_sse(
+        &sse_request,
+        ctx,
+        ops.sse_c_over_http,
+        bucket_record.encryption.as_ref(),
+    )?;
+    // Every part is sealed under the key the upload starts with, even if an alias moves.
+    let kms = match kms {
+        Some(kms) => Some(sse::resolve_upload_kms(ops, kms).await?),
+        None => None,
+    };
     let upload_id = new_upload_id(rand::random());
     let upload = core::MultipartUpload {
         bucket,
@@ -141,6 +152,7 @@ pub async fn create_multipart_upload(
             .as_ref()
             .map(|k| k.key_check(rand::random()))
             .unwrap_or_default(),
+        kms: kms.clone(),
     };
     ops.meta.create_upload(&upload).await?;
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
@@ -148,11 +160,22 @@ pub async fn create_multipart_upload(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
-        server_side_encryption: if customer.is_some() {
-            None
-        } else {
-            sse::sse_s3()
+        server_side_encryption: match (&customer, &kms) {
+            (Some(_), _) => None,
+            (None, Some(kms)) => Some(ServerSideEncryption::from(
+                if kms.dsse {
+                    ServerSideEncryption::AWS_KMS_DSSE
+                } else {
+                    ServerSideEncryption::AWS_KMS
+                }
+                .to_owned(),
+            )),
+            (None, None) => sse::sse_s3(),
         },
+        ssekms_key_id: kms.as_ref().map(|k| k.key_id.clone()),
+        ssekms_encryption_context: kms
+            .as_ref()
+            .and_then(|k| tessera_core::kms::context_header(&k.context)),
         sse_customer_algorithm,
         sse_customer_key_md5,
         checksum_algorithm: input.checksum_algorithm,
@@ -224,7 +247,8 @@ pub async fn upload_part(
         .is_none()
         .then_some(ChecksumAlgorithm::Crc64Nvme);
     let target = SealTarget::new(upload.bucket.as_str(), upload.key.as_str(), part_number)
-        .with_customer_key(customer.clone());
+        .with_customer_key(customer.clone())
+        .with_kms(sse::upload_kms_target(&upload));
     let stored = store_body(ops, input.body, &spec, trailing_headers, also, target).await?;
     let checksum = checksum_record(spec.algorithm, &stored.digest);
     let checksums = stored
@@ -243,10 +267,12 @@ pub async fn upload_part(
     );
     let etag = part.etag.clone();
     let encryption = sse::header_for(stored.written.blob.sealing.scheme);
+    let ssekms_key_id = sse::kms_key_for(&stored.written.blob.sealing);
     record_part(ops, ctx, &part, stored).await?;
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let mut out = UploadPartOutput {
         server_side_encryption: encryption,
+        ssekms_key_id,
         sse_customer_algorithm,
         sse_customer_key_md5,
         e_tag: Some(convert::etag(&etag)),
@@ -343,7 +369,8 @@ pub async fn upload_part_copy(
         .checksum_algorithm
         .unwrap_or(ChecksumAlgorithm::Crc64Nvme);
     let target = SealTarget::new(upload.bucket.as_str(), upload.key.as_str(), part_number)
-        .with_customer_key(customer.clone());
+        .with_customer_key(customer.clone())
+        .with_kms(sse::upload_kms_target(&upload));
     let stored =
         copy::copy_bytes(ops, &source, source_key.as_ref(), range, algorithm, target).await?;
     let checksum = checksum_record(algorithm, &stored.digest);
@@ -356,6 +383,7 @@ pub async fn upload_part_copy(
     );
     let etag = part.etag.clone();
     let encryption = sse::header_for(stored.written.blob.sealing.scheme);
+    let ssekms_key_id = sse::kms_key_for(&stored.written.blob.sealing);
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     record_part(ops, ctx, &part, stored).await?;
     // The part's time is meta's: read it back (None if the upload ended meanwhile).
@@ -369,6 +397,7 @@ pub async fn upload_part_copy(
     let f = ChecksumFields::from_stored(&[checksum]);
     Ok(S3Response::new(UploadPartCopyOutput {
         server_side_encryption: encryption,
+        ssekms_key_id,
         sse_customer_algorithm,
         sse_customer_key_md5,
         copy_part_result: Some(CopyPartResult {

@@ -39,7 +39,7 @@ pub async fn put_object(
         bucket: input.bucket.clone(),
     })?;
     let key = check_key(&input.key)?;
-    let customer = sse::new_object_key(&sse::new_object_request!(input), ctx, ops.sse_c_over_http)?;
+    let sse_request = sse::new_object_request!(input);
     let user_metadata = convert::user_metadata(input.metadata)?;
     let precondition = write_precondition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let spec = BodySpec::from_request(
@@ -59,10 +59,17 @@ pub async fn put_object(
         },
     )?;
     // Fail fast, before reading a body that could never be stored.
-    ops.bucket(bucket.as_str()).await?;
+    let bucket_record = ops.bucket(bucket.as_str()).await?;
+    let sse::NewObjectSse { customer, kms } = sse::new_object_sse(
+        &sse_request,
+        ctx,
+        ops.sse_c_over_http,
+        bucket_record.encryption.as_ref(),
+    )?;
 
-    let target =
-        SealTarget::new(bucket.as_str(), key.as_str(), 1).with_customer_key(customer.clone());
+    let target = SealTarget::new(bucket.as_str(), key.as_str(), 1)
+        .with_customer_key(customer.clone())
+        .with_kms(kms);
     let stored = store_body(ops, input.body, &spec, trailing_headers, None, target).await?;
     let checksum = checksum_record(spec.algorithm, &stored.digest);
     let size = stored.written.blob.size;
@@ -88,7 +95,10 @@ pub async fn put_object(
         &sse::etag_md5(&stored.written.digests.md5, customer.as_ref()),
         checksum,
     );
-    let encryption = sse::header_for(stored.written.blob.sealing.scheme);
+    let sealing = &stored.written.blob.sealing;
+    let encryption = sse::header_for(sealing.scheme);
+    let ssekms_key_id = sse::kms_key_for(sealing);
+    let ssekms_encryption_context = sse::kms_context_for(sealing);
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let committed = commit_version(ops, ctx, version, precondition, stored).await?;
     tracing::debug!(
@@ -102,6 +112,8 @@ pub async fn put_object(
 
     let mut out = PutObjectOutput {
         server_side_encryption: encryption,
+        ssekms_key_id,
+        ssekms_encryption_context,
         sse_customer_algorithm,
         sse_customer_key_md5,
         e_tag: Some(convert::etag(&committed.etag)),

@@ -351,6 +351,7 @@ macro_rules! object_read_output {
                 .then(|| a.version.user_metadata.clone().into_iter().collect()),
             parts_count: a.plan.parts_count,
             server_side_encryption: sse::header_for_version(&a.version),
+            ssekms_key_id: sse::kms_key_for_version(&a.version),
             sse_customer_algorithm: a.customer.0,
             sse_customer_key_md5: a.customer.1,
             storage_class: storage_class(&a.version),
@@ -397,6 +398,7 @@ pub async fn get_object(
     let input = req.input;
     let customer = sse::request_key(&sse::customer_headers!(input), ctx, ops.sse_c_over_http)?;
     let a = prepare_read(ops, read_request!(input), customer.as_ref()).await?;
+    sse::check_kms_readable(ops, &a.version).await?;
     let len = a.plan.range.end - a.plan.range.start;
     let body = object_body(
         ops,

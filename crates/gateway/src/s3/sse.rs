@@ -9,12 +9,15 @@
 //! NotImplemented rather than silently stored under SSE-S3.
 
 use s3s::dto::ServerSideEncryption;
-use tessera_core::object::ObjectVersion;
-use tessera_core::sealing::SealingScheme;
+use tessera_core::kms;
+use tessera_core::object::{BucketEncryption, MultipartUpload, ObjectVersion, UploadKms};
 use tessera_core::sealing::customer_key::{ALGORITHM, CustomerKey, CustomerKeyHeaders};
+use tessera_core::sealing::{Sealing, SealingScheme};
+use tessera_proto::meta::v1 as pb;
 
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::pipeline::{KmsTarget, PipelineError, SealError};
 
 /// The encryption headers of a request that creates an object (PUT, copy, multipart create).
 #[derive(Clone, Copy, Debug, Default)]
@@ -83,38 +86,81 @@ pub fn request_key(
     Ok(key)
 }
 
-/// Checks the encryption a new object asks for: none (the default, SSE-S3), AES256, or a
-/// customer key (SSE-C), which it returns.
-pub fn new_object_key(
+/// The encryption a new object gets: a customer key (SSE-C), a KMS key (SSE-KMS, DSSE-KMS),
+/// or neither (SSE-S3).
+#[derive(Clone, Debug, Default)]
+pub struct NewObjectSse {
+    /// SSE-C's key.
+    pub customer: Option<CustomerKey>,
+    /// SSE-KMS's or DSSE-KMS's key and context.
+    pub kms: Option<KmsTarget>,
+}
+
+/// Checks the encryption a new object asks for: AES256 (SSE-S3), aws:kms (SSE-KMS),
+/// aws:kms:dsse (DSSE-KMS) or a customer key (SSE-C); a request that asks for none gets its
+/// bucket's default encryption (`bucket_default`), or SSE-S3.
+pub fn new_object_sse(
     req: &SseRequest<'_>,
     ctx: &RequestContext,
     over_http: bool,
-) -> Result<Option<CustomerKey>, GatewayError> {
+    bucket_default: Option<&BucketEncryption>,
+) -> Result<NewObjectSse, GatewayError> {
     let customer = request_key(&req.customer, ctx, over_http)?;
     if customer.is_some() && (req.sse.is_some() || req.kms_key_id.is_some()) {
         return Err(GatewayError::invalid_argument(
             "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
         ));
     }
-    match req.sse.map(ServerSideEncryption::as_str) {
-        None | Some(ServerSideEncryption::AES256) => {}
-        Some(ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE) => {
-            return Err(GatewayError::NotImplementedHeader {
-                header: "x-amz-server-side-encryption",
-            });
+    let kms_target = |dsse: bool| -> Result<KmsTarget, GatewayError> {
+        let key = req.kms_key_id.unwrap_or_default().trim().to_owned();
+        if !key.is_empty() {
+            kms::KeyRef::parse(&key).map_err(|e| {
+                GatewayError::Pipeline(PipelineError::Seal(SealError::KmsRefused {
+                    code: "KMS.NotFoundException".to_owned(),
+                    detail: e.to_string(),
+                }))
+            })?;
         }
+        let context = kms::parse_context(req.kms_context).map_err(|e| {
+            GatewayError::invalid_argument(format!(
+                "The x-amz-server-side-encryption-context header is not valid: {e}"
+            ))
+        })?;
+        Ok(KmsTarget { key, context, dsse })
+    };
+    let kms = match req.sse.map(ServerSideEncryption::as_str) {
+        None if customer.is_none() => match bucket_default {
+            Some(default) if default.algorithm != ServerSideEncryption::AES256 => {
+                if req.kms_key_id.is_some() || req.kms_context.is_some() {
+                    return Err(kms_without_header());
+                }
+                Some(KmsTarget {
+                    key: default.kms_key_id.clone(),
+                    context: Vec::new(),
+                    dsse: default.algorithm == ServerSideEncryption::AWS_KMS_DSSE,
+                })
+            }
+            _ => None,
+        },
+        None | Some(ServerSideEncryption::AES256) => None,
+        Some(ServerSideEncryption::AWS_KMS) => Some(kms_target(false)?),
+        Some(ServerSideEncryption::AWS_KMS_DSSE) => Some(kms_target(true)?),
         Some(_) => {
             return Err(GatewayError::invalid_argument(
                 "The encryption method specified is not supported",
             ));
         }
+    };
+    if kms.is_none() && (req.kms_key_id.is_some() || req.kms_context.is_some()) {
+        return Err(kms_without_header());
     }
-    if req.kms_key_id.is_some() || req.kms_context.is_some() {
-        return Err(GatewayError::invalid_argument(
-            "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
-        ));
-    }
-    Ok(customer)
+    Ok(NewObjectSse { customer, kms })
+}
+
+fn kms_without_header() -> GatewayError {
+    GatewayError::invalid_argument(
+        "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
+    )
 }
 
 /// Whether a version was encrypted with a customer key (every part of a version written by
@@ -188,6 +234,41 @@ pub fn header_for(scheme: SealingScheme) -> Option<ServerSideEncryption> {
         SealingScheme::SseS3 => Some(ServerSideEncryption::from_static(
             ServerSideEncryption::AES256,
         )),
+        SealingScheme::SseKms => Some(ServerSideEncryption::from_static(
+            ServerSideEncryption::AWS_KMS,
+        )),
+        SealingScheme::DsseKms => Some(ServerSideEncryption::from_static(
+            ServerSideEncryption::AWS_KMS_DSSE,
+        )),
+    }
+}
+
+/// The KMS key a blob was sealed under (`x-amz-server-side-encryption-aws-kms-key-id`), if it
+/// was.
+pub fn kms_key_for(sealing: &Sealing) -> Option<String> {
+    if !matches!(
+        sealing.scheme,
+        SealingScheme::SseKms | SealingScheme::DsseKms
+    ) {
+        return None;
+    }
+    let (name, _) = sealing.key_id.split_once('/')?;
+    kms::key_id_of_kek(name).map(str::to_owned)
+}
+
+/// The KMS key of a version (that of its parts).
+pub fn kms_key_for_version(version: &ObjectVersion) -> Option<String> {
+    version
+        .parts
+        .iter()
+        .find_map(|p| kms_key_for(&p.blob.sealing))
+}
+
+/// The `x-amz-server-side-encryption-context` answer for a blob sealed with a context.
+pub fn kms_context_for(sealing: &Sealing) -> Option<String> {
+    match sealing.scheme {
+        SealingScheme::SseKms | SealingScheme::DsseKms => kms::context_header(&sealing.parameters),
+        _ => None,
     }
 }
 
@@ -211,6 +292,94 @@ pub fn customer_answer(key: Option<&CustomerKey>) -> (Option<String>, Option<Str
         Some(key) => (Some(ALGORITHM.to_owned()), Some(key.key_md5().to_owned())),
         None => (None, None),
     }
+}
+
+/// Resolves the KMS key a new multipart upload asks for to its id (the default key is made on
+/// first use), refusing a key that may not be used now, as S3 does at CreateMultipartUpload.
+pub async fn resolve_upload_kms(
+    ops: &super::Ops,
+    kms: KmsTarget,
+) -> Result<UploadKms, GatewayError> {
+    let wanted = if kms.key.is_empty() {
+        kms::DEFAULT_ALIAS
+    } else {
+        kms.key.as_str()
+    };
+    let key_id = usable_kms_key(ops, wanted, wanted == kms::DEFAULT_ALIAS).await?;
+    Ok(UploadKms {
+        key_id,
+        context: kms.context,
+        dsse: kms.dsse,
+    })
+}
+
+/// The id of the KMS key `wanted` names (the default key made first if `create_default`),
+/// refused with S3's KMS error if the key may not be used now.
+async fn usable_kms_key(
+    ops: &super::Ops,
+    wanted: &str,
+    create_default: bool,
+) -> Result<String, GatewayError> {
+    let refused =
+        |e| GatewayError::Pipeline(PipelineError::Seal(crate::pipeline::sse::key_error(e)));
+    let answer = ops
+        .meta
+        .describe_kms_key(wanted, create_default)
+        .await
+        .map_err(refused)?;
+    let record = answer.key.unwrap_or_default();
+    let state = match pb::KmsKeyState::try_from(record.state) {
+        Ok(pb::KmsKeyState::KmsKeyEnabled) => kms::KeyState::Enabled,
+        Ok(pb::KmsKeyState::KmsKeyDisabled) => kms::KeyState::Disabled,
+        _ => kms::KeyState::PendingDeletion,
+    };
+    let status = kms::KeyStatus {
+        state,
+        deletion_ms: record.deletion_ms,
+    };
+    status
+        .check_usable(&record.key_id, answer.now_ms)
+        .map_err(|e| {
+            let code = match e {
+                kms::KmsError::Disabled(_) => "KMS.DisabledException",
+                kms::KmsError::PendingDeletion(_) => "KMS.KMSInvalidStateException",
+                _ => "KMS.NotFoundException",
+            };
+            GatewayError::Pipeline(PipelineError::Seal(SealError::KmsRefused {
+                code: code.to_owned(),
+                detail: e.to_string(),
+            }))
+        })?;
+    Ok(record.key_id)
+}
+
+/// Refuses, before any byte of a response is sent, to read a version sealed under KMS keys
+/// that may not be used now (disabled, pending deletion, deleted). The stream checks again as
+/// it unwraps each part's data keys; this check makes the common refusal a clean S3 error
+/// instead of a response cut after its status line.
+pub async fn check_kms_readable(
+    ops: &super::Ops,
+    version: &ObjectVersion,
+) -> Result<(), GatewayError> {
+    let mut seen: Vec<String> = Vec::new();
+    for part in &version.parts {
+        if let Some(key_id) = kms_key_for(&part.blob.sealing)
+            && !seen.contains(&key_id)
+        {
+            usable_kms_key(ops, &key_id, false).await?;
+            seen.push(key_id);
+        }
+    }
+    Ok(())
+}
+
+/// The KMS sealing of an upload's parts, if it has one.
+pub fn upload_kms_target(upload: &MultipartUpload) -> Option<KmsTarget> {
+    upload.kms.as_ref().map(|k| KmsTarget {
+        key: k.key_id.clone(),
+        context: k.context.clone(),
+        dsse: k.dsse,
+    })
 }
 
 #[cfg(test)]

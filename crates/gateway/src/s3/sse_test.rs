@@ -67,37 +67,80 @@ fn version(scheme: SealingScheme, key: Option<&CustomerKey>) -> ObjectVersion {
     }
 }
 
+/// The customer key a new object's headers give (no bucket default).
+fn new_object_key(
+    req: &SseRequest<'_>,
+    ctx: &RequestContext,
+    over_http: bool,
+) -> Result<Option<CustomerKey>, GatewayError> {
+    new_object_sse(req, ctx, over_http, None).map(|s| s.customer)
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
 #[test]
-fn sse_s3_is_the_default_and_kms_is_not_built_yet() {
-    assert!(
-        new_object_key(&SseRequest::default(), &tls(), false)
-            .expect("default")
-            .is_none()
-    );
+fn sse_s3_is_the_default_and_kms_takes_a_key_and_context() {
+    let none = new_object_sse(&SseRequest::default(), &tls(), false, None).expect("default");
+    assert!(none.customer.is_none() && none.kms.is_none());
     let aes = sse("AES256");
     let req = SseRequest {
         sse: Some(&aes),
         ..SseRequest::default()
     };
-    assert!(
-        new_object_key(&req, &plain_http(), false)
-            .expect("aes")
-            .is_none()
-    );
-    for kms in ["aws:kms", "aws:kms:dsse"] {
-        let value = sse(kms);
-        let err = new_object_key(
+    let got = new_object_sse(&req, &plain_http(), false, None).expect("aes");
+    assert!(got.kms.is_none());
+    let context = b64(r#"{"project":"x"}"#);
+    for (value, dsse) in [("aws:kms", false), ("aws:kms:dsse", true)] {
+        let value = sse(value);
+        let got = new_object_sse(
+            &SseRequest {
+                sse: Some(&value),
+                kms_key_id: Some("alias/backups"),
+                kms_context: Some(&context),
+                ..SseRequest::default()
+            },
+            &tls(),
+            false,
+            None,
+        )
+        .expect("kms");
+        assert_eq!(
+            got.kms,
+            Some(KmsTarget {
+                key: "alias/backups".to_owned(),
+                context: br#"{"project":"x"}"#.to_vec(),
+                dsse,
+            })
+        );
+        let default_key = new_object_sse(
             &SseRequest {
                 sse: Some(&value),
                 ..SseRequest::default()
             },
             &tls(),
             false,
+            None,
+        )
+        .expect("kms without a key");
+        assert_eq!(default_key.kms.expect("kms").key, "");
+    }
+    let kms = sse("aws:kms");
+    for (key, context) in [(Some("not a key!"), None), (None, Some("bm90IGpzb24="))] {
+        let err = new_object_sse(
+            &SseRequest {
+                sse: Some(&kms),
+                kms_key_id: key,
+                kms_context: context,
+                ..SseRequest::default()
+            },
+            &tls(),
+            false,
+            None,
         );
-        assert!(
-            matches!(err, Err(GatewayError::NotImplementedHeader { .. })),
-            "{kms}: {err:?}"
-        );
+        assert!(err.is_err(), "{key:?} {context:?}");
     }
     let bad = sse("AES128");
     assert!(matches!(
@@ -123,6 +166,83 @@ fn sse_s3_is_the_default_and_kms_is_not_built_yet() {
         ),
         Err(GatewayError::InvalidArgument { .. })
     ));
+}
+
+#[test]
+fn a_bucket_default_applies_only_when_a_request_asks_for_nothing() {
+    let default = BucketEncryption {
+        algorithm: "aws:kms:dsse".to_owned(),
+        kms_key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".to_owned(),
+        bucket_key_enabled: false,
+    };
+    let got = new_object_sse(&SseRequest::default(), &tls(), false, Some(&default))
+        .expect("default applies");
+    assert_eq!(
+        got.kms,
+        Some(KmsTarget {
+            key: default.kms_key_id.clone(),
+            context: Vec::new(),
+            dsse: true,
+        })
+    );
+    let aes = sse("AES256");
+    let asked = new_object_sse(
+        &SseRequest {
+            sse: Some(&aes),
+            ..SseRequest::default()
+        },
+        &tls(),
+        false,
+        Some(&default),
+    )
+    .expect("asked for SSE-S3");
+    assert!(asked.kms.is_none(), "the request's own choice wins");
+    let s = sent(1);
+    let customer = new_object_sse(
+        &SseRequest {
+            customer: headers(&s),
+            ..SseRequest::default()
+        },
+        &tls(),
+        false,
+        Some(&default),
+    )
+    .expect("SSE-C");
+    assert!(customer.customer.is_some() && customer.kms.is_none());
+    let s3_default = BucketEncryption {
+        algorithm: "AES256".to_owned(),
+        ..default
+    };
+    let got = new_object_sse(&SseRequest::default(), &tls(), false, Some(&s3_default))
+        .expect("SSE-S3 default");
+    assert!(got.kms.is_none());
+}
+
+#[test]
+fn kms_answers_name_the_key_and_context() {
+    let sealing = Sealing {
+        scheme: SealingScheme::SseKms,
+        key_id: "kms-1234abcd-12ab-34cd-56ef-1234567890ab/1".to_owned(),
+        parameters: br#"{"a":"1"}"#.to_vec(),
+        ..Sealing::default()
+    };
+    assert_eq!(
+        kms_key_for(&sealing).as_deref(),
+        Some("1234abcd-12ab-34cd-56ef-1234567890ab")
+    );
+    assert_eq!(kms_context_for(&sealing), Some(b64(r#"{"a":"1"}"#)));
+    assert_eq!(header_for(SealingScheme::SseKms), Some(sse("aws:kms")));
+    assert_eq!(
+        header_for(SealingScheme::DsseKms),
+        Some(sse("aws:kms:dsse"))
+    );
+    let s3 = Sealing {
+        scheme: SealingScheme::SseS3,
+        key_id: "sse-s3/1".to_owned(),
+        ..Sealing::default()
+    };
+    assert_eq!(kms_key_for(&s3), None);
+    assert_eq!(kms_context_for(&s3), None);
 }
 
 #[test]
