@@ -1,9 +1,9 @@
 //! SSE-S3 on every object, seen from outside: the S3 answers name AES256, objects of every
 //! shape (inline, erasure coded, multipart, copied) read back byte for byte, whole and in
 //! ranges, and no file the cluster writes (data node shards, meta RocksDB and Raft log, a meta
-//! snapshot, process logs) holds a byte of plaintext. Encryption the cluster does not offer yet
-//! (SSE-KMS, DSSE) is refused, never silently replaced, and so is a customer key on an SSE-S3
-//! object (SSE-C itself is in `sse_c`). The root key: a restart with it keeps everything
+//! snapshot, process logs) holds a byte of plaintext. An unknown algorithm is refused, never
+//! silently replaced, and so is a customer key on an SSE-S3 object (SSE-C is in `sse_c`, the
+//! KMS in `kms`). The root key: a restart with it keeps everything
 //! readable; a meta node given another root key refuses to start and changes nothing.
 
 use std::path::{Path, PathBuf};
@@ -110,7 +110,7 @@ async fn every_object_is_sealed_and_no_plaintext_reaches_a_disk() {
         .await
         .expect("bucket");
 
-    phase("the bucket's default encryption is SSE-S3, and only SSE-S3 can be set");
+    phase("the bucket's default encryption is SSE-S3, set or deleted (KMS defaults: kms.rs)");
     let default_algorithm =
         |out: aws_sdk_s3::operation::get_bucket_encryption::GetBucketEncryptionOutput| {
             out.server_side_encryption_configuration()
@@ -148,18 +148,6 @@ async fn every_object_is_sealed_and_no_plaintext_reaches_a_disk() {
         .send()
         .await
         .expect("SSE-S3 default accepted");
-    let err = tc
-        .s3
-        .put_bucket_encryption()
-        .bucket("sealed")
-        .server_side_encryption_configuration(rule(ServerSideEncryption::AwsKms))
-        .send()
-        .await
-        .expect_err("SSE-KMS default refused");
-    assert_eq!(
-        (error_code(&err).as_str(), error_status(&err)),
-        ("NotImplemented", 501)
-    );
     tc.s3
         .delete_bucket_encryption()
         .bucket("sealed")
@@ -303,12 +291,8 @@ async fn every_object_is_sealed_and_no_plaintext_reaches_a_disk() {
         }
     }
 
-    phase("encryption not offered yet is refused, not silently replaced");
-    for (value, code, status) in [
-        (ServerSideEncryption::AwsKms, "NotImplemented", 501),
-        (ServerSideEncryption::AwsKmsDsse, "NotImplemented", 501),
-        (ServerSideEncryption::from("AES512"), "InvalidArgument", 400),
-    ] {
+    phase("an encryption S3 does not know is refused, not silently replaced");
+    for (value, code, status) in [(ServerSideEncryption::from("AES512"), "InvalidArgument", 400)] {
         let err = tc
             .s3
             .put_object()

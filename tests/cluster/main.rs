@@ -8,6 +8,7 @@ mod exactly_once;
 mod gc_safety;
 mod harness;
 mod integrity;
+mod kms;
 mod observability;
 mod repair;
 mod restart;

@@ -201,6 +201,7 @@ async fn https_endpoint_and_mutual_tls_between_nodes() {
         versioning: VersioningState::Unversioned,
         owner: "forger".to_owned(),
         region: tc.cluster.region().to_owned(),
+        encryption: None,
     };
     match meta_as(&tc, &data_node).create_bucket(&forged).await {
         Err(e) => assert!(format!("{e:?}").contains("PermissionDenied"), "{e:?}"),

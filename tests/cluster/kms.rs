@@ -1,0 +1,402 @@
+//! The built-in KMS seen from outside: keys made and managed with `tessera admin kms`, objects
+//! written with SSE-KMS and DSSE-KMS (single PUTs, multipart, bucket defaults) through a real
+//! S3 client, answers naming the key and context, a disabled or pending-deletion key making its
+//! objects unreadable (S3's KMS error codes) until it is enabled again, while other objects stay
+//! readable, and every use of a key in meta's audit log.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+};
+
+use crate::harness::{TestCluster, error_code, error_status, pattern, phase};
+
+async fn get(tc: &TestCluster, key: &str, range: Option<String>) -> (Vec<u8>, Option<String>) {
+    let out = tc
+        .s3
+        .get_object()
+        .bucket("vault")
+        .key(key)
+        .set_range(range)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+    let kms_key = out.ssekms_key_id.clone();
+    let body = out
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec();
+    (body, kms_key)
+}
+
+async fn get_refused(tc: &TestCluster, key: &str) -> (u16, String) {
+    let e = tc
+        .s3
+        .get_object()
+        .bucket("vault")
+        .key(key)
+        .send()
+        .await
+        .expect_err("refused");
+    (error_status(&e), error_code(&e))
+}
+
+fn kms_rule(
+    algorithm: ServerSideEncryption,
+    key: Option<&str>,
+) -> ServerSideEncryptionConfiguration {
+    ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(
+                    ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(algorithm)
+                        .set_kms_master_key_id(key.map(str::to_owned))
+                        .build()
+                        .expect("default"),
+                )
+                .build(),
+        )
+        .build()
+        .expect("configuration")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
+    let tc = TestCluster::start(1).await;
+    let s3 = &tc.s3;
+    s3.create_bucket()
+        .bucket("vault")
+        .send()
+        .await
+        .expect("bucket");
+
+    phase("an operator makes a key with an alias; its id is printed");
+    let key_id = tc
+        .admin_ok(&[
+            "kms",
+            "create-key",
+            "--alias",
+            "backups",
+            "--description",
+            "cluster test",
+        ])
+        .trim()
+        .to_owned();
+    assert_eq!(key_id.len(), 36, "a key id: {key_id:?}");
+    let described = tc.admin_ok(&["kms", "describe-key", "alias/backups"]);
+    assert!(
+        described.contains(&key_id) && described.contains("Enabled"),
+        "{described}"
+    );
+    let refused = tc.admin_output(&["kms", "create-key", "--alias", "backups"]);
+    assert!(!refused.status.success(), "a taken alias is refused");
+
+    phase("SSE-KMS PUTs answer aws:kms, the key id and the context; GETs read them back");
+    let small = pattern(3000, 1);
+    let large = pattern(1_500_000, 2);
+    let context = tessera_core::checksum::to_base64(br#"{"team":"ops"}"#);
+    for (name, data) in [("small", &small), ("large", &large)] {
+        let put = s3
+            .put_object()
+            .bucket("vault")
+            .key(name)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id("alias/backups")
+            .ssekms_encryption_context(&context)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
+        assert_eq!(
+            put.server_side_encryption,
+            Some(ServerSideEncryption::AwsKms)
+        );
+        assert_eq!(put.ssekms_key_id.as_deref(), Some(key_id.as_str()));
+        assert_eq!(
+            put.ssekms_encryption_context.as_deref(),
+            Some(context.as_str())
+        );
+        let (body, kms_key) = get(&tc, name, None).await;
+        assert!(body == *data, "{name}");
+        assert_eq!(kms_key.as_deref(), Some(key_id.as_str()));
+    }
+    let (part, _) = get(&tc, "large", Some("bytes=70000-700123".into())).await;
+    assert!(part == large[70_000..=700_123]);
+    let head = s3
+        .head_object()
+        .bucket("vault")
+        .key("large")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        head.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(head.ssekms_key_id.as_deref(), Some(key_id.as_str()));
+
+    phase("DSSE-KMS: two layers, read back whole and in ranges");
+    let put = s3
+        .put_object()
+        .bucket("vault")
+        .key("dsse")
+        .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
+        .ssekms_key_id(&key_id)
+        .body(ByteStream::from(large.clone()))
+        .send()
+        .await
+        .expect("dsse put");
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::AwsKmsDsse)
+    );
+    assert!(get(&tc, "dsse", None).await.0 == large);
+    let (part, _) = get(&tc, "dsse", Some("bytes=65530-200000".into())).await;
+    assert!(part == large[65_530..=200_000]);
+
+    phase("aws:kms without a key id uses the default key aws/s3, made on first use");
+    let put = s3
+        .put_object()
+        .bucket("vault")
+        .key("default-key")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .body(ByteStream::from(small.clone()))
+        .send()
+        .await
+        .expect("default key put");
+    let default_id = put.ssekms_key_id.expect("a key id");
+    assert_ne!(default_id, key_id);
+    let listed = tc.admin_ok(&["kms", "list-keys"]);
+    assert!(
+        listed.contains("aws/s3") && listed.contains(&default_id),
+        "{listed}"
+    );
+
+    phase("multipart under a KMS key: every part sealed under it");
+    let create = s3
+        .create_multipart_upload()
+        .bucket("vault")
+        .key("multi")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id("backups")
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(create.ssekms_key_id.as_deref(), Some(key_id.as_str()));
+    let upload = create.upload_id.expect("upload id");
+    let part1 = pattern(5 * 1024 * 1024, 3);
+    let mut parts = Vec::new();
+    for (n, data) in [(1, &part1), (2, &small)] {
+        let up = s3
+            .upload_part()
+            .bucket("vault")
+            .key("multi")
+            .upload_id(&upload)
+            .part_number(n)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .expect("part");
+        assert_eq!(up.ssekms_key_id.as_deref(), Some(key_id.as_str()));
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(up.e_tag.expect("etag"))
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket("vault")
+        .key("multi")
+        .upload_id(&upload)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    let whole: Vec<u8> = part1.iter().chain(small.iter()).copied().collect();
+    let (body, kms_key) = get(&tc, "multi", None).await;
+    assert!(body == whole);
+    assert_eq!(kms_key.as_deref(), Some(key_id.as_str()));
+
+    phase("a bucket default of SSE-KMS with a key seals PUTs that ask for nothing");
+    s3.put_bucket_encryption()
+        .bucket("vault")
+        .server_side_encryption_configuration(kms_rule(
+            ServerSideEncryption::AwsKms,
+            Some("alias/backups"),
+        ))
+        .send()
+        .await
+        .expect("put bucket encryption");
+    let got = s3
+        .get_bucket_encryption()
+        .bucket("vault")
+        .send()
+        .await
+        .expect("get bucket encryption");
+    let default = got
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .expect("a default")
+        .clone();
+    assert_eq!(default.sse_algorithm(), &ServerSideEncryption::AwsKms);
+    assert_eq!(default.kms_master_key_id(), Some(key_id.as_str()));
+    let put = s3
+        .put_object()
+        .bucket("vault")
+        .key("by-default")
+        .body(ByteStream::from(small.clone()))
+        .send()
+        .await
+        .expect("put with the bucket default");
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(put.ssekms_key_id.as_deref(), Some(key_id.as_str()));
+    let e = s3
+        .put_bucket_encryption()
+        .bucket("vault")
+        .server_side_encryption_configuration(kms_rule(
+            ServerSideEncryption::AwsKms,
+            Some("alias/no-such-key"),
+        ))
+        .send()
+        .await
+        .expect_err("an unknown key");
+    assert_eq!(error_status(&e), 400);
+    s3.delete_bucket_encryption()
+        .bucket("vault")
+        .send()
+        .await
+        .expect("delete bucket encryption");
+    let put = s3
+        .put_object()
+        .bucket("vault")
+        .key("plain-s3")
+        .body(ByteStream::from(small.clone()))
+        .send()
+        .await
+        .expect("put after delete");
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::Aes256)
+    );
+
+    phase("a disabled key locks its objects (and new writes) until enabled again");
+    tc.admin_ok(&["kms", "disable-key", "alias/backups"]);
+    for name in ["small", "large", "dsse", "multi", "by-default"] {
+        assert_eq!(
+            get_refused(&tc, name).await,
+            (400, "KMS.DisabledException".to_owned()),
+            "{name}"
+        );
+    }
+    let e = s3
+        .put_object()
+        .bucket("vault")
+        .key("refused")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key_id)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect_err("a write under a disabled key");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (400, "KMS.DisabledException".to_owned())
+    );
+    let e = s3
+        .copy_object()
+        .bucket("vault")
+        .key("copied")
+        .copy_source("vault/small")
+        .send()
+        .await
+        .expect_err("a copy from a disabled key's object");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (400, "KMS.DisabledException".to_owned())
+    );
+    assert!(get(&tc, "default-key", None).await.0 == small, "other keys");
+    assert!(get(&tc, "plain-s3", None).await.0 == small, "SSE-S3");
+    tc.admin_ok(&["kms", "enable-key", &key_id]);
+    assert!(get(&tc, "large", None).await.0 == large, "enabled again");
+
+    phase("a key pending deletion is unusable; cancelling leaves it disabled");
+    let scheduled = tc.admin_ok(&[
+        "kms",
+        "schedule-key-deletion",
+        "backups",
+        "--pending-window-days",
+        "7",
+    ]);
+    assert!(!scheduled.trim().is_empty(), "the deletion date is printed");
+    assert_eq!(
+        get_refused(&tc, "small").await,
+        (400, "KMS.KMSInvalidStateException".to_owned())
+    );
+    let refused = tc.admin_output(&["kms", "enable-key", "backups"]);
+    assert!(
+        !refused.status.success(),
+        "a key pending deletion cannot be enabled"
+    );
+    tc.admin_ok(&["kms", "cancel-key-deletion", "backups"]);
+    assert_eq!(
+        get_refused(&tc, "small").await,
+        (400, "KMS.DisabledException".to_owned())
+    );
+    tc.admin_ok(&["kms", "enable-key", "backups"]);
+    assert!(get(&tc, "small", None).await.0 == small);
+
+    phase("an unknown key is KMS.NotFoundException and stores nothing");
+    let e = s3
+        .put_object()
+        .bucket("vault")
+        .key("unknown")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id("alias/nobody")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect_err("unknown key");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (400, "KMS.NotFoundException".to_owned())
+    );
+    let e = s3
+        .head_object()
+        .bucket("vault")
+        .key("unknown")
+        .send()
+        .await
+        .expect_err("nothing stored");
+    assert_eq!(error_status(&e), 404);
+
+    phase("every use of a key is in meta's audit log");
+    let logs = tc.root().join("logs");
+    let audit: String = std::fs::read_dir(&logs)
+        .expect("logs")
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("meta"))
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .collect();
+    for needle in [
+        key_id.as_str(),
+        "GenerateDataKey",
+        "DecryptDataKey",
+        "tessera::audit",
+    ] {
+        assert!(audit.contains(needle), "the meta logs name {needle}");
+    }
+}
