@@ -50,6 +50,76 @@ pub struct BenchArgs {
     /// request alone).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Server-side encryption of the objects written: s3 (SSE-S3, what the cluster does when
+    /// asked for nothing), kms (SSE-KMS under the default key aws/s3), dsse (DSSE-KMS) or c
+    /// (SSE-C with a key the bench makes; needs https or a gateway allowing SSE-C over HTTP).
+    #[arg(long, value_enum, default_value_t = SseMode::S3)]
+    sse: SseMode,
+}
+
+/// The server-side encryption the bench asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SseMode {
+    /// SSE-S3 (no header: the default).
+    S3,
+    /// SSE-KMS under the default KMS key.
+    Kms,
+    /// DSSE-KMS under the default KMS key.
+    Dsse,
+    /// SSE-C with a random key of the bench's own.
+    C,
+}
+
+/// The headers of one SSE mode, applied to every PUT and GET of a run.
+#[derive(Debug, Clone)]
+struct Sse {
+    mode: SseMode,
+    /// SSE-C: the key and its MD5, both base64.
+    customer: Option<(String, String)>,
+}
+
+impl Sse {
+    fn new(mode: SseMode) -> Sse {
+        use md5::Digest;
+        let customer = (mode == SseMode::C).then(|| {
+            let key: [u8; 32] = rand::random();
+            let md5 = md5::Md5::digest(key);
+            (
+                tessera_core::checksum::to_base64(&key),
+                tessera_core::checksum::to_base64(&md5),
+            )
+        });
+        Sse { mode, customer }
+    }
+
+    fn put(
+        &self,
+        b: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        use aws_sdk_s3::types::ServerSideEncryption as E;
+        match (self.mode, &self.customer) {
+            (SseMode::Kms, _) => b.server_side_encryption(E::AwsKms),
+            (SseMode::Dsse, _) => b.server_side_encryption(E::AwsKmsDsse),
+            (SseMode::C, Some((key, md5))) => b
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(key)
+                .sse_customer_key_md5(md5),
+            _ => b,
+        }
+    }
+
+    fn get(
+        &self,
+        b: aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder,
+    ) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
+        match &self.customer {
+            Some((key, md5)) => b
+                .sse_customer_algorithm("AES256")
+                .sse_customer_key(key)
+                .sse_customer_key_md5(md5),
+            None => b,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +232,7 @@ async fn run_streamed_puts(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     s: Scenario,
+    sse: &Sse,
 ) -> Result<Outcome> {
     let path = std::env::temp_dir().join(format!(
         "tessera-bench-{}-{}.bin",
@@ -182,11 +253,11 @@ async fn run_streamed_puts(
         let client = client.clone();
         let bucket = bucket.to_string();
         let path = path.clone();
+        let sse = sse.clone();
         workers.push(tokio::spawn(async move {
             let t0 = Instant::now();
             let body = ByteStream::from_path(&path).await.ok()?;
-            client
-                .put_object()
+            sse.put(client.put_object())
                 .bucket(&bucket)
                 .key(format!("{}/obj-{w}", s.name))
                 .body(body)
@@ -217,6 +288,7 @@ async fn run_scenario(
     bucket: &str,
     s: Scenario,
     seconds: u64,
+    sse: &Sse,
 ) -> Outcome {
     let payload = Bytes::from(
         (0..s.size)
@@ -231,8 +303,8 @@ async fn run_scenario(
     // GETs read objects written beforehand, one per worker slot.
     if !s.put {
         for i in 0..s.concurrency {
-            let _ = client
-                .put_object()
+            let _ = sse
+                .put(client.put_object())
                 .bucket(bucket)
                 .key(format!("{prefix}/seed-{i}"))
                 .body(ByteStream::from(payload.clone()))
@@ -252,14 +324,14 @@ async fn run_scenario(
         let counter = counter.clone();
         let errors = errors.clone();
         let prefix = prefix.clone();
+        let sse = sse.clone();
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t0 = Instant::now();
                 let ok = if s.put {
-                    client
-                        .put_object()
+                    sse.put(client.put_object())
                         .bucket(&bucket)
                         .key(format!("{prefix}/obj-{n}"))
                         .body(ByteStream::from(payload.clone()))
@@ -267,8 +339,8 @@ async fn run_scenario(
                         .await
                         .is_ok()
                 } else {
-                    match client
-                        .get_object()
+                    match sse
+                        .get(client.get_object())
                         .bucket(&bucket)
                         .key(format!("{prefix}/seed-{w}"))
                         .send()
@@ -375,15 +447,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .await
             .context("cannot create the bench bucket")?;
     }
+    let sse = Sse::new(args.sse);
+    println!("sse: {:?}", args.sse);
     println!(
         "{:<9} {:>5} {:>9} {:>7} {:>10} {:>9} {:>9} {:>6}",
         "scenario", "conc", "size", "ops", "MiB/s", "ops/s", "p50 ms", "p99 ms"
     );
     for s in selected {
         let mut o = if s.name == BIG.name {
-            run_streamed_puts(&client, &args.bucket, s).await?
+            run_streamed_puts(&client, &args.bucket, s, &sse).await?
         } else {
-            run_scenario(&client, &args.bucket, s, args.seconds).await
+            run_scenario(&client, &args.bucket, s, args.seconds, &sse).await
         };
         o.latencies_us.sort_unstable();
         let ops = o.latencies_us.len() as f64;
@@ -412,6 +486,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_c_runs_send_a_256_bit_key_and_its_md5_and_other_modes_no_key() {
+        use md5::Digest;
+        let c = Sse::new(SseMode::C);
+        let (key, md5) = c.customer.expect("a customer key");
+        let key = tessera_core::checksum::from_base64(&key).expect("base64 key");
+        assert_eq!(key.len(), 32);
+        assert_eq!(
+            tessera_core::checksum::from_base64(&md5).expect("base64 md5"),
+            md5::Md5::digest(&key).to_vec()
+        );
+        for mode in [SseMode::S3, SseMode::Kms, SseMode::Dsse] {
+            assert!(Sse::new(mode).customer.is_none(), "{mode:?}");
+        }
+    }
 
     #[test]
     fn percentiles() {
