@@ -132,13 +132,8 @@ pub async fn copy_object(
     let input = req.input;
     let key = check_key(&input.key)?;
     let source_key = sse::request_key(&sse::copy_source_headers!(input), ctx, ops.sse_c_over_http)?;
-    let bucket_record = ops.bucket(&input.bucket).await?;
-    let sse::NewObjectSse { customer, kms } = sse::new_object_sse(
-        &sse::new_object_request!(input),
-        ctx,
-        ops.sse_c_over_http,
-        bucket_record.encryption.as_ref(),
-    )?;
+    let sse::NewObjectSse { customer, kms } =
+        sse::for_new_object(ops, &input.bucket, &sse::new_object_request!(input), ctx).await?;
     let bucket = BucketName::parse(&input.bucket)?;
     let directive = input
         .metadata_directive

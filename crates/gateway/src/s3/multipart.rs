@@ -115,13 +115,8 @@ pub async fn create_multipart_upload(
             ));
         }
     }
-    let bucket_record = ops.bucket(bucket.as_str()).await?;
-    let sse::NewObjectSse { customer, kms } = sse::new_object_sse(
-        &sse_request,
-        ctx,
-        ops.sse_c_over_http,
-        bucket_record.encryption.as_ref(),
-    )?;
+    let sse::NewObjectSse { customer, kms } =
+        sse::for_new_object(ops, bucket.as_str(), &sse_request, ctx).await?;
     // Every part is sealed under the key the upload starts with, even if an alias moves.
     let kms = match kms {
         Some(kms) => Some(sse::resolve_upload_kms(ops, kms).await?),

@@ -59,13 +59,8 @@ pub async fn put_object(
         },
     )?;
     // Fail fast, before reading a body that could never be stored.
-    let bucket_record = ops.bucket(bucket.as_str()).await?;
-    let sse::NewObjectSse { customer, kms } = sse::new_object_sse(
-        &sse_request,
-        ctx,
-        ops.sse_c_over_http,
-        bucket_record.encryption.as_ref(),
-    )?;
+    let sse::NewObjectSse { customer, kms } =
+        sse::for_new_object(ops, bucket.as_str(), &sse_request, ctx).await?;
 
     let target = SealTarget::new(bucket.as_str(), key.as_str(), 1)
         .with_customer_key(customer.clone())

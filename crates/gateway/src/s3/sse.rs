@@ -96,6 +96,18 @@ pub struct NewObjectSse {
     pub kms: Option<KmsTarget>,
 }
 
+/// The encryption of a new object in `bucket` (see [`new_object_sse`]), with the bucket's
+/// default read from meta; a missing bucket is NoSuchBucket.
+pub async fn for_new_object(
+    ops: &super::Ops,
+    bucket: &str,
+    req: &SseRequest<'_>,
+    ctx: &RequestContext,
+) -> Result<NewObjectSse, GatewayError> {
+    let record = ops.bucket(bucket).await?;
+    new_object_sse(req, ctx, ops.sse_c_over_http, record.encryption.as_ref())
+}
+
 /// Checks the encryption a new object asks for: AES256 (SSE-S3), aws:kms (SSE-KMS),
 /// aws:kms:dsse (DSSE-KMS) or a customer key (SSE-C); a request that asks for none gets its
 /// bucket's default encryption (`bucket_default`), or SSE-S3.
