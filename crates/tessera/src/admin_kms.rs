@@ -168,24 +168,10 @@ fn describe(k: &pb::KmsKeyRecord, now_ms: i64) -> String {
 
 /// `ms` since the epoch as an ISO 8601 UTC time, to the second.
 fn utc_date(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    use aws_smithy_types::date_time::{DateTime, Format};
+    DateTime::from_secs(ms.div_euclid(1000))
+        .fmt(Format::DateTime)
+        .unwrap_or_else(|_| format!("{ms} ms"))
 }
 
 #[cfg(test)]
