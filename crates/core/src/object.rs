@@ -204,6 +204,8 @@ pub struct UploadKms {
     pub context: Vec<u8>,
     /// Two layers (DSSE-KMS).
     pub dsse: bool,
+    /// Sealed with an S3 Bucket Key (SSE-KMS only).
+    pub bucket_key: bool,
 }
 
 /// A part uploaded to an open multipart upload.

@@ -11,6 +11,7 @@
 //! the recovered plaintext. A reader never needs bytes outside that range.
 
 pub mod aead;
+pub mod bucket_key;
 pub mod customer_key;
 pub mod kek;
 pub mod key_wrap;
@@ -40,6 +41,11 @@ pub enum SealingScheme {
     /// DSSE-KMS: two independent layers of segments under two data keys of one KMS key;
     /// `wrapped_key` is the inner layer's wrapped key followed by the outer's.
     DsseKms,
+    /// SSE-KMS with an S3 Bucket Key: one layer of segments under a data key derived from a
+    /// bucket key and a salt of the blob's own (see [`bucket_key`]); `wrapped_key` is the
+    /// bucket key wrapped by the KMS key's KEK, followed by the salt; `parameters` holds the
+    /// encryption context, as for [`SealingScheme::SseKms`].
+    SseKmsBucketKey,
 }
 
 impl SealingScheme {
@@ -51,6 +57,7 @@ impl SealingScheme {
             SealingScheme::SseC => "sse-c",
             SealingScheme::SseKms => "sse-kms",
             SealingScheme::DsseKms => "dsse-kms",
+            SealingScheme::SseKmsBucketKey => "sse-kms-bucket-key",
         }
     }
 }

@@ -108,13 +108,13 @@ pub(crate) struct KeyBinding<'r> {
     pub(crate) context: &'r [u8],
 }
 
-/// The binding a request names; every field but the part number (and the encryption context)
-/// must be set.
+/// The binding a request names: a bucket and an object key (any part), or a bucket alone
+/// with part 0 (an S3 Bucket Key's, see `tessera_core::sealing::bucket_key`).
 pub(crate) fn binding(b: Option<&pb::KeyBinding>) -> Result<KeyBinding<'_>, Status> {
     let b = b.ok_or_else(|| Status::invalid_argument("a key binding is required"))?;
-    if b.bucket.is_empty() || b.key.is_empty() {
+    if b.bucket.is_empty() || (b.key.is_empty() && b.part_number != 0) {
         return Err(Status::invalid_argument(
-            "a key binding names a bucket and a key",
+            "a key binding names a bucket and a key, or a bucket alone with part 0",
         ));
     }
     let layer = match b.layer {
@@ -404,5 +404,29 @@ mod tests {
         let stranger = KeyService::new(SealKey::from_bytes([2; KEY_LEN]), store);
         let refused = stranger.open(&record).expect_err("another root");
         assert_eq!(refused.code(), tonic::Code::Unavailable);
+    }
+
+    #[test]
+    fn bindings_name_an_object_or_a_bucket_alone_with_part_zero() {
+        let b = |bucket: &str, key: &str, part_number: u32, layer: u32| pb::KeyBinding {
+            bucket: bucket.into(),
+            key: key.into(),
+            part_number,
+            layer,
+            encryption_context: Vec::new(),
+        };
+        for ok in [b("b", "k", 1, 1), b("b", "k", 0, 2), b("b", "", 0, 1)] {
+            binding(Some(&ok)).expect("accepted");
+        }
+        for bad in [
+            b("", "k", 1, 1),
+            b("b", "", 1, 1),
+            b("b", "k", 1, 0),
+            b("b", "k", 1, 3),
+        ] {
+            let e = binding(Some(&bad)).expect_err("refused");
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+        assert!(binding(None).is_err());
     }
 }

@@ -198,6 +198,7 @@ impl TryFrom<&pb::Sealing> for Sealing {
             Ok(pb::SealingScheme::SealingSseC) => SealingScheme::SseC,
             Ok(pb::SealingScheme::SealingSseKms) => SealingScheme::SseKms,
             Ok(pb::SealingScheme::SealingDsseKms) => SealingScheme::DsseKms,
+            Ok(pb::SealingScheme::SealingSseKmsBucketKey) => SealingScheme::SseKmsBucketKey,
             Err(_) => {
                 return Err(MetaConvertError::UnknownEnum {
                     field: "sealing.scheme",
@@ -224,6 +225,7 @@ impl From<&Sealing> for pb::Sealing {
                 SealingScheme::SseC => pb::SealingScheme::SealingSseC as i32,
                 SealingScheme::SseKms => pb::SealingScheme::SealingSseKms as i32,
                 SealingScheme::DsseKms => pb::SealingScheme::SealingDsseKms as i32,
+                SealingScheme::SseKmsBucketKey => pb::SealingScheme::SealingSseKmsBucketKey as i32,
             },
             segment_size: s.segment_size,
             wrapped_key: s.wrapped_key.clone(),
@@ -500,6 +502,7 @@ impl TryFrom<&pb::MultipartUpload> for MultipartUpload {
                 key_id: k.key_id.clone(),
                 context: k.context.clone(),
                 dsse: k.dsse,
+                bucket_key: k.bucket_key,
             }),
         })
     }
@@ -522,6 +525,7 @@ impl From<&MultipartUpload> for pb::MultipartUpload {
                 key_id: k.key_id.clone(),
                 context: k.context.clone(),
                 dsse: k.dsse,
+                bucket_key: k.bucket_key,
             }),
         }
     }

@@ -149,7 +149,8 @@ fn uploads_parts_buckets_nodes_and_leases_round_trip() {
         kms: Some(tessera_core::object::UploadKms {
             key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".to_owned(),
             context: br#"{"a":"1"}"#.to_vec(),
-            dsse: true,
+            dsse: false,
+            bucket_key: true,
         }),
     };
     assert_eq!(
@@ -217,6 +218,7 @@ fn every_sealing_scheme_round_trips_and_an_unknown_one_is_refused() {
         SealingScheme::SseC,
         SealingScheme::SseKms,
         SealingScheme::DsseKms,
+        SealingScheme::SseKmsBucketKey,
     ] {
         let sealing = Sealing {
             scheme,
