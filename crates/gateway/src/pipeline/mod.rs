@@ -11,6 +11,7 @@
 //! from k such chunks. Neither direction holds more than a few stripes of a blob in memory,
 //! whatever its size.
 
+pub mod bucket_keys;
 mod error;
 mod metrics;
 mod object_read;
@@ -254,6 +255,20 @@ impl BlobStore {
         customer_key: Option<&CustomerKey>,
     ) -> BlobReadStream {
         object_read::read_object(self, version, range, check, customer_key.cloned())
+    }
+
+    /// [`BlobStore::read_object`], with the first part's read opened now: its data key is
+    /// fetched (and a KMS key's state checked) before this returns, so a refusal is an error
+    /// here, before a response has begun, not a stream cut after its status line. Later parts
+    /// are opened as the stream reaches them.
+    pub async fn open_object(
+        &self,
+        version: &ObjectVersion,
+        range: Range<u64>,
+        check: ReadCheck,
+        customer_key: Option<&CustomerKey>,
+    ) -> Result<BlobReadStream, PipelineError> {
+        object_read::open_object(self, version, range, check, customer_key.cloned()).await
     }
 
     /// The layout a write would use now, from the configuration or the membership.

@@ -147,6 +147,53 @@ pub(super) fn read_object(
     customer_key: Option<CustomerKey>,
 ) -> BlobReadStream {
     let slices = plan_object_read(version, range, check);
+    later_slices(store, version, slices, customer_key)
+}
+
+/// Opens a read of `range` of `version` now; see [`BlobStore::open_object`].
+pub(super) async fn open_object(
+    store: &BlobStore,
+    version: &ObjectVersion,
+    range: Range<u64>,
+    check: ReadCheck,
+    customer_key: Option<CustomerKey>,
+) -> Result<BlobReadStream, PipelineError> {
+    let mut slices = plan_object_read(version, range, check);
+    if slices.is_empty() {
+        return Ok(Box::pin(futures::stream::empty()));
+    }
+    let first = slices.remove(0);
+    let target = SealTarget::new(
+        version.bucket.as_str(),
+        version.key.as_str(),
+        first.part_number,
+    )
+    .with_customer_key(customer_key.clone());
+    let bytes = if first.range.is_empty() {
+        // A whole read of an empty object: no byte to read, but its key is fetched all the
+        // same, so a key that may not be used refuses an empty object as any other.
+        if !first.blob.sealing.is_identity() {
+            store
+                .seals
+                .opener(&first.blob.sealing, &target, 0..0, first.blob.size)
+                .await?;
+        }
+        Box::pin(futures::stream::empty()) as BlobReadStream
+    } else {
+        super::read::open_blob(store, &first.blob, &target, first.range.clone()).await?
+    };
+    let first = checked(bytes, first.expected, first.part_number);
+    let rest = later_slices(store, version, slices, customer_key);
+    Ok(Box::pin(first.chain(rest)))
+}
+
+/// The bytes of `slices` of `version`, each part opened when the stream reaches it.
+fn later_slices(
+    store: &BlobStore,
+    version: &ObjectVersion,
+    slices: Vec<PartSlice>,
+    customer_key: Option<CustomerKey>,
+) -> BlobReadStream {
     let store = store.clone();
     let (bucket, key) = (version.bucket.clone(), version.key.clone());
     let stream = futures::stream::iter(slices)
@@ -154,20 +201,29 @@ pub(super) fn read_object(
             let target = SealTarget::new(bucket.as_str(), key.as_str(), slice.part_number)
                 .with_customer_key(customer_key.clone());
             let bytes = store.read(&slice.blob, &target, slice.range.clone());
-            match slice.expected {
-                Some(expected) => Box::pin(CheckedPart {
-                    inner: bytes,
-                    hasher: Some(ChecksumHasher::new(expected.algorithm)),
-                    expected,
-                    part_number: slice.part_number,
-                    held: None,
-                    done: false,
-                }) as BlobReadStream,
-                None => bytes,
-            }
+            checked(bytes, slice.expected, slice.part_number)
         })
         .flatten();
     Box::pin(stream)
+}
+
+/// `bytes` of part `part_number`, checked against `expected` if the part is read whole.
+fn checked(
+    bytes: BlobReadStream,
+    expected: Option<ExpectedChecksum>,
+    part_number: u32,
+) -> BlobReadStream {
+    match expected {
+        Some(expected) => Box::pin(CheckedPart {
+            inner: bytes,
+            hasher: Some(ChecksumHasher::new(expected.algorithm)),
+            expected,
+            part_number,
+            held: None,
+            done: false,
+        }),
+        None => bytes,
+    }
 }
 
 /// The bytes of one part read whole, hashed as they pass, the last piece held back until the

@@ -39,15 +39,12 @@ pub(super) fn read_blob(
     if range.start >= range.end {
         return Box::pin(futures::stream::empty());
     }
-    if range.end > blob.size {
-        return failed(PipelineError::internal(
-            "read",
-            format!("range {range:?} beyond a blob of {} bytes", blob.size),
-        ));
-    }
     let (store, blob, target) = (store.clone(), blob.clone(), target.clone());
-    let opening =
-        futures::stream::once(async move { open_read(&store, &blob, &target, range).await });
+    let opening = futures::stream::once(async move {
+        open_blob(&store, &blob, &target, range)
+            .await
+            .unwrap_or_else(failed)
+    });
     Box::pin(Exclusive(std::sync::Mutex::new(Box::pin(
         opening.flatten(),
     ))))
@@ -71,28 +68,31 @@ impl<S: Stream + Unpin> Stream for Exclusive<S> {
     }
 }
 
-/// Opens the read and streams it.
-async fn open_read(
+/// Opens a read of the plaintext bytes `range` (not empty, within the blob) of `blob` now
+/// (the data key fetched, so a key refused fails here, before any byte) and streams it.
+pub(super) async fn open_blob(
     store: &BlobStore,
     blob: &Blob,
     target: &SealTarget,
     range: Range<u64>,
-) -> BlobReadStream {
-    let opened = match store
+) -> Result<BlobReadStream, PipelineError> {
+    if range.end > blob.size {
+        return Err(PipelineError::internal(
+            "read",
+            format!("range {range:?} beyond a blob of {} bytes", blob.size),
+        ));
+    }
+    let opened = store
         .seals
         .opener(&blob.sealing, target, range.clone(), blob.size)
-        .await
-    {
-        Ok(opened) => opened,
-        Err(e) => return failed(e.into()),
-    };
+        .await?;
     let Opened {
         stored: stored_range,
         skip,
         unsealer,
     } = opened;
     if stored_range.start >= stored_range.end || stored_range.end > blob.stored_size {
-        return failed(PipelineError::internal(
+        return Err(PipelineError::internal(
             "read",
             format!(
                 "stored range {:?} outside a blob of {} stored bytes",
@@ -103,7 +103,7 @@ async fn open_read(
     let stored = match &blob.storage {
         BlobStorage::Inline(data) => {
             if data.len() as u64 != blob.stored_size {
-                return failed(PipelineError::internal(
+                return Err(PipelineError::internal(
                     "read",
                     "inline data length differs from the blob's stored size",
                 ));
@@ -113,24 +113,19 @@ async fn open_read(
             let piece = Bytes::copy_from_slice(&data[start..end]);
             Box::pin(futures::stream::iter([Ok(piece)])) as BlobReadStream
         }
-        BlobStorage::Erasure(erasure) => {
-            match ErasureRead::new(store, erasure, stored_range.clone()) {
-                Ok(read) => Box::pin(ReadTaskStream {
-                    pending: Some(read),
-                    rx: None,
-                    task: None,
-                }),
-                Err(e) => return failed(e),
-            }
-        }
+        BlobStorage::Erasure(erasure) => Box::pin(ReadTaskStream {
+            pending: Some(ErasureRead::new(store, erasure, stored_range.clone())?),
+            rx: None,
+            task: None,
+        }),
     };
-    Box::pin(UnsealStream {
+    Ok(Box::pin(UnsealStream {
         stored,
         unsealer,
         skip,
         remaining: range.end - range.start,
         done: false,
-    })
+    }))
 }
 
 /// A stream of just one error.

@@ -114,6 +114,9 @@ pub struct KmsTarget {
     pub context: Vec<u8>,
     /// Two layers (DSSE-KMS) instead of one.
     pub dsse: bool,
+    /// An S3 Bucket Key derives the blob's data key (SSE-KMS only: S3 has no bucket keys for
+    /// DSSE-KMS, so a DSSE target ignores it).
+    pub bucket_key: bool,
 }
 
 impl SealTarget {

@@ -30,7 +30,9 @@ use tessera_core::sealing::segments::{
     Binding, DEFAULT_SEGMENT_SIZE, SegmentGeometry, SegmentOpener, SegmentSealer,
 };
 use tessera_core::sealing::{Sealing, SealingScheme};
+use tessera_proto::meta::v1 as pb;
 
+use super::bucket_keys::BucketKeys;
 use super::sealing::{
     KmsTarget, Opened, SealError, SealTarget, Sealer, Seals, Unsealer, open_identity,
 };
@@ -59,6 +61,54 @@ pub trait DataKeys: Send + Sync + fmt::Debug {
         layer: u8,
         context: &'a [u8],
     ) -> BoxFuture<'a, Result<SealKey, SealError>>;
+
+    /// The id of the KMS key `key` names (id, alias or ARN; the default key made first if
+    /// `create_default`), if the KMS allows its use now (enabled, not pending deletion), read
+    /// from the KMS's current state; the KMS's refusal otherwise.
+    fn kms_key_usable<'a>(
+        &'a self,
+        key: &'a str,
+        create_default: bool,
+    ) -> BoxFuture<'a, Result<String, SealError>>;
+}
+
+/// The id of the KMS key `wanted` names (the default key made first if `create_default`), if
+/// it may be used now: a linearizable read of its record through `meta`, refused with the KMS's
+/// error code (`KMS.DisabledException`, `KMS.KMSInvalidStateException`, `KMS.NotFoundException`)
+/// otherwise.
+pub async fn usable_kms_key(
+    meta: &MetaClient,
+    wanted: &str,
+    create_default: bool,
+) -> Result<String, SealError> {
+    let answer = meta
+        .describe_kms_key(wanted, create_default)
+        .await
+        .map_err(key_error)?;
+    let record = answer.key.unwrap_or_default();
+    let state = match pb::KmsKeyState::try_from(record.state) {
+        Ok(pb::KmsKeyState::KmsKeyEnabled) => kms::KeyState::Enabled,
+        Ok(pb::KmsKeyState::KmsKeyDisabled) => kms::KeyState::Disabled,
+        _ => kms::KeyState::PendingDeletion,
+    };
+    let status = kms::KeyStatus {
+        state,
+        deletion_ms: record.deletion_ms,
+    };
+    status
+        .check_usable(&record.key_id, answer.now_ms)
+        .map_err(|e| {
+            let code = match e {
+                kms::KmsError::Disabled(_) => "KMS.DisabledException",
+                kms::KmsError::PendingDeletion(_) => "KMS.KMSInvalidStateException",
+                _ => "KMS.NotFoundException",
+            };
+            SealError::KmsRefused {
+                code: code.to_owned(),
+                detail: e.to_string(),
+            }
+        })?;
+    Ok(record.key_id)
 }
 
 /// Data keys unwrapped recently, so that reads of the same blob within `ttl` skip the key
@@ -219,12 +269,22 @@ impl DataKeys for MetaKeys {
             Ok(key)
         })
     }
+
+    fn kms_key_usable<'a>(
+        &'a self,
+        key: &'a str,
+        create_default: bool,
+    ) -> BoxFuture<'a, Result<String, SealError>> {
+        Box::pin(usable_kms_key(&self.meta, key, create_default))
+    }
 }
 
-/// Seals every new blob with SSE-S3, or SSE-C when its target carries a customer key.
+/// Seals every new blob with SSE-S3, or SSE-C when its target carries a customer key, or
+/// SSE-KMS or DSSE-KMS (with or without an S3 Bucket Key) when it carries a KMS key.
 #[derive(Clone, Debug)]
 pub struct SseSeals {
     keys: Arc<dyn DataKeys>,
+    bucket_keys: Arc<BucketKeys>,
     geometry: SegmentGeometry,
 }
 
@@ -232,8 +292,14 @@ impl SseSeals {
     /// SSE-S3 with data keys from `keys` (SSE-C with keys of the gateway's own), in segments of
     /// the default size.
     pub fn new(keys: Arc<dyn DataKeys>) -> SseSeals {
+        SseSeals::with_bucket_keys(keys, BucketKeys::default())
+    }
+
+    /// The same, with `bucket_keys` kept for S3 Bucket Keys.
+    pub fn with_bucket_keys(keys: Arc<dyn DataKeys>, bucket_keys: BucketKeys) -> SseSeals {
         SseSeals {
             keys,
+            bucket_keys: Arc::new(bucket_keys),
             geometry: SegmentGeometry::new(DEFAULT_SEGMENT_SIZE, 1)
                 .expect("the default segment size is valid"),
         }
@@ -461,8 +527,15 @@ impl Seals for SseSeals {
             let binding = target.binding();
             let segment_size = self.geometry.segment_size();
             if let Some(kms) = &target.kms {
-                let (keys, sealing) =
-                    kms_data_keys(self.keys.as_ref(), kms, binding, segment_size).await?;
+                let (keys, sealing) = if kms.bucket_key && !kms.dsse {
+                    let (key, sealing) = self
+                        .bucket_keys
+                        .seal_new(self.keys.as_ref(), kms, binding, segment_size)
+                        .await?;
+                    (vec![key], sealing)
+                } else {
+                    kms_data_keys(self.keys.as_ref(), kms, binding, segment_size).await?
+                };
                 let geometry = SegmentGeometry::new(segment_size, sealing.geometry_layers())?;
                 let sealer = SegmentSealer::new(geometry, &binding, ciphers(&keys))?;
                 return Ok(Box::new(SegmentSealing {
@@ -528,6 +601,11 @@ impl Seals for SseSeals {
                 SealingScheme::SseKms | SealingScheme::DsseKms => {
                     open_kms_data_keys(self.keys.as_ref(), sealing, binding).await?
                 }
+                SealingScheme::SseKmsBucketKey => vec![
+                    self.bucket_keys
+                        .open(self.keys.as_ref(), sealing, binding)
+                        .await?,
+                ],
             };
             let geometry = SegmentGeometry::new(sealing.segment_size, sealing.geometry_layers())?;
             let opener = SegmentOpener::new(geometry, &binding, ciphers(&keys), plain, plain_len)?;
@@ -554,6 +632,10 @@ pub(crate) const LOCAL_KMS_KEY: &str = "00000000-0000-4000-8000-000000000001";
 #[derive(Debug)]
 pub(crate) struct LocalKeys {
     kek: SealKey,
+    /// While set, the KMS key is refused with this code (as a disabled key is).
+    pub(crate) refusal: Mutex<Option<&'static str>>,
+    /// Calls made: (generate, decrypt, kms_key_usable).
+    pub(crate) calls: Mutex<(usize, usize, usize)>,
 }
 
 #[cfg(test)]
@@ -561,6 +643,18 @@ impl LocalKeys {
     pub(crate) fn new() -> LocalKeys {
         LocalKeys {
             kek: SealKey::from_bytes(rand::random()),
+            refusal: Mutex::new(None),
+            calls: Mutex::new((0, 0, 0)),
+        }
+    }
+
+    fn refused(&self) -> Result<(), SealError> {
+        match *self.refusal.lock().expect("lock") {
+            Some(code) => Err(SealError::KmsRefused {
+                code: code.to_owned(),
+                detail: "refused by the test".to_owned(),
+            }),
+            None => Ok(()),
         }
     }
 }
@@ -575,9 +669,11 @@ impl DataKeys for LocalKeys {
         context: &'a [u8],
     ) -> BoxFuture<'a, Result<DataKey, SealError>> {
         Box::pin(async move {
+            self.calls.lock().expect("lock").0 += 1;
             let (kek_id, kms_key_id) = match wrapping {
                 WrappingKey::Kek(name) => (format!("{name}/1"), None),
                 WrappingKey::Kms(_) => {
+                    self.refused()?;
                     let id = LOCAL_KMS_KEY.to_owned();
                     (format!("{}/1", kms::kek_name(&id)), Some(id))
                 }
@@ -613,6 +709,10 @@ impl DataKeys for LocalKeys {
         context: &'a [u8],
     ) -> BoxFuture<'a, Result<SealKey, SealError>> {
         Box::pin(async move {
+            self.calls.lock().expect("lock").1 += 1;
+            if kek_id.starts_with("kms-") {
+                self.refused()?;
+            }
             let context = WrapContext {
                 kek_id,
                 layer,
@@ -626,11 +726,24 @@ impl DataKeys for LocalKeys {
             })
         })
     }
+
+    fn kms_key_usable<'a>(
+        &'a self,
+        _key: &'a str,
+        _create_default: bool,
+    ) -> BoxFuture<'a, Result<String, SealError>> {
+        Box::pin(async move {
+            self.calls.lock().expect("lock").2 += 1;
+            self.refused()?;
+            Ok(LOCAL_KMS_KEY.to_owned())
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_core::sealing::bucket_key;
 
     fn binding(key: &str) -> Binding<'_> {
         Binding {
@@ -782,6 +895,7 @@ mod tests {
             key: "alias/backups".to_owned(),
             context: context.to_vec(),
             dsse,
+            bucket_key: false,
         }))
     }
 
@@ -845,6 +959,141 @@ mod tests {
                 Err(SealError::Corrupt { .. })
             ));
         }
+    }
+
+    fn bucket_key_target(key: &str, context: &[u8]) -> SealTarget {
+        SealTarget::new("b", key, 1).with_kms(Some(KmsTarget {
+            key: String::new(),
+            context: context.to_vec(),
+            dsse: false,
+            bucket_key: true,
+        }))
+    }
+
+    fn calls(keys: &LocalKeys) -> (usize, usize, usize) {
+        *keys.calls.lock().expect("lock")
+    }
+
+    #[tokio::test]
+    async fn a_bucket_key_serves_many_blobs_each_with_a_data_key_of_its_own() {
+        let keys = Arc::new(LocalKeys::new());
+        let seals = SseSeals::new(keys.clone());
+        let plain: Vec<u8> = (0..150_000_u32).map(|i| (i % 249) as u8).collect();
+        let len = plain.len() as u64;
+        let mut blobs = Vec::new();
+        for i in 0..5 {
+            let target = bucket_key_target(&format!("k{i}"), br#"{"a":"1"}"#);
+            let (sealing, stored) = seal_all(&seals, &target, &plain).await;
+            assert_eq!(sealing.scheme, SealingScheme::SseKmsBucketKey);
+            assert_eq!(sealing.wrapped_key.len(), bucket_key::RECORD_LEN);
+            assert_eq!(sealing.parameters, br#"{"a":"1"}"#);
+            assert_eq!(
+                crate::s3::sse::kms_key_for(&sealing).as_deref(),
+                Some(LOCAL_KMS_KEY)
+            );
+            blobs.push((target, sealing, stored));
+        }
+        // One bucket key from the KMS for all five; the key's state checked for each.
+        assert_eq!(calls(&keys), (1, 0, 5));
+        let first_bucket_key = &blobs[0].1.wrapped_key[..WRAPPED_KEY_LEN];
+        for (_, sealing, stored) in &blobs[1..] {
+            assert_eq!(&sealing.wrapped_key[..WRAPPED_KEY_LEN], first_bucket_key);
+            assert_ne!(sealing.wrapped_key, blobs[0].1.wrapped_key, "salts differ");
+            assert_ne!(stored, &blobs[0].2, "so do data keys and ciphertexts");
+        }
+        for (target, sealing, stored) in &blobs {
+            for range in [0..len, 65_530..100_001, len - 1..len] {
+                assert_eq!(
+                    open_range(&seals, sealing, target, stored, range.clone(), len)
+                        .await
+                        .expect("opens"),
+                    plain[range.start as usize..range.end as usize]
+                );
+            }
+        }
+        // Reads used the bucket key this gateway made: no unwrap, but a state check each.
+        assert_eq!(calls(&keys), (1, 0, 20));
+
+        // Another gateway unwraps the bucket key once, then derives.
+        let other = SseSeals::new(keys.clone());
+        for (target, sealing, stored) in &blobs {
+            open_range(&other, sealing, target, stored, 0..len, len)
+                .await
+                .expect("opens elsewhere");
+        }
+        assert_eq!(calls(&keys), (1, 1, 25));
+
+        // A blob moved to another object, or read with another context, does not open.
+        let (target, sealing, stored) = &blobs[0];
+        let moved = bucket_key_target("elsewhere", br#"{"a":"1"}"#);
+        assert!(
+            open_range(&seals, sealing, &moved, stored, 0..len, len)
+                .await
+                .is_err()
+        );
+        let mut recontexted = sealing.clone();
+        recontexted.parameters = br#"{"a":"2"}"#.to_vec();
+        assert!(
+            open_range(&seals, &recontexted, target, stored, 0..len, len)
+                .await
+                .is_err()
+        );
+        let mut resalted = sealing.clone();
+        let last = resalted.wrapped_key.len() - 1;
+        resalted.wrapped_key[last] ^= 1;
+        assert!(
+            open_range(&seals, &resalted, target, stored, 0..len, len)
+                .await
+                .is_err()
+        );
+        let mut cut = sealing.clone();
+        cut.wrapped_key.pop();
+        assert!(matches!(
+            open_range(&seals, &cut, target, stored, 0..len, len).await,
+            Err(SealError::Corrupt { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refused_kms_key_refuses_bucket_keyed_blobs_at_once_despite_cached_keys() {
+        let keys = Arc::new(LocalKeys::new());
+        let seals = SseSeals::new(keys.clone());
+        let target = bucket_key_target("k", b"");
+        let (sealing, stored) = seal_all(&seals, &target, b"secret").await;
+        *keys.refusal.lock().expect("lock") = Some("KMS.DisabledException");
+        let refused = open_range(&seals, &sealing, &target, &stored, 0..6, 6).await;
+        assert!(
+            matches!(&refused, Err(SealError::KmsRefused { code, .. }) if code == "KMS.DisabledException"),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            seals.sealer(&target).await.err(),
+            Some(SealError::KmsRefused { .. })
+        ));
+        *keys.refusal.lock().expect("lock") = None;
+        assert_eq!(
+            open_range(&seals, &sealing, &target, &stored, 0..6, 6)
+                .await
+                .expect("re-enabled"),
+            b"secret"
+        );
+    }
+
+    #[tokio::test]
+    async fn bucket_keys_are_made_again_after_their_lifetime_and_never_for_dsse() {
+        let keys = Arc::new(LocalKeys::new());
+        let seals = SseSeals::with_bucket_keys(keys.clone(), BucketKeys::new(Duration::ZERO));
+        for i in 0..3 {
+            seal_all(&seals, &bucket_key_target(&format!("k{i}"), b""), b"x").await;
+        }
+        assert_eq!(calls(&keys).0, 3, "each expired at once");
+        let seals = SseSeals::new(keys.clone());
+        let mut dsse = bucket_key_target("k", b"");
+        if let Some(kms) = dsse.kms.as_mut() {
+            kms.dsse = true;
+        }
+        let (sealing, _) = seal_all(&seals, &dsse, b"x").await;
+        assert_eq!(sealing.scheme, SealingScheme::DsseKms);
     }
 
     #[test]

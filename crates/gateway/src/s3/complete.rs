@@ -124,6 +124,7 @@ fn completed(
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         server_side_encryption: sse::header_for_version(version),
         ssekms_key_id: sse::kms_key_for_version(version),
+        bucket_key_enabled: sse::bucket_key_for_version(version),
         e_tag: Some(convert::etag(&version.etag)),
         version_id: visible_version_id(&version.version_id),
         checksum_crc32: checksums.crc32,

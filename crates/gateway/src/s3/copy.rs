@@ -64,7 +64,7 @@ pub async fn copy_source(
 }
 
 /// Copies a byte range of a source version (opened with `source_key` if it is SSE-C) into a
-/// new blob sealed for `target`, under a write lease taken first.
+/// new blob sealed for `target`, under a write lease taken once the source is open.
 pub async fn copy_bytes(
     ops: &Ops,
     source: &ObjectVersion,
@@ -73,18 +73,19 @@ pub async fn copy_bytes(
     algorithm: ChecksumAlgorithm,
     target: SealTarget,
 ) -> Result<StoredBody, GatewayError> {
-    super::sse::check_kms_readable(ops, source).await?;
     let len = range.end - range.start;
-    let lease = ops.write_lease(Some(len))?;
     let check = if range == (0..source.size) {
         ReadCheck::WholeParts
     } else {
         ReadCheck::None
     };
+    // Opened before the lease and the write: a source whose key is refused fails cleanly.
     let stream = ops
         .blobs
-        .read_object(source, range, check, source_key)
+        .open_object(source, range, check, source_key)
+        .await?
         .map(|r| r.map_err(|e| -> BodyError { Box::new(e) }));
+    let lease = ops.write_lease(Some(len))?;
     let written = ops
         .blobs
         .write(
@@ -222,6 +223,7 @@ pub async fn copy_object(
     let encryption = sse::header_for(sealing.scheme);
     let ssekms_key_id = sse::kms_key_for(sealing);
     let ssekms_encryption_context = sse::kms_context_for(sealing);
+    let bucket_key_enabled = sse::bucket_key_for(sealing);
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let committed = commit_version(ops, ctx, version, None, stored).await?;
     let fields = ChecksumFields::from_stored(&committed.checksums);
@@ -229,6 +231,7 @@ pub async fn copy_object(
         server_side_encryption: encryption,
         ssekms_key_id,
         ssekms_encryption_context,
+        bucket_key_enabled,
         sse_customer_algorithm,
         sse_customer_key_md5,
         copy_object_result: Some(CopyObjectResult {

@@ -168,6 +168,7 @@ pub async fn create_multipart_upload(
             (None, None) => sse::sse_s3(),
         },
         ssekms_key_id: kms.as_ref().map(|k| k.key_id.clone()),
+        bucket_key_enabled: kms.as_ref().and_then(|k| k.bucket_key.then_some(true)),
         ssekms_encryption_context: kms
             .as_ref()
             .and_then(|k| tessera_core::kms::context_header(&k.context)),
@@ -263,11 +264,13 @@ pub async fn upload_part(
     let etag = part.etag.clone();
     let encryption = sse::header_for(stored.written.blob.sealing.scheme);
     let ssekms_key_id = sse::kms_key_for(&stored.written.blob.sealing);
+    let bucket_key_enabled = sse::bucket_key_for(&stored.written.blob.sealing);
     record_part(ops, ctx, &part, stored).await?;
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let mut out = UploadPartOutput {
         server_side_encryption: encryption,
         ssekms_key_id,
+        bucket_key_enabled,
         sse_customer_algorithm,
         sse_customer_key_md5,
         e_tag: Some(convert::etag(&etag)),
@@ -379,6 +382,7 @@ pub async fn upload_part_copy(
     let etag = part.etag.clone();
     let encryption = sse::header_for(stored.written.blob.sealing.scheme);
     let ssekms_key_id = sse::kms_key_for(&stored.written.blob.sealing);
+    let bucket_key_enabled = sse::bucket_key_for(&stored.written.blob.sealing);
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     record_part(ops, ctx, &part, stored).await?;
     // The part's time is meta's: read it back (None if the upload ended meanwhile).
@@ -393,6 +397,7 @@ pub async fn upload_part_copy(
     Ok(S3Response::new(UploadPartCopyOutput {
         server_side_encryption: encryption,
         ssekms_key_id,
+        bucket_key_enabled,
         sse_customer_algorithm,
         sse_customer_key_md5,
         copy_part_result: Some(CopyPartResult {

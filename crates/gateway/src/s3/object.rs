@@ -94,6 +94,7 @@ pub async fn put_object(
     let encryption = sse::header_for(sealing.scheme);
     let ssekms_key_id = sse::kms_key_for(sealing);
     let ssekms_encryption_context = sse::kms_context_for(sealing);
+    let bucket_key_enabled = sse::bucket_key_for(sealing);
     let (sse_customer_algorithm, sse_customer_key_md5) = sse::customer_answer(customer.as_ref());
     let committed = commit_version(ops, ctx, version, precondition, stored).await?;
     tracing::debug!(
@@ -109,6 +110,7 @@ pub async fn put_object(
         server_side_encryption: encryption,
         ssekms_key_id,
         ssekms_encryption_context,
+        bucket_key_enabled,
         sse_customer_algorithm,
         sse_customer_key_md5,
         e_tag: Some(convert::etag(&committed.etag)),

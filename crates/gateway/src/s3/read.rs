@@ -70,17 +70,18 @@ pub async fn fetch_version(
     }
 }
 
-/// The bytes [range) of a version as one stream across its parts, checked as `check` says.
-/// A failure mid-stream (the client sees a cut response) is logged with the request id; a
-/// checksum mismatch is also counted.
-pub fn object_body(
+/// The bytes [range) of a version as one stream across its parts, checked as `check` says,
+/// opened now: a data key refused (a KMS key disabled, say) or unreachable for the first part
+/// is an S3 error before any byte. A failure mid-stream (the client sees a cut response) is
+/// logged with the request id; a checksum mismatch is also counted.
+pub async fn object_body(
     ops: &Ops,
     ctx: &RequestContext,
     version: &ObjectVersion,
     range: ByteRange<u64>,
     check: ReadCheck,
     customer_key: Option<&CustomerKey>,
-) -> StreamingBlob {
+) -> Result<StreamingBlob, GatewayError> {
     let request_id = ctx.request_id.clone();
     let bucket = version.bucket.as_str().to_owned();
     let key = version.key.as_str().to_owned();
@@ -88,7 +89,8 @@ pub fn object_body(
     let metrics = ops.metrics.clone();
     let stream = ops
         .blobs
-        .read_object(version, range, check, customer_key)
+        .open_object(version, range, check, customer_key)
+        .await?
         .inspect(move |item| match item {
             Ok(_) => {}
             Err(e @ PipelineError::ChecksumMismatch { part_number, .. }) => {
@@ -113,7 +115,7 @@ pub fn object_body(
                 "object read failed mid-stream; response cut"
             ),
         });
-    StreamingBlob::wrap(stream)
+    Ok(StreamingBlob::wrap(stream))
 }
 
 /// Where a GET or HEAD reads: the whole object, a Range, or one part.
@@ -352,6 +354,7 @@ macro_rules! object_read_output {
             parts_count: a.plan.parts_count,
             server_side_encryption: sse::header_for_version(&a.version),
             ssekms_key_id: sse::kms_key_for_version(&a.version),
+            bucket_key_enabled: sse::bucket_key_for_version(&a.version),
             sse_customer_algorithm: a.customer.0,
             sse_customer_key_md5: a.customer.1,
             storage_class: storage_class(&a.version),
@@ -398,7 +401,6 @@ pub async fn get_object(
     let input = req.input;
     let customer = sse::request_key(&sse::customer_headers!(input), ctx, ops.sse_c_over_http)?;
     let a = prepare_read(ops, read_request!(input), customer.as_ref()).await?;
-    sse::check_kms_readable(ops, &a.version).await?;
     let len = a.plan.range.end - a.plan.range.start;
     let body = object_body(
         ops,
@@ -407,7 +409,8 @@ pub async fn get_object(
         a.plan.range.clone(),
         a.plan.check,
         customer.as_ref(),
-    );
+    )
+    .await?;
     Ok(S3Response::new(
         object_read_output!(GetObjectOutput, a, len, {
             body: Some(body),

@@ -5,15 +5,15 @@
 //! `x-amz-server-side-encryption-customer-*` headers; over HTTPS only, as S3 requires, unless
 //! the gateway's `sse_c_over_http` allows it for local testing). An SSE-C object is read only
 //! with its key: without it 400 InvalidRequest, with another key 403 AccessDenied, both before
-//! any byte is sent. SSE-KMS and DSSE-KMS are not built yet: a request for them is refused with
-//! NotImplemented rather than silently stored under SSE-S3.
+//! any byte is sent. SSE-KMS (`aws:kms`, with or without an S3 Bucket Key) and DSSE-KMS
+//! (`aws:kms:dsse`) seal under a key of the built-in KMS; a read of such an object is refused
+//! with the KMS's error while the key may not be used.
 
 use s3s::dto::ServerSideEncryption;
 use tessera_core::kms;
 use tessera_core::object::{BucketEncryption, MultipartUpload, ObjectVersion, UploadKms};
 use tessera_core::sealing::customer_key::{ALGORITHM, CustomerKey, CustomerKeyHeaders};
 use tessera_core::sealing::{Sealing, SealingScheme};
-use tessera_proto::meta::v1 as pb;
 
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -30,6 +30,8 @@ pub struct SseRequest<'a> {
     pub kms_key_id: Option<&'a str>,
     /// `x-amz-server-side-encryption-context`.
     pub kms_context: Option<&'a str>,
+    /// `x-amz-server-side-encryption-bucket-key-enabled`.
+    pub bucket_key: Option<bool>,
 }
 
 /// The customer-key headers of a request input (s3s gives each operation its own input type,
@@ -67,6 +69,7 @@ macro_rules! new_object_request {
             customer: $crate::s3::sse::customer_headers!($input),
             kms_key_id: $input.ssekms_key_id.as_deref(),
             kms_context: $input.ssekms_encryption_context.as_deref(),
+            bucket_key: $input.bucket_key_enabled,
         }
     };
 }
@@ -110,7 +113,10 @@ pub async fn for_new_object(
 
 /// Checks the encryption a new object asks for: AES256 (SSE-S3), aws:kms (SSE-KMS),
 /// aws:kms:dsse (DSSE-KMS) or a customer key (SSE-C); a request that asks for none gets its
-/// bucket's default encryption (`bucket_default`), or SSE-S3.
+/// bucket's default encryption (`bucket_default`), or SSE-S3. An SSE-KMS object uses an S3
+/// Bucket Key if the request's `x-amz-server-side-encryption-bucket-key-enabled` says so, or,
+/// without that header, if the bucket's default encryption does (as S3 decides; DSSE-KMS
+/// never does).
 pub fn new_object_sse(
     req: &SseRequest<'_>,
     ctx: &RequestContext,
@@ -123,6 +129,9 @@ pub fn new_object_sse(
             "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
         ));
     }
+    let bucket_key = req
+        .bucket_key
+        .unwrap_or_else(|| bucket_default.is_some_and(|d| d.bucket_key_enabled));
     let kms_target = |dsse: bool| -> Result<KmsTarget, GatewayError> {
         let key = req.kms_key_id.unwrap_or_default().trim().to_owned();
         if !key.is_empty() {
@@ -138,7 +147,12 @@ pub fn new_object_sse(
                 "The x-amz-server-side-encryption-context header is not valid: {e}"
             ))
         })?;
-        Ok(KmsTarget { key, context, dsse })
+        Ok(KmsTarget {
+            key,
+            context,
+            dsse,
+            bucket_key,
+        })
     };
     let kms = match req.sse.map(ServerSideEncryption::as_str) {
         None if customer.is_none() => match bucket_default {
@@ -150,6 +164,7 @@ pub fn new_object_sse(
                     key: default.kms_key_id.clone(),
                     context: Vec::new(),
                     dsse: default.algorithm == ServerSideEncryption::AWS_KMS_DSSE,
+                    bucket_key,
                 })
             }
             _ => None,
@@ -246,9 +261,9 @@ pub fn header_for(scheme: SealingScheme) -> Option<ServerSideEncryption> {
         SealingScheme::SseS3 => Some(ServerSideEncryption::from_static(
             ServerSideEncryption::AES256,
         )),
-        SealingScheme::SseKms => Some(ServerSideEncryption::from_static(
-            ServerSideEncryption::AWS_KMS,
-        )),
+        SealingScheme::SseKms | SealingScheme::SseKmsBucketKey => Some(
+            ServerSideEncryption::from_static(ServerSideEncryption::AWS_KMS),
+        ),
         SealingScheme::DsseKms => Some(ServerSideEncryption::from_static(
             ServerSideEncryption::AWS_KMS_DSSE,
         )),
@@ -260,7 +275,7 @@ pub fn header_for(scheme: SealingScheme) -> Option<ServerSideEncryption> {
 pub fn kms_key_for(sealing: &Sealing) -> Option<String> {
     if !matches!(
         sealing.scheme,
-        SealingScheme::SseKms | SealingScheme::DsseKms
+        SealingScheme::SseKms | SealingScheme::DsseKms | SealingScheme::SseKmsBucketKey
     ) {
         return None;
     }
@@ -279,9 +294,26 @@ pub fn kms_key_for_version(version: &ObjectVersion) -> Option<String> {
 /// The `x-amz-server-side-encryption-context` answer for a blob sealed with a context.
 pub fn kms_context_for(sealing: &Sealing) -> Option<String> {
     match sealing.scheme {
-        SealingScheme::SseKms | SealingScheme::DsseKms => kms::context_header(&sealing.parameters),
+        SealingScheme::SseKms | SealingScheme::DsseKms | SealingScheme::SseKmsBucketKey => {
+            kms::context_header(&sealing.parameters)
+        }
         _ => None,
     }
+}
+
+/// The `x-amz-server-side-encryption-bucket-key-enabled` answer for a blob: `true` when an S3
+/// Bucket Key sealed it, absent otherwise (as S3 answers).
+pub fn bucket_key_for(sealing: &Sealing) -> Option<bool> {
+    (sealing.scheme == SealingScheme::SseKmsBucketKey).then_some(true)
+}
+
+/// The `x-amz-server-side-encryption-bucket-key-enabled` answer for a version (that of its
+/// parts).
+pub fn bucket_key_for_version(version: &ObjectVersion) -> Option<bool> {
+    version
+        .parts
+        .iter()
+        .find_map(|p| bucket_key_for(&p.blob.sealing))
 }
 
 /// The `x-amz-server-side-encryption` answer for a version: that of its parts.
@@ -322,6 +354,7 @@ pub async fn resolve_upload_kms(
         key_id,
         context: kms.context,
         dsse: kms.dsse,
+        bucket_key: kms.bucket_key && !kms.dsse,
     })
 }
 
@@ -332,57 +365,9 @@ async fn usable_kms_key(
     wanted: &str,
     create_default: bool,
 ) -> Result<String, GatewayError> {
-    let refused =
-        |e| GatewayError::Pipeline(PipelineError::Seal(crate::pipeline::sse::key_error(e)));
-    let answer = ops
-        .meta
-        .describe_kms_key(wanted, create_default)
+    crate::pipeline::sse::usable_kms_key(&ops.meta, wanted, create_default)
         .await
-        .map_err(refused)?;
-    let record = answer.key.unwrap_or_default();
-    let state = match pb::KmsKeyState::try_from(record.state) {
-        Ok(pb::KmsKeyState::KmsKeyEnabled) => kms::KeyState::Enabled,
-        Ok(pb::KmsKeyState::KmsKeyDisabled) => kms::KeyState::Disabled,
-        _ => kms::KeyState::PendingDeletion,
-    };
-    let status = kms::KeyStatus {
-        state,
-        deletion_ms: record.deletion_ms,
-    };
-    status
-        .check_usable(&record.key_id, answer.now_ms)
-        .map_err(|e| {
-            let code = match e {
-                kms::KmsError::Disabled(_) => "KMS.DisabledException",
-                kms::KmsError::PendingDeletion(_) => "KMS.KMSInvalidStateException",
-                _ => "KMS.NotFoundException",
-            };
-            GatewayError::Pipeline(PipelineError::Seal(SealError::KmsRefused {
-                code: code.to_owned(),
-                detail: e.to_string(),
-            }))
-        })?;
-    Ok(record.key_id)
-}
-
-/// Refuses, before any byte of a response is sent, to read a version sealed under KMS keys
-/// that may not be used now (disabled, pending deletion, deleted). The stream checks again as
-/// it unwraps each part's data keys; this check makes the common refusal a clean S3 error
-/// instead of a response cut after its status line.
-pub async fn check_kms_readable(
-    ops: &super::Ops,
-    version: &ObjectVersion,
-) -> Result<(), GatewayError> {
-    let mut seen: Vec<String> = Vec::new();
-    for part in &version.parts {
-        if let Some(key_id) = kms_key_for(&part.blob.sealing)
-            && !seen.contains(&key_id)
-        {
-            usable_kms_key(ops, &key_id, false).await?;
-            seen.push(key_id);
-        }
-    }
-    Ok(())
+        .map_err(|e| GatewayError::Pipeline(PipelineError::Seal(e)))
 }
 
 /// The KMS sealing of an upload's parts, if it has one.
@@ -391,6 +376,7 @@ pub fn upload_kms_target(upload: &MultipartUpload) -> Option<KmsTarget> {
         key: k.key_id.clone(),
         context: k.context.clone(),
         dsse: k.dsse,
+        bucket_key: k.bucket_key,
     })
 }
 

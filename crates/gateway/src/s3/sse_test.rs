@@ -113,6 +113,7 @@ fn sse_s3_is_the_default_and_kms_takes_a_key_and_context() {
                 key: "alias/backups".to_owned(),
                 context: br#"{"project":"x"}"#.to_vec(),
                 dsse,
+                bucket_key: false,
             })
         );
         let default_key = new_object_sse(
@@ -183,6 +184,7 @@ fn a_bucket_default_applies_only_when_a_request_asks_for_nothing() {
             key: default.kms_key_id.clone(),
             context: Vec::new(),
             dsse: true,
+            bucket_key: false,
         })
     );
     let aes = sse("AES256");
@@ -216,6 +218,94 @@ fn a_bucket_default_applies_only_when_a_request_asks_for_nothing() {
     let got = new_object_sse(&SseRequest::default(), &tls(), false, Some(&s3_default))
         .expect("SSE-S3 default");
     assert!(got.kms.is_none());
+}
+
+#[test]
+fn a_bucket_key_is_used_as_the_request_or_else_the_bucket_default_says_never_for_dsse() {
+    let kms = sse("aws:kms");
+    let dsse = sse("aws:kms:dsse");
+    let aes = sse("AES256");
+    let with_bucket_keys = BucketEncryption {
+        algorithm: "aws:kms".to_owned(),
+        kms_key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".to_owned(),
+        bucket_key_enabled: true,
+    };
+    let without = BucketEncryption {
+        bucket_key_enabled: false,
+        ..with_bucket_keys.clone()
+    };
+    let bucket_key = |sse: Option<&ServerSideEncryption>,
+                      header: Option<bool>,
+                      default: Option<&BucketEncryption>|
+     -> Option<bool> {
+        let got = new_object_sse(
+            &SseRequest {
+                sse,
+                bucket_key: header,
+                ..SseRequest::default()
+            },
+            &tls(),
+            false,
+            default,
+        )
+        .expect("accepted");
+        got.kms.map(|k| k.bucket_key)
+    };
+    // The bucket default, by itself or with an explicit aws:kms.
+    assert_eq!(bucket_key(None, None, Some(&with_bucket_keys)), Some(true));
+    assert_eq!(
+        bucket_key(Some(&kms), None, Some(&with_bucket_keys)),
+        Some(true)
+    );
+    assert_eq!(bucket_key(None, None, Some(&without)), Some(false));
+    assert_eq!(bucket_key(Some(&kms), None, None), Some(false));
+    // The request's header wins either way.
+    assert_eq!(
+        bucket_key(None, Some(false), Some(&with_bucket_keys)),
+        Some(false)
+    );
+    assert_eq!(
+        bucket_key(Some(&kms), Some(true), Some(&without)),
+        Some(true)
+    );
+    assert_eq!(bucket_key(Some(&kms), Some(true), None), Some(true));
+    // SSE-S3 has no KMS key to take a bucket key from: the header changes nothing.
+    assert_eq!(bucket_key(Some(&aes), Some(true), None), None);
+    // DSSE-KMS targets may carry the flag; the sealer and the upload record ignore it.
+    assert_eq!(bucket_key(Some(&dsse), Some(true), None), Some(true));
+}
+
+#[test]
+fn bucket_keyed_blobs_answer_as_sse_kms_with_their_key_and_bucket_key_enabled() {
+    let sealing = Sealing {
+        scheme: SealingScheme::SseKmsBucketKey,
+        key_id: "kms-1234abcd-12ab-34cd-56ef-1234567890ab/1".to_owned(),
+        parameters: br#"{"a":"1"}"#.to_vec(),
+        ..Sealing::default()
+    };
+    assert_eq!(
+        header_for(SealingScheme::SseKmsBucketKey),
+        Some(sse("aws:kms"))
+    );
+    assert_eq!(
+        kms_key_for(&sealing).as_deref(),
+        Some("1234abcd-12ab-34cd-56ef-1234567890ab")
+    );
+    assert_eq!(kms_context_for(&sealing), Some(b64(r#"{"a":"1"}"#)));
+    assert_eq!(bucket_key_for(&sealing), Some(true));
+    for scheme in [
+        SealingScheme::None,
+        SealingScheme::SseS3,
+        SealingScheme::SseC,
+        SealingScheme::SseKms,
+        SealingScheme::DsseKms,
+    ] {
+        let other = Sealing {
+            scheme,
+            ..sealing.clone()
+        };
+        assert_eq!(bucket_key_for(&other), None, "{scheme:?}");
+    }
 }
 
 #[test]
