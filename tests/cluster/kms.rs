@@ -400,3 +400,322 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
         assert!(audit.contains(needle), "the meta logs name {needle}");
     }
 }
+
+/// The text of the cluster's log files whose names start with `prefix`.
+fn logs_of(tc: &TestCluster, prefix: &str) -> String {
+    std::fs::read_dir(tc.root().join("logs"))
+        .expect("logs")
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with(prefix))
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .collect()
+}
+
+/// Lines of `text` that hold every one of `needles`.
+fn lines_with(text: &str, needles: &[&str]) -> usize {
+    text.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bucket_keys_serve_many_objects_with_one_kms_key_per_bucket() {
+    let tc = TestCluster::start(1).await;
+    let s3 = &tc.s3;
+    s3.create_bucket()
+        .bucket("vault")
+        .send()
+        .await
+        .expect("bucket");
+    let key_id = tc
+        .admin_ok(&["kms", "create-key", "--alias", "bk"])
+        .trim()
+        .to_owned();
+
+    phase("PUTs asking for a bucket key answer bucket-key-enabled and read back");
+    let small = pattern(3000, 11);
+    let large = pattern(1_500_000, 12);
+    let context = tessera_core::checksum::to_base64(br#"{"team":"ops"}"#);
+    let mut names = Vec::new();
+    for i in 0..12 {
+        let name = format!("obj-{i}");
+        let data = if i == 0 { &large } else { &small };
+        let put = s3
+            .put_object()
+            .bucket("vault")
+            .key(&name)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id("alias/bk")
+            .ssekms_encryption_context(&context)
+            .bucket_key_enabled(true)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {name}: {e:?}"));
+        assert_eq!(put.bucket_key_enabled, Some(true), "{name}");
+        assert_eq!(put.ssekms_key_id.as_deref(), Some(key_id.as_str()));
+        assert_eq!(
+            put.ssekms_encryption_context.as_deref(),
+            Some(context.as_str())
+        );
+        names.push((name, data.clone()));
+    }
+    for (name, data) in &names {
+        let out = s3
+            .get_object()
+            .bucket("vault")
+            .key(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get {name}: {e:?}"));
+        assert_eq!(out.bucket_key_enabled, Some(true), "{name}");
+        assert_eq!(
+            out.server_side_encryption,
+            Some(ServerSideEncryption::AwsKms)
+        );
+        let body = out.body.collect().await.expect("body").into_bytes();
+        assert!(body.as_ref() == data.as_slice(), "{name}");
+    }
+    let (part, _) = get(&tc, "obj-0", Some("bytes=65530-900000".into())).await;
+    assert!(part == large[65_530..=900_000]);
+    let head = s3
+        .head_object()
+        .bucket("vault")
+        .key("obj-0")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.bucket_key_enabled, Some(true));
+    assert_eq!(head.ssekms_key_id.as_deref(), Some(key_id.as_str()));
+
+    phase("the KMS made one bucket key for the bucket; the gateway audited every object");
+    let meta_logs = logs_of(&tc, "meta");
+    let made = lines_with(
+        &meta_logs,
+        &["tessera::audit", key_id.as_str(), "GenerateDataKey", "ok"],
+    );
+    assert_eq!(made, 1, "one bucket key for twelve objects");
+    let gateway_logs = logs_of(&tc, "gateway");
+    assert!(
+        lines_with(
+            &gateway_logs,
+            &[
+                "tessera::audit",
+                key_id.as_str(),
+                "BucketKeyGenerateDataKey",
+                "ok"
+            ]
+        ) >= 12,
+        "every new object's key use is audited"
+    );
+    assert!(
+        lines_with(
+            &gateway_logs,
+            &[
+                "tessera::audit",
+                key_id.as_str(),
+                "BucketKeyDecryptDataKey",
+                "ok"
+            ]
+        ) >= 13,
+        "every read's key use is audited"
+    );
+
+    phase("without the header an object gets no bucket key; DSSE-KMS never does");
+    let put = s3
+        .put_object()
+        .bucket("vault")
+        .key("no-bucket-key")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key_id)
+        .body(ByteStream::from(small.clone()))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.bucket_key_enabled, None);
+    let put = s3
+        .put_object()
+        .bucket("vault")
+        .key("dsse")
+        .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
+        .ssekms_key_id(&key_id)
+        .bucket_key_enabled(true)
+        .body(ByteStream::from(small.clone()))
+        .send()
+        .await
+        .expect("dsse put");
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::AwsKmsDsse)
+    );
+    assert_eq!(put.bucket_key_enabled, None);
+    assert!(get(&tc, "dsse", None).await.0 == small);
+
+    phase("a bucket default with BucketKeyEnabled applies unless the request says otherwise");
+    let config = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(
+                    ServerSideEncryptionByDefault::builder()
+                        .sse_algorithm(ServerSideEncryption::AwsKms)
+                        .kms_master_key_id("alias/bk")
+                        .build()
+                        .expect("default"),
+                )
+                .bucket_key_enabled(true)
+                .build(),
+        )
+        .build()
+        .expect("configuration");
+    s3.put_bucket_encryption()
+        .bucket("vault")
+        .server_side_encryption_configuration(config)
+        .send()
+        .await
+        .expect("put bucket encryption");
+    let got = s3
+        .get_bucket_encryption()
+        .bucket("vault")
+        .send()
+        .await
+        .expect("get bucket encryption");
+    let rule = got
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .expect("a rule")
+        .clone();
+    assert_eq!(rule.bucket_key_enabled(), Some(true));
+    let put = s3
+        .put_object()
+        .bucket("vault")
+        .key("by-default")
+        .body(ByteStream::from(small.clone()))
+        .send()
+        .await
+        .expect("put by default");
+    assert_eq!(put.bucket_key_enabled, Some(true));
+    assert_eq!(put.ssekms_key_id.as_deref(), Some(key_id.as_str()));
+    let put = s3
+        .put_object()
+        .bucket("vault")
+        .key("opted-out")
+        .bucket_key_enabled(false)
+        .body(ByteStream::from(small.clone()))
+        .send()
+        .await
+        .expect("put opting out");
+    assert_eq!(put.bucket_key_enabled, None);
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+
+    phase("multipart uploads and copies take the setting of the request (or the default)");
+    let create = s3
+        .create_multipart_upload()
+        .bucket("vault")
+        .key("multi")
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(create.bucket_key_enabled, Some(true));
+    let upload = create.upload_id.expect("upload id");
+    let part1 = pattern(5 * 1024 * 1024, 13);
+    let mut parts = Vec::new();
+    for (n, data) in [(1, &part1), (2, &small)] {
+        let up = s3
+            .upload_part()
+            .bucket("vault")
+            .key("multi")
+            .upload_id(&upload)
+            .part_number(n)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .expect("part");
+        assert_eq!(up.bucket_key_enabled, Some(true));
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(up.e_tag.expect("etag"))
+                .build(),
+        );
+    }
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("vault")
+        .key("multi")
+        .upload_id(&upload)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(done.bucket_key_enabled, Some(true));
+    let whole: Vec<u8> = part1.iter().chain(small.iter()).copied().collect();
+    assert!(get(&tc, "multi", None).await.0 == whole);
+    let copied = s3
+        .copy_object()
+        .bucket("vault")
+        .key("copy-without")
+        .copy_source("vault/obj-1")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&key_id)
+        .bucket_key_enabled(false)
+        .send()
+        .await
+        .expect("copy without a bucket key");
+    assert_eq!(copied.bucket_key_enabled, None);
+    let copied = s3
+        .copy_object()
+        .bucket("vault")
+        .key("copy-with")
+        .copy_source("vault/no-bucket-key")
+        .send()
+        .await
+        .expect("copy under the default");
+    assert_eq!(copied.bucket_key_enabled, Some(true));
+    for name in ["copy-without", "copy-with"] {
+        assert!(get(&tc, name, None).await.0 == small, "{name}");
+    }
+
+    phase("disabling the key refuses bucket-keyed objects at once, despite the cached key");
+    tc.admin_ok(&["kms", "disable-key", "bk"]);
+    for name in ["obj-0", "obj-5", "by-default", "multi", "copy-with"] {
+        assert_eq!(
+            get_refused(&tc, name).await,
+            (400, "KMS.DisabledException".to_owned()),
+            "{name}"
+        );
+    }
+    let e = s3
+        .put_object()
+        .bucket("vault")
+        .key("refused")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect_err("a write under a disabled key");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (400, "KMS.DisabledException".to_owned())
+    );
+    let e = s3
+        .copy_object()
+        .bucket("vault")
+        .key("refused-copy")
+        .copy_source("vault/obj-1")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .expect_err("a copy from a disabled key's object");
+    assert_eq!(
+        (error_status(&e), error_code(&e)),
+        (400, "KMS.DisabledException".to_owned())
+    );
+    tc.admin_ok(&["kms", "enable-key", "bk"]);
+    assert!(get(&tc, "obj-0", None).await.0 == large, "enabled again");
+}

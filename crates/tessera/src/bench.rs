@@ -51,8 +51,9 @@ pub struct BenchArgs {
     #[arg(long)]
     concurrency: Option<usize>,
     /// Server-side encryption of the objects written: s3 (SSE-S3, what the cluster does when
-    /// asked for nothing), kms (SSE-KMS under the default key aws/s3), dsse (DSSE-KMS) or c
-    /// (SSE-C with a key the bench makes; needs https or a gateway allowing SSE-C over HTTP).
+    /// asked for nothing), kms (SSE-KMS under the default key aws/s3), kms-bucket-key (the same
+    /// with an S3 Bucket Key), dsse (DSSE-KMS) or c (SSE-C with a key the bench makes; needs
+    /// https or a gateway allowing SSE-C over HTTP).
     #[arg(long, value_enum, default_value_t = SseMode::S3)]
     sse: SseMode,
 }
@@ -64,6 +65,8 @@ pub enum SseMode {
     S3,
     /// SSE-KMS under the default KMS key.
     Kms,
+    /// SSE-KMS under the default KMS key, with an S3 Bucket Key.
+    KmsBucketKey,
     /// DSSE-KMS under the default KMS key.
     Dsse,
     /// SSE-C with a random key of the bench's own.
@@ -99,6 +102,9 @@ impl Sse {
         use aws_sdk_s3::types::ServerSideEncryption as E;
         match (self.mode, &self.customer) {
             (SseMode::Kms, _) => b.server_side_encryption(E::AwsKms),
+            (SseMode::KmsBucketKey, _) => {
+                b.server_side_encryption(E::AwsKms).bucket_key_enabled(true)
+            }
             (SseMode::Dsse, _) => b.server_side_encryption(E::AwsKmsDsse),
             (SseMode::C, Some((key, md5))) => b
                 .sse_customer_algorithm("AES256")
@@ -498,7 +504,12 @@ mod tests {
             tessera_core::checksum::from_base64(&md5).expect("base64 md5"),
             md5::Md5::digest(&key).to_vec()
         );
-        for mode in [SseMode::S3, SseMode::Kms, SseMode::Dsse] {
+        for mode in [
+            SseMode::S3,
+            SseMode::Kms,
+            SseMode::KmsBucketKey,
+            SseMode::Dsse,
+        ] {
             assert!(Sse::new(mode).customer.is_none(), "{mode:?}");
         }
     }
