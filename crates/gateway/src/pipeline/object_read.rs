@@ -413,4 +413,81 @@ mod tests {
             "{first:?}"
         );
     }
+
+    #[tokio::test]
+    async fn open_object_fetches_the_first_parts_key_before_any_byte() {
+        use super::super::sse::{LocalKeys, SseSeals};
+        use super::super::{BlobStoreConfig, KmsTarget, SealError, WriteOptions};
+        use std::sync::Arc;
+
+        let keys = Arc::new(LocalKeys::new());
+        let store = BlobStore::with_seals(
+            tessera_client::DataClient::new(),
+            crate::nodes::NodeDirectory::fixed(Vec::new()),
+            BlobStoreConfig::default(),
+            Arc::new(SseSeals::new(keys.clone())),
+        );
+        let mut objects = Vec::new();
+        for data in [&b"hello"[..], b""] {
+            let target = SealTarget::new("bkt", "k", 1).with_kms(Some(KmsTarget {
+                key: String::new(),
+                context: Vec::new(),
+                dsse: false,
+                bucket_key: true,
+            }));
+            let body = futures::stream::iter([Ok::<_, super::super::BodyError>(
+                Bytes::copy_from_slice(data),
+            )]);
+            let written = store
+                .write(
+                    Box::pin(body),
+                    WriteOptions {
+                        expected_len: Some(data.len() as u64),
+                        target,
+                        ..WriteOptions::default()
+                    },
+                )
+                .await
+                .expect("stored inline");
+            let mut v = version(&[data], false);
+            v.parts[0].blob = written.blob;
+            objects.push((v, data.len() as u64, data));
+        }
+        for (v, len, data) in &objects {
+            let stream = store
+                .open_object(v, 0..*len, ReadCheck::WholeParts, None)
+                .await
+                .expect("opens");
+            let read: Vec<Bytes> = stream.map(|r| r.expect("reads")).collect().await;
+            assert_eq!(read.concat(), *data);
+        }
+        *keys.refusal.lock().expect("lock") = Some("KMS.DisabledException");
+        for (v, len, _) in &objects {
+            let refused = store
+                .open_object(v, 0..*len, ReadCheck::WholeParts, None)
+                .await
+                .err();
+            assert!(
+                matches!(
+                    &refused,
+                    Some(PipelineError::Seal(SealError::KmsRefused { code, .. }))
+                        if code == "KMS.DisabledException"
+                ),
+                "refused before any byte, empty objects too: {refused:?}"
+            );
+        }
+        // The lazy read meets the same refusal only once polled.
+        let (v, len, _) = &objects[0];
+        let first = store
+            .read_object(v, 0..*len, ReadCheck::WholeParts, None)
+            .next()
+            .await;
+        assert!(
+            matches!(
+                first,
+                Some(Err(PipelineError::Seal(SealError::KmsRefused { .. })))
+            ),
+            "{first:?}"
+        );
+    }
 }
