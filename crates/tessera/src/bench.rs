@@ -42,8 +42,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Scenarios to run (comma-separated), or "standard" for the whole suite:
-    /// put-1m, get-1m, put-64m, get-64m, put-4k, get-4k. Also available: put-1g (16 clients
-    /// each streaming a 1 GiB object from a file, to watch the gateway's memory).
+    /// put-1m, get-1m, put-64m, get-64m, put-4k, get-4k. Also available: put-16m, get-16m,
+    /// list-1k (8 clients listing 5,000 keys 1,000 a page; its ops/s column counts keys),
+    /// put-1g (16 clients each streaming a 1 GiB object from a file, to watch the gateway's
+    /// memory), and "compare" (the cases scripts/compare-peer runs: put-1m, get-1m, put-16m,
+    /// get-16m, put-4k, get-4k, list-1k).
     #[arg(long, default_value = "standard", value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Clients per scenario instead of the scenario's own (e.g. 1 to see the latency of one
@@ -145,6 +148,41 @@ struct Scenario {
     size: usize,
     concurrency: usize,
 }
+
+/// LIST of a prefix holding [`LIST_KEYS`] keys, 1,000 keys a page, by 8 clients; its line
+/// counts pages as operations and keys in the ops/s column.
+const LIST: Scenario = Scenario {
+    name: "list-1k",
+    put: false,
+    size: 0,
+    concurrency: 8,
+};
+
+/// Keys under the LIST scenario's prefix.
+const LIST_KEYS: usize = 5000;
+
+/// Scenarios outside the standard suite, by name.
+const EXTRA: [Scenario; 4] = [
+    Scenario {
+        name: "put-16m",
+        put: true,
+        size: 16 << 20,
+        concurrency: 8,
+    },
+    Scenario {
+        name: "get-16m",
+        put: false,
+        size: 16 << 20,
+        concurrency: 8,
+    },
+    LIST,
+    BIG,
+];
+
+/// The cases the performance comparison with a peer runs (`--scenarios compare`).
+const COMPARE: [&str; 7] = [
+    "put-1m", "get-1m", "put-16m", "get-16m", "put-4k", "get-4k", "list-1k",
+];
 
 /// 16 clients each uploading 1 GiB, streamed from a file so the client holds no copy.
 const BIG: Scenario = Scenario {
@@ -383,6 +421,120 @@ async fn run_scenario(
     }
 }
 
+/// The scenarios `names` asks for: names from the suite or [`EXTRA`], "standard" (the suite)
+/// or "compare" ([`COMPARE`]).
+fn select_scenarios(names: &[String]) -> Result<Vec<Scenario>> {
+    let mut out = Vec::new();
+    for name in names {
+        match name.as_str() {
+            "standard" => out.extend(SUITE),
+            "compare" => {
+                for case in COMPARE {
+                    out.extend(select_scenarios(&[case.to_owned()])?);
+                }
+            }
+            _ => match SUITE.iter().chain(EXTRA.iter()).find(|s| s.name == name) {
+                Some(s) => out.push(*s),
+                None => bail!("unknown scenario {name}"),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// Lists the [`LIST`] prefix over and over for `seconds`, 1,000 keys a page, after filling
+/// it with [`LIST_KEYS`] empty objects if it holds fewer; one latency per page, keys counted
+/// in `keys`.
+async fn run_list(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    s: Scenario,
+    seconds: u64,
+    keys: &AtomicU64,
+) -> Outcome {
+    let prefix = "list-1k/";
+    let present = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .start_after(format!("{prefix}{:06}", LIST_KEYS - 2))
+        .send()
+        .await
+        .map(|o| o.key_count.unwrap_or(0))
+        .unwrap_or(0);
+    if present == 0 {
+        let next = Arc::new(AtomicU64::new(0));
+        let mut fillers = Vec::new();
+        for _ in 0..32 {
+            let (client, bucket, next) = (client.clone(), bucket.to_owned(), next.clone());
+            fillers.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= LIST_KEYS as u64 {
+                        break;
+                    }
+                    let _ = client
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(format!("{prefix}{i:06}"))
+                        .body(ByteStream::from_static(b""))
+                        .send()
+                        .await;
+                }
+            }));
+        }
+        for f in fillers {
+            let _ = f.await;
+        }
+    }
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..s.concurrency {
+        let (client, bucket, errors) = (client.clone(), bucket.to_owned(), errors.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut listed = 0_u64;
+            let mut token: Option<String> = None;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match client
+                    .list_objects_v2()
+                    .bucket(&bucket)
+                    .prefix(prefix)
+                    .max_keys(1000)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                {
+                    Ok(page) => {
+                        lat.push(u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX));
+                        listed += page.contents().len() as u64;
+                        token = page.next_continuation_token;
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            (lat, listed)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for w in workers {
+        if let Ok((l, listed)) = w.await {
+            latencies_us.extend(l);
+            keys.fetch_add(listed, Ordering::Relaxed);
+        }
+    }
+    Outcome {
+        latencies_us,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -406,22 +558,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .context("--access-key (or AWS_ACCESS_KEY_ID) is required")?;
     let secret =
         std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is required")?;
-    let selected: Vec<Scenario> = if args.scenarios.iter().any(|s| s == "standard") {
-        SUITE.to_vec()
-    } else {
-        let mut v = Vec::new();
-        for name in &args.scenarios {
-            match SUITE
-                .iter()
-                .chain(std::iter::once(&BIG))
-                .find(|s| s.name == name)
-            {
-                Some(s) => v.push(*s),
-                None => bail!("unknown scenario {name}"),
-            }
-        }
-        v
-    };
+    let selected = select_scenarios(&args.scenarios)?;
     let selected: Vec<Scenario> = match args.concurrency {
         Some(n) => selected
             .into_iter()
@@ -460,14 +597,21 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "scenario", "conc", "size", "ops", "MiB/s", "ops/s", "p50 ms", "p99 ms"
     );
     for s in selected {
+        let keys = AtomicU64::new(0);
         let mut o = if s.name == BIG.name {
             run_streamed_puts(&client, &args.bucket, s, &sse).await?
+        } else if s.name == LIST.name {
+            run_list(&client, &args.bucket, s, args.seconds, &keys).await
         } else {
             run_scenario(&client, &args.bucket, s, args.seconds, &sse).await
         };
         o.latencies_us.sort_unstable();
-        let ops = o.latencies_us.len() as f64;
         let secs = o.elapsed.as_secs_f64().max(1e-9);
+        let ops = if s.name == LIST.name {
+            keys.load(Ordering::Relaxed) as f64
+        } else {
+            o.latencies_us.len() as f64
+        };
         let mib = ops * s.size as f64 / (1024.0 * 1024.0) / secs;
         println!(
             "{:<9} {:>5} {:>9} {:>7} {:>10.1} {:>9.1} {:>9.2} {:>6.1}{}",
@@ -512,6 +656,26 @@ mod tests {
         ] {
             assert!(Sse::new(mode).customer.is_none(), "{mode:?}");
         }
+    }
+
+    #[test]
+    fn scenarios_are_chosen_by_name_and_by_set() {
+        let names = |v: &[&str]| -> Vec<&'static str> {
+            let owned: Vec<String> = v.iter().map(|s| (*s).to_owned()).collect();
+            select_scenarios(&owned)
+                .expect("known")
+                .iter()
+                .map(|s| s.name)
+                .collect()
+        };
+        assert_eq!(names(&["standard"]), SUITE.map(|s| s.name).to_vec());
+        assert_eq!(names(&["compare"]), COMPARE.to_vec());
+        assert_eq!(names(&["list-1k", "put-1g"]), ["list-1k", "put-1g"]);
+        assert!(select_scenarios(&["put-2m".to_owned()]).is_err());
+        let list = select_scenarios(&["list-1k".to_owned()]).expect("list");
+        assert_eq!((list[0].concurrency, list[0].size), (8, 0));
+        let big = select_scenarios(&["get-16m".to_owned()]).expect("16m");
+        assert_eq!((big[0].put, big[0].size), (false, 16 << 20));
     }
 
     #[test]
