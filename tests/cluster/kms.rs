@@ -45,9 +45,60 @@ async fn get_refused(tc: &TestCluster, key: &str) -> (u16, String) {
     (error_status(&e), error_code(&e))
 }
 
+/// Uploads `parts` (numbered from 1) to upload `upload` of `vault/KEY` and completes it; the
+/// parts' answers and the completion's, for the caller to check.
+async fn upload_parts(
+    tc: &TestCluster,
+    key: &str,
+    upload: &str,
+    parts: &[&[u8]],
+) -> (
+    Vec<aws_sdk_s3::operation::upload_part::UploadPartOutput>,
+    aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput,
+) {
+    let mut answers = Vec::new();
+    let mut completed = Vec::new();
+    for (n, data) in (1..).zip(parts) {
+        let up = tc
+            .s3
+            .upload_part()
+            .bucket("vault")
+            .key(key)
+            .upload_id(upload)
+            .part_number(n)
+            .body(ByteStream::from(data.to_vec()))
+            .send()
+            .await
+            .expect("part");
+        completed.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(up.e_tag.clone().expect("etag"))
+                .build(),
+        );
+        answers.push(up);
+    }
+    let done = tc
+        .s3
+        .complete_multipart_upload()
+        .bucket("vault")
+        .key(key)
+        .upload_id(upload)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    (answers, done)
+}
+
 fn kms_rule(
     algorithm: ServerSideEncryption,
     key: Option<&str>,
+    bucket_key: Option<bool>,
 ) -> ServerSideEncryptionConfiguration {
     ServerSideEncryptionConfiguration::builder()
         .rules(
@@ -59,6 +110,7 @@ fn kms_rule(
                         .build()
                         .expect("default"),
                 )
+                .set_bucket_key_enabled(bucket_key)
                 .build(),
         )
         .build()
@@ -190,38 +242,10 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
     assert_eq!(create.ssekms_key_id.as_deref(), Some(key_id.as_str()));
     let upload = create.upload_id.expect("upload id");
     let part1 = pattern(5 * 1024 * 1024, 3);
-    let mut parts = Vec::new();
-    for (n, data) in [(1, &part1), (2, &small)] {
-        let up = s3
-            .upload_part()
-            .bucket("vault")
-            .key("multi")
-            .upload_id(&upload)
-            .part_number(n)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await
-            .expect("part");
+    let (answers, _) = upload_parts(&tc, "multi", &upload, &[&part1, &small]).await;
+    for up in answers {
         assert_eq!(up.ssekms_key_id.as_deref(), Some(key_id.as_str()));
-        parts.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(up.e_tag.expect("etag"))
-                .build(),
-        );
     }
-    s3.complete_multipart_upload()
-        .bucket("vault")
-        .key("multi")
-        .upload_id(&upload)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("complete");
     let whole: Vec<u8> = part1.iter().chain(small.iter()).copied().collect();
     let (body, kms_key) = get(&tc, "multi", None).await;
     assert!(body == whole);
@@ -233,6 +257,7 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
         .server_side_encryption_configuration(kms_rule(
             ServerSideEncryption::AwsKms,
             Some("alias/backups"),
+            None,
         ))
         .send()
         .await
@@ -270,6 +295,7 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
         .server_side_encryption_configuration(kms_rule(
             ServerSideEncryption::AwsKms,
             Some("alias/no-such-key"),
+            None,
         ))
         .send()
         .await
@@ -384,13 +410,7 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
     assert_eq!(error_status(&e), 404);
 
     phase("every use of a key is in meta's audit log");
-    let logs = tc.root().join("logs");
-    let audit: String = std::fs::read_dir(&logs)
-        .expect("logs")
-        .flatten()
-        .filter(|f| f.file_name().to_string_lossy().starts_with("meta"))
-        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
-        .collect();
+    let audit = logs_of(&tc, "meta");
     for needle in [
         key_id.as_str(),
         "GenerateDataKey",
@@ -552,24 +572,13 @@ async fn bucket_keys_serve_many_objects_with_one_kms_key_per_bucket() {
     assert!(get(&tc, "dsse", None).await.0 == small);
 
     phase("a bucket default with BucketKeyEnabled applies unless the request says otherwise");
-    let config = ServerSideEncryptionConfiguration::builder()
-        .rules(
-            ServerSideEncryptionRule::builder()
-                .apply_server_side_encryption_by_default(
-                    ServerSideEncryptionByDefault::builder()
-                        .sse_algorithm(ServerSideEncryption::AwsKms)
-                        .kms_master_key_id("alias/bk")
-                        .build()
-                        .expect("default"),
-                )
-                .bucket_key_enabled(true)
-                .build(),
-        )
-        .build()
-        .expect("configuration");
     s3.put_bucket_encryption()
         .bucket("vault")
-        .server_side_encryption_configuration(config)
+        .server_side_encryption_configuration(kms_rule(
+            ServerSideEncryption::AwsKms,
+            Some("alias/bk"),
+            Some(true),
+        ))
         .send()
         .await
         .expect("put bucket encryption");
@@ -621,39 +630,10 @@ async fn bucket_keys_serve_many_objects_with_one_kms_key_per_bucket() {
     assert_eq!(create.bucket_key_enabled, Some(true));
     let upload = create.upload_id.expect("upload id");
     let part1 = pattern(5 * 1024 * 1024, 13);
-    let mut parts = Vec::new();
-    for (n, data) in [(1, &part1), (2, &small)] {
-        let up = s3
-            .upload_part()
-            .bucket("vault")
-            .key("multi")
-            .upload_id(&upload)
-            .part_number(n)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await
-            .expect("part");
+    let (answers, done) = upload_parts(&tc, "multi", &upload, &[&part1, &small]).await;
+    for up in answers {
         assert_eq!(up.bucket_key_enabled, Some(true));
-        parts.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(up.e_tag.expect("etag"))
-                .build(),
-        );
     }
-    let done = s3
-        .complete_multipart_upload()
-        .bucket("vault")
-        .key("multi")
-        .upload_id(&upload)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("complete");
     assert_eq!(done.bucket_key_enabled, Some(true));
     let whole: Vec<u8> = part1.iter().chain(small.iter()).copied().collect();
     assert!(get(&tc, "multi", None).await.0 == whole);
