@@ -49,6 +49,16 @@ pub enum SealingScheme {
 }
 
 impl SealingScheme {
+    /// Every scheme, for code and tests that must cover each.
+    pub const ALL: [SealingScheme; 6] = [
+        SealingScheme::None,
+        SealingScheme::SseS3,
+        SealingScheme::SseC,
+        SealingScheme::SseKms,
+        SealingScheme::DsseKms,
+        SealingScheme::SseKmsBucketKey,
+    ];
+
     /// A stable name for logs and metrics.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -293,13 +293,10 @@ fn bucket_keyed_blobs_answer_as_sse_kms_with_their_key_and_bucket_key_enabled() 
     );
     assert_eq!(kms_context_for(&sealing), Some(b64(r#"{"a":"1"}"#)));
     assert_eq!(bucket_key_for(&sealing), Some(true));
-    for scheme in [
-        SealingScheme::None,
-        SealingScheme::SseS3,
-        SealingScheme::SseC,
-        SealingScheme::SseKms,
-        SealingScheme::DsseKms,
-    ] {
+    for scheme in SealingScheme::ALL
+        .into_iter()
+        .filter(|s| *s != SealingScheme::SseKmsBucketKey)
+    {
         let other = Sealing {
             scheme,
             ..sealing.clone()

@@ -212,14 +212,7 @@ fn uploads_parts_buckets_nodes_and_leases_round_trip() {
 
 #[test]
 fn every_sealing_scheme_round_trips_and_an_unknown_one_is_refused() {
-    for scheme in [
-        SealingScheme::None,
-        SealingScheme::SseS3,
-        SealingScheme::SseC,
-        SealingScheme::SseKms,
-        SealingScheme::DsseKms,
-        SealingScheme::SseKmsBucketKey,
-    ] {
+    for scheme in SealingScheme::ALL {
         let sealing = Sealing {
             scheme,
             segment_size: 65_536,
