@@ -42,7 +42,22 @@ async fn get_refused(tc: &TestCluster, key: &str) -> (u16, String) {
         .send()
         .await
         .expect_err("refused");
-    (error_status(&e), error_code(&e))
+    answer(&e)
+}
+
+/// The HTTP status and S3 error code of a failed call.
+fn answer<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> (u16, String)
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    (error_status(e), error_code(e))
+}
+
+/// What S3 answers for an object (or write) under a disabled KMS key.
+fn disabled() -> (u16, String) {
+    (400, "KMS.DisabledException".to_owned())
 }
 
 /// Uploads `parts` (numbered from 1) to upload `upload` of `vault/KEY` and completes it; the
@@ -322,11 +337,7 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
     phase("a disabled key locks its objects (and new writes) until enabled again");
     tc.admin_ok(&["kms", "disable-key", "alias/backups"]);
     for name in ["small", "large", "dsse", "multi", "by-default"] {
-        assert_eq!(
-            get_refused(&tc, name).await,
-            (400, "KMS.DisabledException".to_owned()),
-            "{name}"
-        );
+        assert_eq!(get_refused(&tc, name).await, disabled(), "{name}");
     }
     let e = s3
         .put_object()
@@ -338,10 +349,7 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
         .send()
         .await
         .expect_err("a write under a disabled key");
-    assert_eq!(
-        (error_status(&e), error_code(&e)),
-        (400, "KMS.DisabledException".to_owned())
-    );
+    assert_eq!(answer(&e), disabled());
     let e = s3
         .copy_object()
         .bucket("vault")
@@ -350,10 +358,7 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
         .send()
         .await
         .expect_err("a copy from a disabled key's object");
-    assert_eq!(
-        (error_status(&e), error_code(&e)),
-        (400, "KMS.DisabledException".to_owned())
-    );
+    assert_eq!(answer(&e), disabled());
     assert!(get(&tc, "default-key", None).await.0 == small, "other keys");
     assert!(get(&tc, "plain-s3", None).await.0 == small, "SSE-S3");
     tc.admin_ok(&["kms", "enable-key", &key_id]);
@@ -378,10 +383,7 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
         "a key pending deletion cannot be enabled"
     );
     tc.admin_ok(&["kms", "cancel-key-deletion", "backups"]);
-    assert_eq!(
-        get_refused(&tc, "small").await,
-        (400, "KMS.DisabledException".to_owned())
-    );
+    assert_eq!(get_refused(&tc, "small").await, disabled());
     tc.admin_ok(&["kms", "enable-key", "backups"]);
     assert!(get(&tc, "small", None).await.0 == small);
 
@@ -396,10 +398,7 @@ async fn kms_keys_seal_objects_and_a_disabled_key_locks_them_until_enabled() {
         .send()
         .await
         .expect_err("unknown key");
-    assert_eq!(
-        (error_status(&e), error_code(&e)),
-        (400, "KMS.NotFoundException".to_owned())
-    );
+    assert_eq!(answer(&e), (400, "KMS.NotFoundException".to_owned()));
     let e = s3
         .head_object()
         .bucket("vault")
@@ -665,11 +664,7 @@ async fn bucket_keys_serve_many_objects_with_one_kms_key_per_bucket() {
     phase("disabling the key refuses bucket-keyed objects at once, despite the cached key");
     tc.admin_ok(&["kms", "disable-key", "bk"]);
     for name in ["obj-0", "obj-5", "by-default", "multi", "copy-with"] {
-        assert_eq!(
-            get_refused(&tc, name).await,
-            (400, "KMS.DisabledException".to_owned()),
-            "{name}"
-        );
+        assert_eq!(get_refused(&tc, name).await, disabled(), "{name}");
     }
     let e = s3
         .put_object()
@@ -679,10 +674,7 @@ async fn bucket_keys_serve_many_objects_with_one_kms_key_per_bucket() {
         .send()
         .await
         .expect_err("a write under a disabled key");
-    assert_eq!(
-        (error_status(&e), error_code(&e)),
-        (400, "KMS.DisabledException".to_owned())
-    );
+    assert_eq!(answer(&e), disabled());
     let e = s3
         .copy_object()
         .bucket("vault")
@@ -692,10 +684,7 @@ async fn bucket_keys_serve_many_objects_with_one_kms_key_per_bucket() {
         .send()
         .await
         .expect_err("a copy from a disabled key's object");
-    assert_eq!(
-        (error_status(&e), error_code(&e)),
-        (400, "KMS.DisabledException".to_owned())
-    );
+    assert_eq!(answer(&e), disabled());
     tc.admin_ok(&["kms", "enable-key", "bk"]);
     assert!(get(&tc, "obj-0", None).await.0 == large, "enabled again");
 }
