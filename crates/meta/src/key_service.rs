@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use tessera_core::sealing::aead::{Aes256GcmAead, KEY_LEN, NONCE_LEN, SealKey};
+use tessera_core::sealing::bucket_key;
 use tessera_core::sealing::kek::{
     KekId, parse_root_key, root_check, unwrap_kek, verify_root_check, wrap_kek,
 };
@@ -112,7 +113,12 @@ pub(crate) struct KeyBinding<'r> {
 /// with part 0 (an S3 Bucket Key's, see `tessera_core::sealing::bucket_key`).
 pub(crate) fn binding(b: Option<&pb::KeyBinding>) -> Result<KeyBinding<'_>, Status> {
     let b = b.ok_or_else(|| Status::invalid_argument("a key binding is required"))?;
-    if b.bucket.is_empty() || (b.key.is_empty() && b.part_number != 0) {
+    let binding = Binding {
+        bucket: &b.bucket,
+        key: &b.key,
+        part_number: b.part_number,
+    };
+    if b.bucket.is_empty() || (b.key.is_empty() && !bucket_key::is_bucket_binding(&binding)) {
         return Err(Status::invalid_argument(
             "a key binding names a bucket and a key, or a bucket alone with part 0",
         ));
@@ -132,11 +138,7 @@ pub(crate) fn binding(b: Option<&pb::KeyBinding>) -> Result<KeyBinding<'_>, Stat
         )));
     }
     Ok(KeyBinding {
-        binding: Binding {
-            bucket: &b.bucket,
-            key: &b.key,
-            part_number: b.part_number,
-        },
+        binding,
         layer,
         context: &b.encryption_context,
     })
